@@ -1,0 +1,24 @@
+"""Discovery: every registry of modalab, populated by importing the modules that register."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modalab.registry import Registry
+
+__all__ = ["registries"]
+
+
+def registries() -> dict[str, Registry[Any]]:
+    """Kind → registry, after importing every module that registers components."""
+    import modalab.data
+    import modalab.methods
+    import modalab.models
+    import modalab.objectives
+
+    return {
+        "datasets": modalab.data.DATASETS,
+        "encoders": modalab.models.ENCODERS,
+        "objectives": modalab.objectives.OBJECTIVES,
+        "methods": modalab.methods.METHODS,
+    }

@@ -1,0 +1,1 @@
+"""The ``modalab`` command line interface."""

@@ -1,0 +1,198 @@
+"""The ``modalab`` command line.
+
+Each subcommand lives in :data:`COMMANDS` as ``name -> (add_arguments, handler, help)``;
+new commands are added there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["COMMANDS", "main"]
+
+EPILOG_RUN = """\
+overrides use Hydra syntax: GROUP=OPTION selects a config group option, KEY=VALUE sets a value.
+A comma-separated value runs each choice in turn and prints one combined table.
+
+examples:
+  modalab run                                   # CLIP on the embedded `shapes` data
+  modalab run method=supervised                 # the supervised late-fusion baseline
+  modalab run method=clip,supervised            # both, one table
+  modalab run data.n_samples=2000 trainer.max_epochs=3 seed=1
+  modalab run --cfg                             # print the composed config and exit
+
+config groups: data=, model=, method=, eval=, trainer=  (see `modalab list`)
+"""
+
+
+def _expand_overrides(overrides: Sequence[str]) -> list[list[str]]:
+    """Expand Hydra sweep overrides (``a=1,2``) into the list of single-run override lists."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    choices: list[list[str]] = []
+    for override in parsed:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            values = list(override.sweep_string_iterator())
+            choices.append([f"{key}={v}" for v in values])
+        else:
+            choices.append([override.input_line])
+    return [list(combo) for combo in itertools.product(*choices)] if choices else [[]]
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=supervised")
+    parser.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from modalab.experiments.config import compose_config
+    from modalab.experiments.runner import run
+
+    console = Console()
+    runs = _expand_overrides(args.overrides)
+    configs = [compose_config(o) for o in runs]  # validate every run before training any
+    if args.cfg:
+        for cfg in configs:
+            console.print(OmegaConf.to_yaml(cfg), markup=False)
+        return 0
+    results = []
+    for overrides, cfg in zip(runs, configs):
+        label = " ".join(overrides) or "(defaults)"
+        console.print(f"[bold]modalab run[/bold] {label}")
+        result = run(cfg, quiet=args.quiet)
+        console.print(
+            f"  run directory: {result.run_dir}  (train {result.train_seconds:.1f}s, "
+            f"eval {result.eval_seconds:.1f}s)"
+        )
+        results.append((label, result))
+    console.print(_results_table(results))
+    return 0
+
+
+def _results_table(results: Sequence[tuple[str, object]]) -> Table:
+    """One row per run × metric group, one column per modality/direction."""
+    table = Table(title="modalab results (test split)")
+    table.add_column("run")
+    table.add_column("metric")
+    columns: list[str] = []
+    rows: list[tuple[str, str, dict[str, float]]] = []
+    for label, result in results:
+        grouped: dict[str, dict[str, float]] = {}
+        for record in result.metrics:  # type: ignore[attr-defined]
+            name = record.metric + (f" ({record.condition})" if record.condition else "")
+            grouped.setdefault(name, {})[record.modality] = record.value
+            if record.modality not in columns:
+                columns.append(record.modality)
+        for name, values in grouped.items():
+            rows.append((label, name, values))
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, name, values in rows:
+        table.add_row(label, name, *[f"{values[c]:.3f}" if c in values else "" for c in columns])
+    return table
+
+
+def _add_list_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "kind", nargs="?", default="all",
+        help="datasets | encoders | objectives | methods | configs | all",
+    )
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from modalab.catalog import registries
+    from modalab.experiments.config import group_options
+
+    console = Console()
+    kinds = registries()
+    wanted = list(kinds) if args.kind == "all" else [args.kind]
+    for kind in wanted:
+        if kind == "configs":
+            continue
+        if kind not in kinds:
+            console.print(f"unknown kind {kind!r}; valid: {', '.join([*kinds, 'configs'])}")
+            return 2
+        table = Table(title=kind)
+        table.add_column("name")
+        table.add_column("description")
+        for entry in kinds[kind].entries():
+            table.add_row(entry.name, entry.description)
+        console.print(table)
+    if args.kind in ("all", "configs"):
+        table = Table(title="config groups")
+        table.add_column("group")
+        table.add_column("options")
+        for group in ("data", "model", "method", "eval", "trainer"):
+            table.add_row(group, ", ".join(group_options(group)))
+        console.print(table)
+    return 0
+
+
+#: Subcommands: name → (add_arguments, handler, one-line help, epilog).
+COMMANDS: dict[
+    str,
+    tuple[
+        Callable[[argparse.ArgumentParser], None],
+        Callable[[argparse.Namespace], int],
+        str,
+        str,
+    ],
+] = {
+    "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
+    "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="modalab",
+        description=(
+            "modalab: self-supervised multimodal representation learning under adverse "
+            "conditions. Pre-train, stress, repair and question multimodal encoders."
+        ),
+        epilog="Run `modalab COMMAND --help` for the options of a command.",
+    )
+    from modalab import __version__
+
+    parser.add_argument("--version", action="version", version=f"modalab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (add_args, handler, help_text, epilog) in COMMANDS.items():
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog or None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_args(p)
+        p.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``modalab`` console script."""
+    from modalab.experiments.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        print(f"modalab: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

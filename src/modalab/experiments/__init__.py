@@ -1,0 +1,1 @@
+"""Configs, the runner, sweeps, the results store and reports."""

@@ -1,0 +1,91 @@
+"""CLIP-style contrastive pre-training of per-modality encoders (all modality pairs)."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor, nn
+
+from modalab.data.batch import MultimodalBatch
+from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.registry import METHODS
+from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
+from modalab.objectives.clip import CLIPLoss
+
+__all__ = ["CLIPMethod", "build_clip"]
+
+
+class CLIPMethod(L.LightningModule):
+    """Encoders + projection heads trained with the CLIP loss over every modality pair.
+
+    Radford et al., ICML 2021. The encoders' outputs (before projection) are the
+    representations evaluated downstream; the projected, L2-normalised embeddings form the
+    joint space used for retrieval.
+
+    Args:
+        encoder: Per-modality encoders with projection heads.
+        loss: The CLIP loss (owns the temperature).
+        lr: Learning rate.
+        weight_decay: Weight decay.
+    """
+
+    def __init__(
+        self, encoder: MultimodalEncoder, loss: CLIPLoss, lr: float, weight_decay: float
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.loss = loss
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        """Per-modality representations (encoder outputs) of a batch."""
+        return self.encoder(batch.inputs)
+
+    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
+        """L2-normalised projections into the joint space."""
+        return {k: F.normalize(v, dim=-1) for k, v in self.encoder.project(representations).items()}
+
+    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
+        out = self.loss(self.encoder.project(self.encoder(batch.inputs)), batch.present)
+        size = batch.batch_size
+        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
+                 on_step=False, on_epoch=True, sync_dist=True)
+        log_terms(self, stage, out.terms, size)
+        if stage == "train":
+            self.log("train/logit_scale", self.loss.logit_scale.detach(), batch_size=size,
+                     on_step=False, on_epoch=True)
+        return out.loss
+
+    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+        """One contrastive step."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+        """Validation contrastive loss."""
+        return self._step(batch, "val")
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """AdamW + cosine decay over encoders, heads and temperature."""
+        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+
+
+@METHODS.register("clip")
+def build_clip(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    temperature: float = 0.07,
+    learn_temperature: bool = True,
+    proj_dim: int = 64,
+    proj_hidden: int = 0,
+) -> CLIPMethod:
+    """CLIP: symmetric InfoNCE between every pair of modalities, learnable temperature."""
+    encoder.projections = nn.ModuleDict(
+        {m: ProjectionHead(embed_dim, proj_dim, proj_hidden) for m in encoder.modalities}
+    )
+    loss = CLIPLoss(temperature=temperature, learn_temperature=learn_temperature)
+    return CLIPMethod(encoder, loss, lr=lr, weight_decay=weight_decay)

@@ -1,0 +1,31 @@
+"""Per-modality encoders, fusion modules and projection heads (no losses)."""
+
+from modalab.models.encoders import (
+    ENCODERS,
+    ConvEncoder,
+    MLPEncoder,
+    TokenTransformerEncoder,
+    build_encoder,
+    default_encoder_name,
+)
+from modalab.models.multimodal import (
+    ConcatFusion,
+    LateFusionClassifier,
+    MeanFusion,
+    MultimodalEncoder,
+    ProjectionHead,
+)
+
+__all__ = [
+    "ENCODERS",
+    "ConcatFusion",
+    "ConvEncoder",
+    "LateFusionClassifier",
+    "MLPEncoder",
+    "MeanFusion",
+    "MultimodalEncoder",
+    "ProjectionHead",
+    "TokenTransformerEncoder",
+    "build_encoder",
+    "default_encoder_name",
+]

@@ -1,0 +1,233 @@
+"""Per-modality encoders, each mapping one modality's input to a ``[B, embed_dim]`` vector.
+
+Encoders know nothing of losses or of other modalities. Convolutional encoders are assembled
+from MONAI's :class:`~monai.networks.blocks.Convolution` blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from monai.networks.blocks import Convolution
+from torch import Tensor, nn
+
+from modalab.registry import Registry
+
+__all__ = [
+    "ENCODERS",
+    "ConvEncoder",
+    "MLPEncoder",
+    "TokenTransformerEncoder",
+    "build_encoder",
+    "default_encoder_name",
+]
+
+#: Encoder builders ``(input_shape, embed_dim, **kwargs) -> nn.Module``; ``input_shape``
+#: excludes the batch dimension, ``vocab_size`` is passed for token inputs.
+ENCODERS: Registry[Callable[..., nn.Module]] = Registry("encoder")
+
+
+class ConvEncoder(nn.Module):
+    """A small strided CNN (1-D or 2-D) followed by global average pooling and a linear map.
+
+    Args:
+        spatial_dims: 1 for waveforms/sequences ``[B, C, T]``, 2 for images ``[B, C, H, W]``.
+        in_channels: Input channels.
+        embed_dim: Output dimension.
+        channels: Channels of the successive blocks.
+        strides: Stride of each block.
+        kernel_size: Kernel size of every block.
+
+    Example:
+        >>> enc = ConvEncoder(2, in_channels=3, embed_dim=16)
+        >>> enc(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 16])
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        embed_dim: int,
+        channels: Sequence[int] = (32, 64, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(strides):
+            raise ValueError(
+                f"channels {list(channels)} and strides {list(strides)} must have equal length."
+            )
+        blocks: list[nn.Module] = []
+        previous = in_channels
+        for out, stride in zip(channels, strides):
+            blocks.append(
+                Convolution(
+                    spatial_dims,
+                    previous,
+                    out,
+                    strides=stride,
+                    kernel_size=kernel_size,
+                    act="RELU",
+                    norm="BATCH",
+                )
+            )
+            previous = out
+        self.features = nn.Sequential(*blocks)
+        self.spatial_dims = spatial_dims
+        self.out = nn.Linear(previous, embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x`` of shape ``[B, C, *spatial]`` to ``[B, embed_dim]``."""
+        h = self.features(x)
+        return self.out(h.flatten(2).mean(dim=2))
+
+
+class TokenTransformerEncoder(nn.Module):
+    """Token embedding + a small Transformer encoder + masked mean pooling over non-pad tokens.
+
+    Args:
+        vocab_size: Vocabulary size.
+        embed_dim: Output dimension.
+        max_length: Longest sequence (for learned positions).
+        width: Transformer width.
+        depth: Number of layers.
+        heads: Attention heads.
+        pad_id: Padding token id (excluded from attention and pooling).
+
+    Example:
+        >>> enc = TokenTransformerEncoder(vocab_size=30, embed_dim=8, max_length=10)
+        >>> enc(torch.randint(1, 30, (3, 10))).shape
+        torch.Size([3, 8])
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        max_length: int = 64,
+        width: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        pad_id: int = 0,
+    ) -> None:
+        super().__init__()
+        self.pad_id = pad_id
+        self.token = nn.Embedding(vocab_size, width, padding_idx=pad_id)
+        self.position = nn.Parameter(torch.zeros(1, max_length, width))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True
+        )
+        self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.out = nn.Linear(width, embed_dim)
+
+    def token_states(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token hidden states ``[B, L, width]`` and the non-pad mask ``[B, L]``."""
+        keep = tokens != self.pad_id
+        # A fully padded row (an absent caption) would make attention undefined: let it attend.
+        keep_attn = keep | ~keep.any(dim=1, keepdim=True)
+        h = self.token(tokens) + self.position[:, : tokens.shape[1]]
+        h = self.transformer(h, src_key_padding_mask=~keep_attn)
+        return h, keep
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Encode token ids ``[B, L]`` to ``[B, embed_dim]``."""
+        h, keep = self.token_states(tokens)
+        weights = keep.float().unsqueeze(-1)
+        pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return self.out(pooled)
+
+
+class MLPEncoder(nn.Module):
+    """A two-layer MLP for vector inputs ``[B, D]``.
+
+    Example:
+        >>> MLPEncoder(5, 3)(torch.zeros(2, 5)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(self, in_features: int, embed_dim: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, embed_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x`` of shape ``[B, D]`` (flattened if it has more dimensions)."""
+        return self.net(x.flatten(1))
+
+
+@ENCODERS.register("cnn2d")
+def _cnn2d(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
+    """Small MONAI CNN for images and spectrograms ``[C, H, W]``."""
+    return ConvEncoder(2, input_shape[0], embed_dim, **kwargs)
+
+
+@ENCODERS.register("cnn1d")
+def _cnn1d(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
+    """Small MONAI 1-D CNN for waveforms ``[C, T]`` (stride 4 per block)."""
+    kwargs.setdefault("channels", (32, 64, 128, 128))
+    kwargs.setdefault("strides", (4, 4, 4, 2))
+    kwargs.setdefault("kernel_size", 9)
+    return ConvEncoder(1, input_shape[0], embed_dim, **kwargs)
+
+
+@ENCODERS.register("transformer")
+def _transformer(
+    input_shape: Sequence[int], embed_dim: int, vocab_size: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Small Transformer for token sequences ``[L]``."""
+    if vocab_size is None:
+        raise ValueError("The transformer encoder needs the dataset's vocab_size.")
+    return TokenTransformerEncoder(vocab_size, embed_dim, max_length=input_shape[0], **kwargs)
+
+
+@ENCODERS.register("mlp")
+def _mlp(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
+    """Two-layer MLP for vectors (inputs are flattened)."""
+    size = 1
+    for d in input_shape:
+        size *= int(d)
+    return MLPEncoder(size, embed_dim, **kwargs)
+
+
+def default_encoder_name(example: Tensor) -> str:
+    """The default encoder for a modality, chosen from one example batch's dtype and rank.
+
+    Integer ``[B, L]`` → ``transformer``; float ``[B, C, H, W]`` → ``cnn2d``;
+    float ``[B, C, T]`` → ``cnn1d``; anything else → ``mlp``.
+    """
+    if not example.is_floating_point() and example.dim() == 2:
+        return "transformer"
+    if example.dim() == 4:
+        return "cnn2d"
+    if example.dim() == 3:
+        return "cnn1d"
+    return "mlp"
+
+
+def build_encoder(
+    name: str, example: Tensor, embed_dim: int, vocab_size: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a registered encoder for inputs shaped like ``example`` (``[B, ...]``).
+
+    Args:
+        name: Registered encoder name, or ``"auto"`` for :func:`default_encoder_name`.
+        example: An example batch of the modality.
+        embed_dim: Output dimension.
+        vocab_size: Vocabulary size, for token inputs.
+        **kwargs: Passed to the encoder.
+
+    Returns:
+        The encoder module.
+    """
+    if name == "auto":
+        name = default_encoder_name(example)
+    builder = ENCODERS.get(name)
+    if name == "transformer":
+        kwargs["vocab_size"] = vocab_size
+    return builder(tuple(example.shape[1:]), embed_dim, **kwargs)

@@ -1,0 +1,99 @@
+"""Registries of named components with discovery.
+
+One :class:`Registry` per kind of component (datasets, encoders, objectives, methods, scenarios,
+interventions). A component is registered under a name with a one-line description taken from
+its docstring, and can be listed with a glob pattern.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Registry", "RegistryEntry"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RegistryEntry(Generic[T]):
+    """One registered component.
+
+    Attributes:
+        name: The name it is registered under.
+        obj: The registered class or function.
+        description: One-line description.
+    """
+
+    name: str
+    obj: T
+    description: str
+
+
+class Registry(Generic[T]):
+    """A name → component registry.
+
+    Args:
+        kind: What the registry holds, used in error messages (e.g. ``"dataset"``).
+
+    Example:
+        >>> losses: Registry[object] = Registry("objective")
+        >>> @losses.register("l2")
+        ... def l2(x):
+        ...     '''Squared error.'''
+        ...     return x * x
+        >>> losses.get("l2")(3)
+        9
+        >>> losses.names("l*")
+        ['l2']
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, RegistryEntry[T]] = {}
+
+    def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
+        """Decorator that registers ``obj`` under ``name``.
+
+        Args:
+            name: Unique name.
+            description: One-line description; defaults to the docstring's first line.
+
+        Returns:
+            The decorator, which returns the object unchanged.
+        """
+
+        def decorator(obj: T) -> T:
+            if name in self._entries and self._entries[name].obj is not obj:
+                raise ValueError(f"A {self.kind} named {name!r} is already registered.")
+            doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
+            self._entries[name] = RegistryEntry(name=name, obj=obj, description=doc)
+            return obj
+
+        return decorator
+
+    def get(self, name: str) -> T:
+        """Return the component registered as ``name``.
+
+        Raises:
+            KeyError: With the list of valid names, if ``name`` is unknown.
+        """
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            raise KeyError(
+                f"Unknown {self.kind} {name!r}; valid names: {', '.join(sorted(self._entries))}."
+            ) from None
+
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching a glob ``pattern``."""
+        return sorted(n for n in self._entries if fnmatch.fnmatch(n, pattern))
+
+    def entries(self, pattern: str = "*") -> list[RegistryEntry[T]]:
+        """Sorted entries matching a glob ``pattern``."""
+        return [self._entries[n] for n in self.names(pattern)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
