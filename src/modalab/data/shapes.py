@@ -490,6 +490,8 @@ def make_shapes(**kwargs: Any) -> Splits:
             "vocab_size": len(VOCABULARY),
             "pad_id": PAD_ID,
             "mask_id": MASK_ID,
+            "special_ids": [PAD_ID, CLS_ID, SEP_ID, MASK_ID],
+            "sample_rates": {"audio": AUDIO_SAMPLE_RATE},
         },
     )
 

@@ -33,6 +33,9 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
         clean_label: Optional clean labels ``[N]`` (default: ``label``).
         index: Optional sample ids ``[N]`` (default: ``arange(N)``).
         num_classes: Number of classes (default: ``label.max() + 1``).
+        extras: Optional per-sample tensors ``[N, ...]`` carried along with the samples
+            (bookkeeping of scenarios, e.g. which pairs were shuffled); batches get them in
+            :attr:`MultimodalBatch.extras`.
 
     Example:
         >>> import torch
@@ -53,13 +56,16 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
         clean_label: Tensor | None = None,
         index: Tensor | None = None,
         num_classes: int | None = None,
+        extras: Mapping[str, Tensor] | None = None,
     ) -> None:
         n = int(label.shape[0])
-        for name, tensor in inputs.items():
+        for name, tensor in {**inputs, **(extras or {})}.items():
             if tensor.shape[0] != n:
                 raise ValueError(
-                    f"Modality {name!r} has {tensor.shape[0]} samples but there are {n} labels."
+                    f"Tensor {name!r} (a modality or an extra) has {tensor.shape[0]} samples but "
+                    f"there are {n} labels."
                 )
+        self.extras = dict(extras or {})
         present = dict(present or {})
         self.inputs = dict(inputs)
         self.present = {
@@ -99,6 +105,7 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
             label_observed=self.label_observed[rows],
             clean_label=self.clean_label[rows],
             index=self.index[rows],
+            extras={k: v[rows] for k, v in self.extras.items()},
         )
 
     def subset(self, rows: Tensor | Sequence[int]) -> MultimodalTensorDataset:
@@ -112,6 +119,7 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
             clean_label=self.clean_label[r],
             index=self.index[r],
             num_classes=self.num_classes,
+            extras={k: v[r] for k, v in self.extras.items()},
         )
 
     def replace(self, **changes: Any) -> MultimodalTensorDataset:
@@ -124,6 +132,7 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
             "clean_label": self.clean_label,
             "index": self.index,
             "num_classes": self.num_classes,
+            "extras": self.extras,
         }
         unknown = set(changes) - set(fields)
         if unknown:
