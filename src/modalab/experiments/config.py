@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
+from modalab.scenarios import SCENARIOS
 
 __all__ = [
     "ClipMethodConfig",
@@ -112,6 +113,7 @@ class RunConfig:
             {"data": "shapes"},
             {"model": "default"},
             {"method": "clip"},
+            {"scenario": "none"},
             {"eval": "default"},
             {"trainer": "default"},
         ]
@@ -119,11 +121,15 @@ class RunConfig:
     data: Any = MISSING
     model: Any = MISSING
     method: Any = MISSING
+    scenario: Any = MISSING  # scenario name → parameters, composed: scenario=[missing,blur]
     eval: Any = MISSING
     trainer: Any = MISSING
     seed: int = 0
     output_dir: str = "runs"  # parent folder of run directories
     run_name: str = ""  # run directory name; default: <time>-<data>-<method>-s<seed>
+    store: str = ""  # results store folder the run appends its rows to ("" = none)
+    study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
+    severity_key: str = ""  # config key recorded as the severity; default: first scenario's
 
 
 _REGISTERED = False
@@ -140,6 +146,9 @@ def register_configs() -> None:
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="method", name="clip", node=ClipMethodConfig)
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
+    cs.store(group="scenario", name="none", node={})
+    for entry in SCENARIOS.entries():  # each scenario class is its own structured config
+        cs.store(group="scenario", name=entry.name, node=entry.obj, package=f"scenario.{entry.name}")
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True
@@ -184,7 +193,7 @@ def _explain(error: Exception) -> str:
     cause = error.__cause__
     if cause is not None and str(cause) not in message:
         message = f"{message}\n{cause}"
-    for group in ("data", "model", "method", "eval", "trainer"):
+    for group in ("data", "model", "method", "scenario", "eval", "trainer"):
         if f"'{group}'" in message or f"{group}=" in message or f"group {group}" in message:
             message += f"\nValid options for {group}=: {', '.join(group_options(group))}."
             break

@@ -1,15 +1,26 @@
 """The runner: composes data, model and method from a config, trains with Lightning, evaluates.
 
+Scenarios shape what each phase sees (:func:`~modalab.scenarios.apply_scenarios`): the method
+trains on the train split after the ``pretrain`` scenarios (and validates on the val split
+after the ``val`` ones), the probes train on the train split after the ``downstream``
+scenarios, and the reported metrics — plus the representation diagnostics — come from the
+test split after the ``test`` scenarios.
+
 A run directory holds the resolved config (``config.yaml``), the metrics (``metrics.json`` and
-the row-per-metric ``metrics.csv``), the checkpoints and the CSV/TensorBoard logs.
+the row-per-metric ``metrics.csv``), the checkpoints and the CSV/TensorBoard logs. With
+``store=PATH`` the rows are also appended to the results store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import hashlib
 import inspect
 import json
+import math
 import platform
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +37,7 @@ from torch import nn
 
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import Splits, make_loader
+from modalab.evaluation.diagnostics import representation_diagnostics
 from modalab.evaluation.features import (
     EvalConfig,
     MetricRecord,
@@ -34,11 +46,25 @@ from modalab.evaluation.features import (
 )
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_text
+from modalab.experiments.store import ResultsStore
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
+from modalab.scenarios import Scenario, apply_scenarios, build_scenarios
 
-__all__ = ["RunResult", "build_data", "build_encoders", "build_method", "run"]
+__all__ = [
+    "RunResult",
+    "build_data",
+    "build_encoders",
+    "build_method",
+    "build_run_scenarios",
+    "config_hash",
+    "run",
+    "run_id",
+]
+
+# Keys that say where results go, not what is computed: left out of hashes.
+_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "defaults")
 
 
 @dataclass
@@ -140,6 +166,62 @@ def build_method(
     )
 
 
+def build_run_scenarios(scenario_cfg: Mapping[str, Any] | None, splits: Splits) -> list[Scenario]:
+    """The run's scenarios, in composition order, bound to the data's info."""
+    try:
+        return build_scenarios(dict(scenario_cfg or {}), splits.info)
+    except KeyError as error:
+        raise ConfigError(str(error.args[0])) from None
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"Invalid scenario: {error}") from error
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def config_hash(cfg: Mapping[str, Any]) -> str:
+    """Hash of what a run computes, without seed and study: seeds of one config share it."""
+    return _digest(
+        {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, "seed", "study")}
+    )
+
+
+def run_id(cfg: Mapping[str, Any]) -> str:
+    """Hash of the resolved config with seed and study: the identity of a run in a store."""
+    return _digest({k: v for k, v in cfg.items() if k not in _PLACEMENT_KEYS})
+
+
+def _severity(cfg: Mapping[str, Any], scenarios: list[Scenario]) -> tuple[str, float]:
+    """The severity key and its value (NaN without scenario or key)."""
+    key = str(cfg.get("severity_key") or "")
+    names = list(cfg.get("scenario") or {})
+    if not key and scenarios:
+        key = f"scenario.{names[0]}.{scenarios[0].severity_param}"
+    if not key:
+        return "", math.nan
+    value = OmegaConf.select(OmegaConf.create(dict(cfg)), key)
+    try:
+        return key, float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"severity_key={key!r} must name a numeric config value; it holds {value!r}."
+        ) from None
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
+            cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
     name = cfg["run_name"] or (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg['data']['name']}-{cfg['method']['name']}"
@@ -190,8 +272,20 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     )
     plain.pop("defaults", None)
     seed = int(plain["seed"])
+    store = ResultsStore(plain["store"]) if plain.get("store") else None
+    if store is not None and store.has(run_id(plain)):
+        raise ConfigError(
+            f"The results store {store.root} already holds run {run_id(plain)}; results are "
+            "never overwritten (`modalab sweep` skips finished runs)."
+        )
     L.seed_everything(seed, workers=True, verbose=False)
     splits = build_data(plain["data"])
+    scenarios = build_run_scenarios(plain.get("scenario"), splits)
+    _severity(plain, scenarios)  # a bad severity_key fails before training, not after
+    seen = {
+        stage: apply_scenarios(splits, scenarios, stage, seed)
+        for stage in ("pretrain", "downstream", "val", "test")
+    }
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(plain["model"], splits)
     method = build_method(plain["method"], encoder, splits, int(plain["model"]["embed_dim"]))
@@ -217,8 +311,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         enable_model_summary=not quiet,
         num_sanity_val_steps=0,
     )
-    train_loader = make_loader(splits.train, batch_size, shuffle=True, drop_last=True, seed=seed)
-    val_loader = make_loader(splits.val, batch_size)
+    train_loader = make_loader(
+        seen["pretrain"], batch_size, shuffle=True, drop_last=True, seed=seed
+    )
+    val_loader = make_loader(seen["val"], batch_size)
     start = time.perf_counter()
     trainer.fit(method, train_loader, val_loader)
     train_seconds = time.perf_counter() - start
@@ -229,14 +325,43 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     project = method.joint_embeddings  # type: ignore[attr-defined]
     features = [
         extract_features(encode, split, project, eval_cfg.batch_size, device=method.device)
-        for split in (splits.train, splits.val, splits.test)
+        for split in (seen["downstream"], seen["val"], seen["test"])
     ]
     metrics = evaluate_representations(*features, splits.num_classes, eval_cfg, seed=seed)
+    test = features[2]
+    metrics += representation_diagnostics(test.features, test.joint, test.present)
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)
+    if store is not None:
+        store.append(run_id(plain), _store_rows(result, scenarios))
     _write_metrics(result)
     return result
+
+
+def _store_rows(result: RunResult, scenarios: list[Scenario]) -> list[dict[str, Any]]:
+    """One results-store row per metric record of a run."""
+    cfg = result.config
+    key, severity = _severity(cfg, scenarios)
+    common = {
+        "run_id": run_id(cfg),
+        "study": str(cfg.get("study") or ""),
+        "config_hash": config_hash(cfg),
+        "method": cfg["method"]["name"],
+        "data": cfg["data"]["name"],
+        "scenario": "+".join(cfg.get("scenario") or {}) or "none",
+        "severity": severity,
+        "severity_key": key,
+        "seed": int(cfg["seed"]),
+        "git_revision": _git_revision(),
+        "versions": json.dumps(_versions(), sort_keys=True),
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    return [
+        {**common, "metric": r.metric, "modality": r.modality, "condition": r.condition,
+         "value": float(r.value)}
+        for r in result.metrics
+    ]
 
 
 def _write_metrics(result: RunResult) -> None:

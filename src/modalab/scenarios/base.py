@@ -67,11 +67,12 @@ class Scenario(ABC):
     their random quantities in :meth:`randomize` and apply them in :meth:`transform`.
 
     Attributes:
-        stage: The phases the scenario applies to (see :data:`STAGES`).
+        stage: The phases the scenario applies to (see :data:`STAGES`); by default every
+            phase but validation, which stays clean for model selection unless asked.
     """
 
     severity_param: ClassVar[str] = ""
-    stage: list[str] = field(default_factory=lambda: list(STAGES))
+    stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream", "test"])
 
     def __post_init__(self) -> None:
         if isinstance(self.stage, str):

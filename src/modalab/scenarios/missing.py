@@ -120,6 +120,7 @@ class SemiPaired(Scenario):
     each keeps one of ``modalities`` (uniformly chosen) and loses every other modality.
 
     Attributes:
+        stage: Phases it applies to; by default the training phases.
         paired_fraction: Fraction of samples that keep all their modalities (the severity:
             lower is harder).
         modalities: Modalities an unpaired sample may keep; empty means every modality.
@@ -136,6 +137,7 @@ class SemiPaired(Scenario):
     """
 
     severity_param = "paired_fraction"
+    stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     paired_fraction: float = 1.0
     modalities: list[str] = field(default_factory=list)
 
