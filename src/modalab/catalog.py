@@ -15,10 +15,12 @@ def registries() -> dict[str, Registry[Any]]:
     import modalab.methods
     import modalab.models
     import modalab.objectives
+    import modalab.scenarios
 
     return {
         "datasets": modalab.data.DATASETS,
         "encoders": modalab.models.ENCODERS,
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,
+        "scenarios": modalab.scenarios.SCENARIOS,
     }

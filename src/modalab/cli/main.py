@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli.sweep import EPILOG_SWEEP, add_sweep_args, cmd_sweep
+
 __all__ = ["COMMANDS", "main"]
 
 EPILOG_RUN = """\
@@ -27,7 +29,9 @@ examples:
   modalab run data.n_samples=2000 trainer.max_epochs=3 seed=1
   modalab run --cfg                             # print the composed config and exit
 
-config groups: data=, model=, method=, eval=, trainer=  (see `modalab list`)
+  modalab run 'scenario=[missing]' scenario.missing.rate=0.5 store=results/demo
+
+config groups: data=, model=, method=, scenario=, eval=, trainer=  (see `modalab list`)
 """
 
 
@@ -106,7 +110,7 @@ def _results_table(results: Sequence[tuple[str, object]]) -> Table:
 def _add_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "kind", nargs="?", default="all",
-        help="datasets | encoders | objectives | methods | configs | all",
+        help="datasets | encoders | objectives | methods | scenarios | configs | all",
     )
 
 
@@ -133,7 +137,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         table = Table(title="config groups")
         table.add_column("group")
         table.add_column("options")
-        for group in ("data", "model", "method", "eval", "trainer"):
+        for group in ("data", "model", "method", "scenario", "eval", "trainer"):
             table.add_row(group, ", ".join(group_options(group)))
         console.print(table)
     return 0
@@ -151,6 +155,8 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+    "sweep": (add_sweep_args, cmd_sweep, "run a study grid in parallel into a results store",
+              EPILOG_SWEEP),
 }
 
 

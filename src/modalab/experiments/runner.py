@@ -22,7 +22,7 @@ import math
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,16 +181,22 @@ def _digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any]:
+    """The config without placement and presentation keys (and ``drop``)."""
+    out = {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, *drop)}
+    if isinstance(out.get("trainer"), Mapping):
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "enable_progress_bar"}
+    return out
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of what a run computes, without seed and study: seeds of one config share it."""
-    return _digest(
-        {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, "seed", "study")}
-    )
+    return _digest(_identity(cfg, drop=("seed", "study")))
 
 
 def run_id(cfg: Mapping[str, Any]) -> str:
     """Hash of the resolved config with seed and study: the identity of a run in a store."""
-    return _digest({k: v for k, v in cfg.items() if k not in _PLACEMENT_KEYS})
+    return _digest(_identity(cfg))
 
 
 def _severity(cfg: Mapping[str, Any], scenarios: list[Scenario]) -> tuple[str, float]:

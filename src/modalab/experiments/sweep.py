@@ -1,0 +1,363 @@
+"""Sweeps: a study grid (methods × scenarios × severities × seeds) run in parallel, resumable.
+
+A study is a YAML file (see ``studies/`` and ``docs/sweeps.md``)::
+
+    name: missing_modality
+    store: results/missing_modality      # the results store the runs append to
+    output_dir: runs/missing_modality    # run directories
+    overrides: [data.n_samples=1200, trainer.max_epochs=4]
+    methods:                             # one line per method: name: [extra overrides]
+      clip: []
+      supervised: []
+    scenarios:
+      audio_missing_at_test:
+        overrides: ["scenario=[missing]", "scenario.missing.stage=[test]"]
+        severity: scenario.missing.rate  # the config key the curve's x-axis varies
+        values: [0.0, 0.5, 1.0]
+    seeds: [0, 1, 2]
+    smoke: {overrides: [data.n_samples=200], seeds: [0], levels: 2}
+
+Each grid point becomes a list of Hydra overrides, composed and validated before anything
+runs. Its run id is the hash of the resolved config (:func:`~modalab.experiments.runner.run_id`),
+so a sweep started again skips every run whose rows are already in the store and runs only
+the rest: an interrupted sweep resumes. Runs execute in worker processes
+(:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``), each with
+``cpu_count // jobs`` torch threads. For a cluster, :func:`hydra_commands` prints the
+equivalent Hydra multirun commands for the submitit (SLURM) or Ray launchers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import logging
+import multiprocessing
+import os
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from modalab.experiments.config import ConfigError, compose_config
+from modalab.experiments.store import ResultsStore
+
+__all__ = [
+    "GridRun",
+    "ScenarioSpec",
+    "StudySpec",
+    "SweepSummary",
+    "expand_study",
+    "hydra_commands",
+    "load_study",
+    "run_sweep",
+]
+
+
+@dataclass
+class ScenarioSpec:
+    """One scenario axis of a study.
+
+    Attributes:
+        overrides: Hydra overrides that select and configure the scenario.
+        severity: The config key varied along the curve (recorded as ``severity_key``).
+        values: The severities.
+    """
+
+    overrides: list[str] = field(default_factory=list)
+    severity: str = ""
+    values: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SmokeSpec:
+    """The tiny variant of a study (``--smoke``), for CI.
+
+    Attributes:
+        overrides: Overrides appended to the study's (smaller data, one epoch).
+        seeds: Seeds of the smoke run.
+        levels: Severities kept per scenario (the first and last, then evenly spaced).
+    """
+
+    overrides: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    levels: int = 2
+
+
+@dataclass
+class StudySpec:
+    """A study file.
+
+    Attributes:
+        name: Study name, recorded in the store's ``study`` column.
+        store: Results store folder (relative paths are relative to the working directory).
+        output_dir: Parent folder of the run directories.
+        overrides: Overrides shared by every run.
+        methods: Method label → extra overrides; ``method=<label>`` is added unless the
+            extra overrides select a method themselves.
+        scenarios: Scenario label → :class:`ScenarioSpec`.
+        seeds: Seeds.
+        jobs: Default number of parallel worker processes.
+        smoke: The ``--smoke`` variant.
+    """
+
+    name: str = "study"
+    store: str = "results/study"
+    output_dir: str = "runs/study"
+    overrides: list[str] = field(default_factory=list)
+    methods: dict[str, list[str]] = field(default_factory=dict)
+    scenarios: dict[str, ScenarioSpec] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    jobs: int = 1
+    smoke: SmokeSpec = field(default_factory=SmokeSpec)
+
+
+def load_study(path: str | os.PathLike[str]) -> StudySpec:
+    """Read and validate a study YAML file (unknown keys are errors).
+
+    Raises:
+        ConfigError: If the file is missing, malformed or inconsistent.
+    """
+    file = Path(path)
+    if not file.exists():
+        raise ConfigError(f"Study file {file} does not exist.")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+        merged = OmegaConf.merge(OmegaConf.structured(StudySpec), raw)
+        spec: StudySpec = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except (yaml.YAMLError, OmegaConfBaseException) as error:
+        raise ConfigError(f"Invalid study file {file}: {error}") from None
+    if not spec.methods:
+        raise ConfigError(f"Study {file} lists no methods (methods: {{clip: []}}).")
+    if not spec.scenarios:
+        raise ConfigError(f"Study {file} lists no scenarios.")
+    for label, scenario in spec.scenarios.items():
+        if not scenario.severity or not scenario.values:
+            raise ConfigError(
+                f"Scenario {label!r} of study {file} needs a severity key and values."
+            )
+    if not spec.seeds or spec.jobs < 1 or spec.smoke.levels < 1:
+        raise ConfigError(f"Study {file} needs seeds, jobs >= 1 and smoke.levels >= 1.")
+    return spec
+
+
+def _smoke_values(values: Sequence[float], levels: int) -> list[float]:
+    if levels >= len(values):
+        return list(values)
+    if levels == 1:
+        return [values[0]]
+    step = (len(values) - 1) / (levels - 1)
+    return [values[round(i * step)] for i in range(levels)]
+
+
+@dataclass
+class GridRun:
+    """One point of a study grid.
+
+    Attributes:
+        overrides: The complete Hydra overrides of the run.
+        run_id: Its id in the results store.
+        method: Method label.
+        scenario: Scenario label.
+        severity: Severity value.
+        seed: Seed.
+    """
+
+    overrides: list[str]
+    run_id: str
+    method: str
+    scenario: str
+    severity: float
+    seed: int
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name."""
+        return f"{self.method} {self.scenario}={self.severity:g} seed={self.seed}"
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value))  # 0.5, 1e-05, inf: all parsed back as floats by Hydra
+
+
+def expand_study(
+    spec: StudySpec, smoke: bool = False, store: str | None = None
+) -> tuple[list[GridRun], str]:
+    """Every run of the grid, composed and validated, and the store they write to.
+
+    Args:
+        spec: The study.
+        smoke: Expand the ``--smoke`` variant (its store is ``<store>_smoke``).
+        store: Override the study's store folder.
+
+    Returns:
+        ``(runs, store)``.
+
+    Raises:
+        ConfigError: If any run's overrides do not compose.
+    """
+    from modalab.experiments.runner import run_id
+
+    store = store or (spec.store + ("_smoke" if smoke else ""))
+    output_dir = spec.output_dir + ("_smoke" if smoke else "")
+    seeds = spec.smoke.seeds if smoke else spec.seeds
+    extra = spec.smoke.overrides if smoke else []
+    runs = []
+    for method, method_overrides in spec.methods.items():
+        selects = any(o.split("=")[0].lstrip("+~") == "method" for o in method_overrides)
+        chosen = list(method_overrides) if selects else [f"method={method}", *method_overrides]
+        for label, scenario in spec.scenarios.items():
+            values = _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
+            for value in values:
+                for seed in seeds:
+                    overrides = [
+                        *spec.overrides, *extra, *chosen, *scenario.overrides,
+                        f"{scenario.severity}={_fmt(value)}", f"seed={seed}",
+                        f"severity_key={scenario.severity}", f"study={spec.name}",
+                        f"store={store}", f"output_dir={output_dir}",
+                    ]
+                    cfg = compose_config(overrides)
+                    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+                    plain.pop("defaults", None)
+                    rid = run_id(plain)
+                    runs.append(
+                        GridRun([*overrides, f"run_name={rid}"], rid, method, label, value, seed)
+                    )
+    return runs, store
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did.
+
+    Attributes:
+        total: Runs in the grid.
+        skipped: Runs already in the store.
+        done: Runs finished now.
+        failed: ``(label, error)`` of runs that raised.
+        seconds: Wall time.
+        store: The results store.
+    """
+
+    total: int
+    skipped: int
+    done: int
+    failed: list[tuple[str, str]]
+    seconds: float
+    store: str
+
+
+def _init_worker(threads: int) -> None:
+    import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import)
+    import torch
+
+    torch.set_num_threads(threads)
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _execute(overrides: list[str]) -> float:
+    """Compose and run one configuration; returns its wall time."""
+    import warnings
+
+    from modalab.experiments.runner import run
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run(compose_config(overrides), quiet=True)
+    return time.perf_counter() - start
+
+
+def run_sweep(
+    runs: Sequence[GridRun],
+    store: str,
+    jobs: int = 1,
+    progress: Callable[[str], None] = print,
+) -> SweepSummary:
+    """Run the grid's unfinished runs, ``jobs`` at a time, and report progress.
+
+    Args:
+        runs: The expanded grid (:func:`expand_study`).
+        store: The results store the runs append to.
+        jobs: Worker processes; 1 runs in this process.
+        progress: Called with one line per finished run.
+
+    Returns:
+        The summary; failed runs are listed, never hidden.
+    """
+    start = time.perf_counter()
+    finished = ResultsStore(store).run_ids()
+    todo = [r for r in runs if r.run_id not in finished]
+    total = len(runs)
+    skipped = total - len(todo)
+    progress(f"sweep: {total} runs, {skipped} already in {store}, {len(todo)} to run, {jobs} jobs")
+    failed: list[tuple[str, str]] = []
+    count = skipped
+
+    def report(run: GridRun, seconds: float | None, error: BaseException | None) -> None:
+        nonlocal count
+        count += 1
+        if error is None:
+            progress(f"[{count}/{total}] done   {run.label} ({seconds:.1f}s)")
+        else:
+            failed.append((run.label, f"{type(error).__name__}: {error}"))
+            progress(f"[{count}/{total}] FAILED {run.label}: {type(error).__name__}: {error}")
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by spawned workers
+    if jobs == 1:
+        for run in todo:
+            try:
+                report(run, _execute(run.overrides), None)
+            except Exception as error:  # reported and counted, the sweep goes on
+                report(run, None, error)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with futures.ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        ) as pool:
+            pending = {pool.submit(_execute, run.overrides): run for run in todo}
+            for future in futures.as_completed(pending):
+                error = future.exception()
+                report(pending[future], None if error else future.result(), error)
+    done = len(todo) - len(failed)
+    return SweepSummary(total, skipped, done, failed, time.perf_counter() - start, store)
+
+
+def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") -> list[str]:
+    """Equivalent Hydra multirun commands, one per (method, scenario), for a cluster launcher.
+
+    Each command sweeps severities and seeds with Hydra's comma syntax and runs through
+    ``python -m modalab.experiments.hydra_app``, which skips runs already in the store, so
+    the commands are resumable too.
+
+    Args:
+        runs: The expanded grid.
+        launcher: A Hydra launcher config (``submitit_slurm``, ``submitit_local``, ``ray``).
+
+    Returns:
+        Shell command lines.
+    """
+    groups: dict[tuple[str, str], list[GridRun]] = {}
+    for run in runs:
+        groups.setdefault((run.method, run.scenario), []).append(run)
+    commands = []
+    for group in groups.values():
+        first = group[0]
+        severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
+        key = severity_key.split("=", 1)[1]
+        varying = (f"{key}=", "seed=", "run_name=")
+        fixed = [o for o in first.overrides if not o.startswith(varying)]
+        severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
+        seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
+        args = [*fixed, f"{key}={severities}", f"seed={seeds}"]
+        commands.append(
+            "python -m modalab.experiments.hydra_app --multirun "
+            f"hydra/launcher={launcher} " + " ".join(shlex.quote(a) for a in args)
+        )
+    return commands
