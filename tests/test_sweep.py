@@ -1,0 +1,145 @@
+"""Sweeps: grid expansion, run ids, resume after interruption, the runner's use of stages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modalab.cli.main import main
+from modalab.experiments.config import ConfigError, compose_config
+from modalab.experiments.runner import run
+from modalab.experiments.store import ResultsStore
+from modalab.experiments.sweep import expand_study, hydra_commands, load_study, run_sweep
+
+TINY = [
+    "data.n_samples=120",
+    "trainer.max_epochs=1",
+    "trainer.batch_size=32",
+    "model.embed_dim=16",
+    "eval.l2_grid=[0.01]",
+    "eval.retrieval_ks=[1]",
+]
+
+
+def _study(tmp_path: Path, seeds: str = "[0]", values: str = "[0.0, 1.0]") -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        f"""
+name: tiny
+store: {tmp_path}/store
+output_dir: {tmp_path}/runs
+overrides: {TINY}
+methods:
+  supervised: []
+  clip_t01: [method=clip, method.temperature=0.1]
+scenarios:
+  audio_missing:
+    overrides: ["scenario=[missing]", "scenario.missing.modalities=[audio]",
+                "scenario.missing.stage=[test]"]
+    severity: scenario.missing.rate
+    values: {values}
+seeds: {seeds}
+smoke: {{overrides: [data.n_samples=100], seeds: [5], levels: 1}}
+"""
+    )
+    return path
+
+
+def test_expand_grid_ids_and_smoke(tmp_path: Path) -> None:
+    spec = load_study(_study(tmp_path, seeds="[0, 1]", values="[0.0, 0.5, 1.0]"))
+    runs, store = expand_study(spec)
+    assert len(runs) == 2 * 3 * 2 and store == f"{tmp_path}/store"
+    assert len({r.run_id for r in runs}) == len(runs)
+    again, _ = expand_study(load_study(_study(tmp_path, seeds="[0, 1]", values="[0.0, 0.5, 1.0]")))
+    assert [r.run_id for r in again] == [r.run_id for r in runs]  # stable: resumable
+    clip = next(r for r in runs if r.method == "clip_t01")
+    cfg = compose_config(clip.overrides)
+    assert cfg.method.name == "clip" and cfg.method.temperature == 0.1
+    smoke, smoke_store = expand_study(spec, smoke=True)
+    assert len(smoke) == 2 and smoke_store.endswith("_smoke")
+    assert {r.seed for r in smoke} == {5} and {r.severity for r in smoke} == {0.0}
+    commands = hydra_commands(runs)
+    assert len(commands) == 2
+    assert "scenario.missing.rate=0.0,0.5,1.0" in commands[0] and "seed=0,1" in commands[0]
+    assert "hydra/launcher=submitit_slurm" in commands[0]
+
+
+def test_study_file_errors_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmethod: {clip: []}\n")
+    with pytest.raises(ConfigError, match="method"):
+        load_study(bad)
+    path = _study(tmp_path)
+    path.write_text(path.read_text().replace("scenario.missing.rate", "scenario.missing.rat"))
+    with pytest.raises(ConfigError, match="rat"):
+        expand_study(load_study(path))
+
+
+@pytest.mark.slow
+def test_sweep_runs_resumes_and_records_rows(tmp_path: Path) -> None:
+    spec = load_study(_study(tmp_path))
+    runs, store = expand_study(spec)
+    sup = [r for r in runs if r.method == "supervised"]
+    lines: list[str] = []
+    first = run_sweep(sup, store, jobs=1, progress=lines.append)
+    assert (first.done, first.skipped, first.failed) == (2, 0, [])
+    assert lines[-1].startswith("[2/2] done")
+    frame = ResultsStore(store).read()
+    assert set(frame["run_id"]) == {r.run_id for r in sup}
+    assert sorted(set(frame["severity"])) == [0.0, 1.0]
+    assert set(frame["severity_key"]) == {"scenario.missing.rate"}
+    assert set(frame["study"]) == {"tiny"} and set(frame["scenario"]) == {"missing"}
+    assert frame["config_hash"].nunique() == 2  # severities differ, seeds would not
+    # whole-modality absence at test: no audio probe, audio probed when present
+    at_one = frame[frame.severity == 1.0]
+    assert not ((at_one.metric == "linear_probe_acc") & (at_one.modality == "audio")).any()
+    at_zero = frame[frame.severity == 0.0]
+    assert ((at_zero.metric == "linear_probe_acc") & (at_zero.modality == "audio")).any()
+    assert {"alignment", "modality_gap", "effective_rank", "uniformity"} <= set(frame.metric)
+    # an interrupted sweep: a run killed before it finished left neither rows nor
+    # metrics.json (only a partial run directory); the rerun redoes only that one
+    ResultsStore(store).path(sup[1].run_id).unlink()
+    (tmp_path / "runs" / sup[1].run_id / "metrics.json").unlink()
+    again = run_sweep(runs, store, jobs=2, progress=lines.append)
+    assert (again.skipped, again.done, again.failed) == (1, 3, [])
+    assert ResultsStore(store).run_ids() == {r.run_id for r in runs}
+
+
+@pytest.mark.slow
+def test_runner_applies_pretrain_scenarios_only_to_pretraining(tmp_path: Path) -> None:
+    cfg = compose_config(
+        [*TINY, "method=supervised", "scenario=[missing]", "scenario.missing.rate=1.0",
+         "scenario.missing.modalities=[audio]", "scenario.missing.stage=[pretrain]",
+         f"output_dir={tmp_path}", f"store={tmp_path}/store"]
+    )
+    result = run(cfg, quiet=True)
+    # the audio encoder never saw audio, but the probe and test data have it
+    assert any(r.modality == "audio" and r.metric == "knn_acc" for r in result.metrics)
+    with pytest.raises(ConfigError, match="already holds"):
+        run(cfg, quiet=True)
+
+
+def test_cli_sweep_dry_run_and_bad_severity_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", str(_study(tmp_path)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("todo") == 4
+    with pytest.raises(ConfigError, match="severity_key"):
+        run(compose_config([*TINY, "severity_key=data.name", f"output_dir={tmp_path}"]))
+
+
+@pytest.mark.slow
+def test_hydra_app_skips_runs_already_in_the_store(tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "modalab.experiments.hydra_app", *TINY, "method=supervised",
+            f"store={tmp_path}/store", f"output_dir={tmp_path}/runs",
+            f"hydra.run.dir={tmp_path}/hydra"]
+    first = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "done: run" in first.stdout
+    second = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert "skipped: run" in second.stdout
+    assert len(ResultsStore(tmp_path / "store").run_ids()) == 1
