@@ -54,7 +54,9 @@ def test_uniformity_matches_a_double_loop() -> None:
     z = x / x.norm(dim=1, keepdim=True)
     terms = [
         math.exp(-2 * float((z[i] - z[j]).pow(2).sum()))
-        for i in range(7) for j in range(7) if i != j
+        for i in range(7)
+        for j in range(7)
+        if i != j
     ]
     assert uniformity(x) == pytest.approx(math.log(sum(terms) / len(terms)), rel=1e-6)
 

@@ -214,7 +214,8 @@ def test_word_dropout_rate_and_modes(mode: str) -> None:
 
 
 def _data_dir() -> Path:
-    root = os.environ.get("MODALAB_DATA") or str(Path(__file__).parents[1] / ".." / "shared" / "data")
+    default = Path(__file__).parents[1] / ".." / "shared" / "data"
+    root = os.environ.get("MODALAB_DATA") or str(default)
     path = Path(root)
     if not (path / "esc10" / "audio").exists():
         pytest.skip(f"ESC-10 clips not found under {path} (set MODALAB_DATA)")
@@ -355,8 +356,10 @@ def test_stages_do_not_leak_into_evaluation_data() -> None:
 def test_scenarios_compose_in_order_and_bind_to_data_info() -> None:
     splits = make_shapes(n_samples=200, seed=0)
     scenarios = build_scenarios(
-        {"word_dropout": {"rate": 1.0, "mode": "mask"}, "missing": {"rate": 1.0,
-                                                                   "modalities": ["text"]}},
+        {
+            "word_dropout": {"rate": 1.0, "mode": "mask"},
+            "missing": {"rate": 1.0, "modalities": ["text"]},
+        },
         splits.info,
     )
     assert scenarios[0].special_ids == splits.info["special_ids"]  # type: ignore[attr-defined]

@@ -111,9 +111,16 @@ def test_sweep_runs_resumes_and_records_rows(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_runner_applies_pretrain_scenarios_only_to_pretraining(tmp_path: Path) -> None:
     cfg = compose_config(
-        [*TINY, "method=supervised", "scenario=[missing]", "scenario.missing.rate=1.0",
-         "scenario.missing.modalities=[audio]", "scenario.missing.stage=[pretrain]",
-         f"output_dir={tmp_path}", f"store={tmp_path}/store"]
+        [
+            *TINY,
+            "method=supervised",
+            "scenario=[missing]",
+            "scenario.missing.rate=1.0",
+            "scenario.missing.modalities=[audio]",
+            "scenario.missing.stage=[pretrain]",
+            f"output_dir={tmp_path}",
+            f"store={tmp_path}/store",
+        ]
     )
     result = run(cfg, quiet=True)
     # the audio encoder never saw audio, but the probe and test data have it
@@ -134,9 +141,16 @@ def test_cli_sweep_dry_run_and_bad_severity_key(
 
 @pytest.mark.slow
 def test_hydra_app_skips_runs_already_in_the_store(tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "modalab.experiments.hydra_app", *TINY, "method=supervised",
-            f"store={tmp_path}/store", f"output_dir={tmp_path}/runs",
-            f"hydra.run.dir={tmp_path}/hydra"]
+    args = [
+        sys.executable,
+        "-m",
+        "modalab.experiments.hydra_app",
+        *TINY,
+        "method=supervised",
+        f"store={tmp_path}/store",
+        f"output_dir={tmp_path}/runs",
+        f"hydra.run.dir={tmp_path}/hydra",
+    ]
     first = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "done: run" in first.stdout

@@ -155,8 +155,12 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
-    "sweep": (add_sweep_args, cmd_sweep, "run a study grid in parallel into a results store",
-              EPILOG_SWEEP),
+    "sweep": (
+        add_sweep_args,
+        cmd_sweep,
+        "run a study grid in parallel into a results store",
+        EPILOG_SWEEP,
+    ),
 }
 
 

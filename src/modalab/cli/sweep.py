@@ -29,7 +29,11 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=None, help="results store folder (default: study's)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     parser.add_argument(
-        "--print-hydra", nargs="?", const="submitit_slurm", default=None, metavar="LAUNCHER",
+        "--print-hydra",
+        nargs="?",
+        const="submitit_slurm",
+        default=None,
+        metavar="LAUNCHER",
         help="print equivalent Hydra multirun commands for a launcher (default submitit_slurm)",
     )
 
@@ -56,7 +60,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if jobs < 1:
         console.print("--jobs must be at least 1")
         return 2
-    summary = run_sweep(runs, store, jobs=jobs, progress=lambda line: console.print(line, markup=False))
+    summary = run_sweep(
+        runs, store, jobs=jobs, progress=lambda line: console.print(line, markup=False)
+    )
     console.print(
         f"sweep {spec.name}: {summary.done} run, {summary.skipped} skipped, "
         f"{len(summary.failed)} failed in {summary.seconds:.1f}s; rows in {summary.store}",

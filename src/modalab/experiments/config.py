@@ -148,7 +148,9 @@ def register_configs() -> None:
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
     cs.store(group="scenario", name="none", node={})
     for entry in SCENARIOS.entries():  # each scenario class is its own structured config
-        cs.store(group="scenario", name=entry.name, node=entry.obj, package=f"scenario.{entry.name}")
+        cs.store(
+            group="scenario", name=entry.name, node=entry.obj, package=f"scenario.{entry.name}"
+        )
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True

@@ -1,4 +1,4 @@
-"""A Hydra application around the runner, for Hydra's multirun launchers (SLURM, Ray).
+r"""A Hydra application around the runner, for Hydra's multirun launchers (SLURM, Ray).
 
 ``modalab sweep --print-hydra`` prints commands such as::
 

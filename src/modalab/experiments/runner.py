@@ -220,7 +220,10 @@ def _git_revision() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--abbrev=40"],
-            cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
             check=True,
         )
     except (OSError, subprocess.SubprocessError):
@@ -364,8 +367,13 @@ def _store_rows(result: RunResult, scenarios: list[Scenario]) -> list[dict[str, 
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     return [
-        {**common, "metric": r.metric, "modality": r.modality, "condition": r.condition,
-         "value": float(r.value)}
+        {
+            **common,
+            "metric": r.metric,
+            "modality": r.modality,
+            "condition": r.condition,
+            "value": float(r.value),
+        }
         for r in result.metrics
     ]
 

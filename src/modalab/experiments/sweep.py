@@ -215,10 +215,16 @@ def expand_study(
             for value in values:
                 for seed in seeds:
                     overrides = [
-                        *spec.overrides, *extra, *chosen, *scenario.overrides,
-                        f"{scenario.severity}={_fmt(value)}", f"seed={seed}",
-                        f"severity_key={scenario.severity}", f"study={spec.name}",
-                        f"store={store}", f"output_dir={output_dir}",
+                        *spec.overrides,
+                        *extra,
+                        *chosen,
+                        *scenario.overrides,
+                        f"{scenario.severity}={_fmt(value)}",
+                        f"seed={seed}",
+                        f"severity_key={scenario.severity}",
+                        f"study={spec.name}",
+                        f"store={store}",
+                        f"output_dir={output_dir}",
                     ]
                     cfg = compose_config(overrides)
                     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]

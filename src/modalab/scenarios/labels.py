@@ -93,8 +93,10 @@ class LabelNoise(Scenario):
         >>> ds = MultimodalTensorDataset({"a": torch.zeros(4000, 1)}, label=torch.arange(4000) % 4)
         >>> out = LabelNoise(rate=0.3, mode="asymmetric").set_random_state(0)(ds)
         >>> wrong = out.label != out.clean_label
-        >>> round(wrong.float().mean().item(), 2), bool((out.label[wrong] == (out.clean_label[wrong] + 1) % 4).all())
-        (0.3, True)
+        >>> round(wrong.float().mean().item(), 2)
+        0.3
+        >>> bool((out.label[wrong] == (out.clean_label[wrong] + 1) % 4).all())
+        True
     """
 
     severity_param = "rate"

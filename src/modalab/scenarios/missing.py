@@ -95,8 +95,10 @@ class MissingModality(Scenario):
         if self.mode == "at_least_one" and targets:
             dropped = torch.stack([absent[m] & dataset.present[m] for m in targets], dim=1)
             left = torch.stack(
-                [dataset.present[m] & ~absent.get(m, torch.zeros(n, dtype=torch.bool))
-                 for m in dataset.modalities],
+                [
+                    dataset.present[m] & ~absent.get(m, torch.zeros(n, dtype=torch.bool))
+                    for m in dataset.modalities
+                ],
                 dim=1,
             )
             empty = ~left.any(dim=1) & dropped.any(dim=1)

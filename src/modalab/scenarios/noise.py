@@ -1,5 +1,4 @@
-"""Noisy modalities: additive noise at a given SNR, occlusion, blur, real background noise,
-word dropout.
+"""Noisy modalities: noise at a given SNR, occlusion, blur, real background noise, word dropout.
 
 Every corruption works on the data's own value range: integer pixels (``uint8``) are
 converted to float on the same 0–255 scale before noise is added (never wrapped around), and
@@ -78,9 +77,7 @@ def _as_float(x: Tensor, name: str, scenario: str) -> Tensor:
 
 
 def _float_modalities(dataset: MultimodalTensorDataset) -> list[str]:
-    return [
-        m for m, x in dataset.inputs.items() if x.is_floating_point() or x.dtype == torch.uint8
-    ]
+    return [m for m, x in dataset.inputs.items() if x.is_floating_point() or x.dtype == torch.uint8]
 
 
 def _rows_mask(n: int, fraction: float, generator: torch.Generator) -> Tensor:
@@ -428,7 +425,7 @@ class BackgroundNoise(Scenario):
         if math.isinf(self.snr_db) and self.snr_db > 0:
             return dataset.replace(inputs={**dataset.inputs, self.modality: x})
         rows, crops = self._draw
-        if x.dim() == 3 and x.shape[1] != 1 or x.dim() not in (2, 3):
+        if (x.dim() == 3 and x.shape[1] != 1) or x.dim() not in (2, 3):
             raise ValueError(
                 f"scenario background_noise needs mono audio [N, 1, T] or [N, T]; modality "
                 f"{self.modality!r} has shape {tuple(x.shape)}."
