@@ -88,7 +88,7 @@ _PALETTE = torch.tensor(
 )
 _RADII = (0.12, 0.18, 0.25)
 _CENTRES = ((0.3, 0.3), (0.3, 0.7), (0.7, 0.3), (0.7, 0.7))  # (row, col) per position level
-_PITCHES_HZ = (220.0, 311.0, 440.0, 622.0)
+_PITCHES_HZ = (250.0, 330.0, 410.0, 530.0)  # no base is a harmonic of another
 _TIMBRES = torch.tensor(
     [[1.0, 0.0, 0.0, 0.0], [1.0, 0.5, 0.33, 0.25], [1.0, 0.0, 0.33, 0.0], [1.0, 0.8, 0.6, 0.4]]
 )

@@ -201,6 +201,11 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         raise ConfigError(f"Invalid eval config: {error}") from None
     trainer_cfg = dict(plain["trainer"])
     batch_size = int(trainer_cfg.pop("batch_size"))
+    if batch_size < 2:
+        raise ConfigError(f"trainer.batch_size={batch_size} must be at least 2.")
+    if len(splits.train) < batch_size:
+        # drop_last would leave no batch at all: train on the whole split as one batch.
+        batch_size = len(splits.train)
     if quiet:
         trainer_cfg["enable_progress_bar"] = False
 
