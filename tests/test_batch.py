@@ -6,7 +6,10 @@ from modalab.data import MultimodalBatch, MultimodalTensorDataset, collate_sampl
 
 def _dataset(n: int = 10) -> MultimodalTensorDataset:
     return MultimodalTensorDataset(
-        {"a": torch.arange(n, dtype=torch.float32).view(n, 1), "b": torch.arange(n).view(n, 1) * 10},
+        {
+            "a": torch.arange(n, dtype=torch.float32).view(n, 1),
+            "b": torch.arange(n).view(n, 1) * 10,
+        },
         label=torch.arange(n) % 3,
         present={"b": torch.arange(n) % 2 == 0},
     )
@@ -14,7 +17,9 @@ def _dataset(n: int = 10) -> MultimodalTensorDataset:
 
 def test_batch_rejects_inconsistent_sizes() -> None:
     with pytest.raises(ValueError, match="batch size 3 but the label has 2"):
-        MultimodalBatch.from_inputs({"a": torch.zeros(3, 2)}, label=torch.zeros(2, dtype=torch.long))
+        MultimodalBatch.from_inputs(
+            {"a": torch.zeros(3, 2)}, label=torch.zeros(2, dtype=torch.long)
+        )
 
 
 def test_batch_rejects_present_of_other_modalities() -> None:
@@ -73,7 +78,9 @@ def test_getitems_is_called_once_per_batch() -> None:
 
 def test_dataset_rejects_labels_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"Labels must lie in \[0, 2\)"):
-        MultimodalTensorDataset({"a": torch.zeros(3, 1)}, label=torch.tensor([0, 1, 2]), num_classes=2)
+        MultimodalTensorDataset(
+            {"a": torch.zeros(3, 1)}, label=torch.tensor([0, 1, 2]), num_classes=2
+        )
 
 
 def test_collate_fills_absent_modalities() -> None:

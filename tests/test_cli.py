@@ -8,8 +8,13 @@ from modalab.cli.main import _expand_overrides, main
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.runner import run
 
-TINY = ["data.n_samples=500", "trainer.max_epochs=2", "trainer.batch_size=64",
-        "trainer.enable_progress_bar=false", "eval.l2_grid=[0.01]"]
+TINY = [
+    "data.n_samples=500",
+    "trainer.max_epochs=2",
+    "trainer.batch_size=64",
+    "trainer.enable_progress_bar=false",
+    "eval.l2_grid=[0.01]",
+]
 
 
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +36,7 @@ def test_config_errors_name_the_problem(capsys: pytest.CaptureFixture[str]) -> N
     assert "could not be converted to Integer" in capsys.readouterr().err
     assert main(["run", "data.label_rule=xor"]) == 2
     assert "label_rule='xor' is unknown" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="model.encoders names modalities"):
+    with pytest.raises(ConfigError, match=r"model\.encoders names modalities"):
         run(compose_config(["+model.encoders.video=cnn2d", *TINY]))
 
 
@@ -42,23 +47,37 @@ def test_sweep_overrides_expand() -> None:
 
 
 @pytest.mark.slow
-def test_run_end_to_end_writes_run_dir_and_is_deterministic(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_end_to_end_writes_run_dir_and_is_deterministic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = ["run", "--quiet", *TINY, f"output_dir={tmp_path}"]
     assert main([*args, "run_name=a"]) == 0
     out = capsys.readouterr().out
     assert "linear_probe_acc" in out and "R@1" in out and "image->text" in out
     assert main([*args, "run_name=b"]) == 0
     a, b = tmp_path / "a", tmp_path / "b"
-    for name in ("config.yaml", "metrics.json", "metrics.csv", "checkpoints/last.ckpt",
-                 "logs/metrics.csv"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "metrics.csv",
+        "checkpoints/last.ckpt",
+        "logs/metrics.csv",
+    ):
         assert (a / name).exists(), name
     assert list((a / "tensorboard").glob("events.*"))
     ma = json.loads((a / "metrics.json").read_text())["metrics"]
     mb = json.loads((b / "metrics.json").read_text())["metrics"]
     assert ma == mb  # same config + seed → identical metrics
     table = pd.read_csv(a / "metrics.csv")
-    assert set(table.columns) >= {"data", "method", "seed", "metric", "value", "modality", "condition"}
+    assert set(table.columns) >= {
+        "data",
+        "method",
+        "seed",
+        "metric",
+        "value",
+        "modality",
+        "condition",
+    }
     assert {"image", "text", "audio", "fused"} <= set(table.modality)
     # A finished run directory is never overwritten.
     assert main([*args, "run_name=a"]) == 2
@@ -67,8 +86,14 @@ def test_run_end_to_end_writes_run_dir_and_is_deterministic(tmp_path: Path,
 
 @pytest.mark.slow
 def test_clip_and_supervised_learn_far_above_chance(tmp_path: Path) -> None:
-    common = ["data.n_samples=1500", "trainer.max_epochs=8", "trainer.batch_size=64",
-              "trainer.enable_progress_bar=false", "eval.l2_grid=[0.01]", f"output_dir={tmp_path}"]
+    common = [
+        "data.n_samples=1500",
+        "trainer.max_epochs=8",
+        "trainer.batch_size=64",
+        "trainer.enable_progress_bar=false",
+        "eval.l2_grid=[0.01]",
+        f"output_dir={tmp_path}",
+    ]
     clip = run(compose_config(["method=clip", "run_name=clip", *common]), quiet=True)
     sup = run(compose_config(["method=supervised", "run_name=sup", *common]), quiet=True)
     chance = 0.25

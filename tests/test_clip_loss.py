@@ -32,7 +32,9 @@ def test_hand_computed_two_by_two() -> None:
     col0 = -2 + math.log(math.exp(2) + 1)
     col1 = -2 * s + math.log(math.exp(2 * s) + math.exp(2 * s))
     expected = (row0 + row1 + col0 + col1) / 4
-    assert info_nce_pair(F.normalize(a), F.normalize(b), 2.0).item() == pytest.approx(expected, abs=1e-6)
+    assert info_nce_pair(F.normalize(a), F.normalize(b), 2.0).item() == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_identical_embeddings_closed_form() -> None:
@@ -64,8 +66,10 @@ def test_symmetric_in_the_modalities() -> None:
 def test_absent_rows_are_neither_positives_nor_negatives() -> None:
     g = torch.Generator().manual_seed(2)
     a, b = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
-    present = {"a": torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool),
-               "b": torch.tensor([1, 1, 1, 1, 0, 1, 1, 1], dtype=torch.bool)}
+    present = {
+        "a": torch.tensor([1, 1, 0, 1, 1, 0, 1, 1], dtype=torch.bool),
+        "b": torch.tensor([1, 1, 1, 1, 0, 1, 1, 1], dtype=torch.bool),
+    }
     rows = present["a"] & present["b"]
     out = clip_loss({"a": a, "b": b}, present, 2.5)
     assert out.num_pairs == {"a~b": 5}
@@ -84,14 +88,19 @@ def test_absent_rows_are_neither_positives_nor_negatives() -> None:
 def test_three_modalities_mean_over_pairs_and_skips_empty_pairs() -> None:
     g = torch.Generator().manual_seed(3)
     z = {m: torch.randn(6, 4, generator=g) for m in ("a", "b", "c")}
-    present = {"a": torch.ones(6, dtype=torch.bool), "b": torch.ones(6, dtype=torch.bool),
-               "c": torch.tensor([1, 0, 0, 0, 0, 0], dtype=torch.bool)}
+    present = {
+        "a": torch.ones(6, dtype=torch.bool),
+        "b": torch.ones(6, dtype=torch.bool),
+        "c": torch.tensor([1, 0, 0, 0, 0, 0], dtype=torch.bool),
+    }
     out = clip_loss(z, present, 1.0)
     assert set(out.terms) == {"a~b"}  # a~c and b~c have a single joint row: no term
     assert out.loss.item() == pytest.approx(_reference_pair(z["a"], z["b"], 1.0), abs=1e-5)
     present["c"] = torch.ones(6, dtype=torch.bool)
     full = clip_loss(z, present, 1.0)
-    expected = sum(_reference_pair(z[x], z[y], 1.0) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))) / 3
+    expected = (
+        sum(_reference_pair(z[x], z[y], 1.0) for x, y in (("a", "b"), ("a", "c"), ("b", "c"))) / 3
+    )
     assert full.loss.item() == pytest.approx(expected, abs=1e-5)
 
 

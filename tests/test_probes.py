@@ -62,7 +62,9 @@ def test_knn_matches_scikit_learn() -> None:
     x, y = _blobs(300, 5, 3, seed=4, spread=0.8)
     q, _ = _blobs(100, 5, 3, seed=5, spread=0.8)
     ours = knn_predict(x, y, q, num_classes=3, k=7, chunk_size=33)
-    ref = KNeighborsClassifier(n_neighbors=7, metric="cosine", algorithm="brute").fit(x.numpy(), y.numpy())
+    ref = KNeighborsClassifier(n_neighbors=7, metric="cosine", algorithm="brute").fit(
+        x.numpy(), y.numpy()
+    )
     assert (ours.numpy() == ref.predict(q.numpy())).mean() >= 0.99
 
 
@@ -90,12 +92,15 @@ def test_evaluate_representations_respects_present_and_clean_labels() -> None:
         return FeatureSet(
             features={"a": x[rows], "b": noise[rows]},
             present={"a": torch.ones_like(present_b[rows]), "b": present_b[rows]},
-            label=y[rows], label_observed=torch.ones_like(present_b[rows]),
-            clean_label=y[rows], index=torch.arange(300)[rows],
+            label=y[rows],
+            label_observed=torch.ones_like(present_b[rows]),
+            clean_label=y[rows],
+            index=torch.arange(300)[rows],
         )
 
-    records = evaluate_representations(split(slice(0, 150)), split(slice(150, 200)),
-                                       split(slice(200, 300)), num_classes=2)
+    records = evaluate_representations(
+        split(slice(0, 150)), split(slice(150, 200)), split(slice(200, 300)), num_classes=2
+    )
     acc = {(r.metric, r.modality): r.value for r in records}
     assert acc[("linear_probe_acc", "a")] > 0.95  # informative modality
     assert abs(acc[("linear_probe_acc", "b")] - 0.5) < 0.2  # pure noise

@@ -48,7 +48,7 @@ def test_text_predicts_a_carried_factor_but_not_an_uncarried_one() -> None:
         noise={"image": 0.1, "text": 0.0},
         label_factors=["colour"],
     )
-    inputs, label, truth = generate_shapes(cfg)
+    inputs, _, truth = generate_shapes(cfg)
     x = _bag_of_words(inputs["text"])
     shape = truth.factor("shape").numpy()
     colour = truth.factor("colour").numpy()

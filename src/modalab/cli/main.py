@@ -44,7 +44,7 @@ def _expand_overrides(overrides: Sequence[str]) -> list[list[str]]:
             values = list(override.sweep_string_iterator())
             choices.append([f"{key}={v}" for v in values])
         else:
-            choices.append([override.input_line])
+            choices.append([str(override.input_line)])
     return [list(combo) for combo in itertools.product(*choices)] if choices else [[]]
 
 
@@ -113,13 +113,17 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
     for (label, name), values in acc_rows.items():
         accuracy.add_row(label, name, *[f"{values[v]:.3f}" if v in values else "" for v in views])
     for (label, direction), values in ret_rows.items():
-        retrieval.add_row(label, direction, *[f"{values[k]:.3f}" if k in values else "" for k in ks])
+        retrieval.add_row(
+            label, direction, *[f"{values[k]:.3f}" if k in values else "" for k in ks]
+        )
     return [accuracy, retrieval] if ret_rows else [accuracy]
 
 
 def _add_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "kind", nargs="?", default="all",
+        "kind",
+        nargs="?",
+        default="all",
         help="datasets | encoders | objectives | methods | configs | all",
     )
 
@@ -184,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_args, handler, help_text, epilog) in COMMANDS.items():
         p = sub.add_parser(
-            name, help=help_text, description=help_text, epilog=epilog or None,
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog or None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_args(p)

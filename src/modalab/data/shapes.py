@@ -152,8 +152,7 @@ class ShapesConfig:
             for f in factors:
                 if f not in FACTORS:
                     raise ValueError(
-                        f"data.carries.{modality} has unknown factor {f!r}; "
-                        f"valid: {list(FACTORS)}."
+                        f"data.carries.{modality} has unknown factor {f!r}; valid: {list(FACTORS)}."
                     )
         for modality in self.noise:
             if modality not in MODALITIES:
@@ -292,9 +291,7 @@ def _template_tokens(length: int) -> Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
-def render_text(
-    rendered: Tensor, length: int, noise: float, generator: torch.Generator
-) -> Tensor:
+def render_text(rendered: Tensor, length: int, noise: float, generator: torch.Generator) -> Tensor:
     """Render tokenised captions from factor levels.
 
     Args:
@@ -323,14 +320,14 @@ def render_text(
     if noise > 0:
         is_word = tokens > MASK_ID
         flip = (torch.rand(tokens.shape, generator=generator) < noise) & is_word
-        random_words = torch.randint(MASK_ID + 1, len(VOCABULARY), tokens.shape, generator=generator)
+        random_words = torch.randint(
+            MASK_ID + 1, len(VOCABULARY), tokens.shape, generator=generator
+        )
         tokens = torch.where(flip, random_words, tokens)
     return tokens
 
 
-def render_audio(
-    rendered: Tensor, length: int, noise: float, generator: torch.Generator
-) -> Tensor:
+def render_audio(rendered: Tensor, length: int, noise: float, generator: torch.Generator) -> Tensor:
     """Render waveforms from factor levels.
 
     Timbre (harmonic profile) encodes ``shape``, pitch encodes ``colour``, the amplitude pulse
@@ -492,4 +489,3 @@ def make_shapes(**kwargs: Any) -> Splits:
             "mask_id": MASK_ID,
         },
     )
-

@@ -79,9 +79,9 @@ class FeatureSet:
 
 @torch.no_grad()
 def extract_features(
-    encode: Callable[[MultimodalBatch], Mapping[str, Tensor]],
+    encode: Callable[[MultimodalBatch], dict[str, Tensor]],
     dataset: MultimodalTensorDataset,
-    project: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    project: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
 ) -> FeatureSet:
@@ -181,9 +181,16 @@ def evaluate_representations(
             continue
         for fraction in config.label_fractions:
             result = linear_probe(
-                x_tr[r_tr], train.label[r_tr], x_va[r_va], val.clean_label[r_va],
-                x_te[r_te], test.clean_label[r_te], num_classes,
-                l2_grid=config.l2_grid, label_fraction=fraction, seed=seed,
+                x_tr[r_tr],
+                train.label[r_tr],
+                x_va[r_va],
+                val.clean_label[r_va],
+                x_te[r_te],
+                test.clean_label[r_te],
+                num_classes,
+                l2_grid=config.l2_grid,
+                label_fraction=fraction,
+                seed=seed,
             )
             records.append(
                 MetricRecord("linear_probe_acc", result.accuracy, view, f"labels={fraction:g}")

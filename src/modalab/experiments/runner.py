@@ -34,7 +34,7 @@ from modalab.evaluation.features import (
 )
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_text
-from modalab.methods.registry import METHODS
+from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
 
@@ -66,8 +66,10 @@ class RunResult:
     def value(self, metric: str, modality: str = "", condition: str | None = None) -> float:
         """The value of one metric (the first whose condition matches, if given)."""
         for r in self.metrics:
-            if r.metric == metric and r.modality == modality and (
-                condition is None or r.condition == condition
+            if (
+                r.metric == metric
+                and r.modality == modality
+                and (condition is None or r.condition == condition)
             ):
                 return r.value
         raise KeyError(f"No metric {metric!r} for {modality!r} ({condition}).")
@@ -135,8 +137,12 @@ def build_method(
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from None
     return _call_with_config(  # type: ignore[no-any-return]
-        builder, kwargs, f"method ({name})",
-        encoder=encoder, num_classes=splits.num_classes, embed_dim=embed_dim,
+        builder,
+        kwargs,
+        f"method ({name})",
+        encoder=encoder,
+        num_classes=splits.num_classes,
+        embed_dim=embed_dim,
     )
 
 
@@ -230,13 +236,21 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
 
     start = time.perf_counter()
     method.eval()
-    encode = method.representations  # type: ignore[attr-defined]
-    project = method.joint_embeddings  # type: ignore[attr-defined]
-    features = [
-        extract_features(encode, split, project, eval_cfg.batch_size, device=method.device)
+    if not isinstance(method, RepresentationLearner):
+        raise TypeError(f"{type(method).__name__} lacks representations/joint_embeddings.")
+    train_f, val_f, test_f = (
+        extract_features(
+            method.representations,
+            split,
+            method.joint_embeddings,
+            eval_cfg.batch_size,
+            device=method.device,
+        )
         for split in (splits.train, splits.val, splits.test)
-    ]
-    metrics = evaluate_representations(*features, splits.num_classes, eval_cfg, seed=seed)
+    )
+    metrics = evaluate_representations(
+        train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
+    )
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)
