@@ -121,3 +121,14 @@ def test_generation_speed_is_seconds_for_10k() -> None:
     start = time.perf_counter()
     generate_shapes(ShapesConfig(n_samples=10_000))
     assert time.perf_counter() - start < 20  # generous bound for a loaded 2-core CI machine
+
+
+def test_modalities_selects_what_is_generated_and_uncarried_means_nuisance() -> None:
+    cfg = ShapesConfig(n_samples=300, modalities=["image", "audio"], carries={"image": ["shape"]})
+    inputs, _, truth = generate_shapes(cfg)
+    assert sorted(inputs) == ["audio", "image"]
+    assert truth.carries == {"image": ["shape"], "audio": []}
+    assert torch.equal(truth.factor("shape", "image"), truth.factor("shape"))
+    # audio carries nothing: its rendered shape agrees with the latent one only by chance.
+    agreement = (truth.factor("shape", "audio") == truth.factor("shape")).float().mean()
+    assert abs(agreement.item() - 0.25) < 0.08

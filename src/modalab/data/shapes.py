@@ -103,8 +103,10 @@ class ShapesConfig:
 
     Attributes:
         n_samples: Total number of samples over all splits.
+        modalities: The modalities to generate (a subset of ``image``, ``text``, ``audio``).
         carries: For each modality, the latent factors it carries; the others it renders from
-            an independent nuisance draw. Modalities left out are not generated.
+            an independent nuisance draw. A generated modality absent from ``carries``
+            carries no factor.
         label_factors: Factors the label depends on.
         label_rule: ``identity`` (one factor), ``sum_mod`` (sum of factors modulo the smallest
             number of levels — XOR for two binary factors) or ``joint`` (Cartesian product).
@@ -119,6 +121,7 @@ class ShapesConfig:
     """
 
     n_samples: int = 6000
+    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
     carries: dict[str, list[str]] = field(
         default_factory=lambda: {
             "image": ["shape", "colour", "size", "position"],
@@ -142,8 +145,13 @@ class ShapesConfig:
         """Raise ``ValueError`` naming the bad field if the configuration is inconsistent."""
         if self.n_samples < 10:
             raise ValueError(f"data.n_samples must be at least 10, got {self.n_samples}.")
-        if not self.carries:
-            raise ValueError("data.carries must name at least one modality.")
+        if not self.modalities:
+            raise ValueError("data.modalities must name at least one modality.")
+        for modality in self.modalities:
+            if modality not in MODALITIES:
+                raise ValueError(
+                    f"data.modalities has unknown modality {modality!r}; valid: {list(MODALITIES)}."
+                )
         for modality, factors in self.carries.items():
             if modality not in MODALITIES:
                 raise ValueError(
@@ -389,10 +397,13 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         ``(inputs, label, truth)``: one tensor per modality, labels ``[N]`` and the truth.
 
     Example:
-        >>> cfg = ShapesConfig(n_samples=100, carries={"image": ["shape"], "text": ["colour"]})
+        >>> cfg = ShapesConfig(
+        ...     n_samples=100, modalities=["image", "text"],
+        ...     carries={"image": ["shape"], "text": ["colour"]},
+        ... )
         >>> inputs, label, truth = generate_shapes(cfg)
-        >>> inputs["image"].shape, inputs["text"].shape, truth.num_classes
-        (torch.Size([100, 3, 32, 32]), torch.Size([100, 16]), 4)
+        >>> sorted(inputs), inputs["image"].shape, truth.num_classes
+        (['image', 'text'], torch.Size([100, 3, 32, 32]), 4)
     """
     config.validate()
     generator = torch.Generator().manual_seed(config.seed)
@@ -405,9 +416,9 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
     inputs: dict[str, Tensor] = {}
     rendered: dict[str, Tensor] = {}
     for modality in MODALITIES:
-        if modality not in config.carries:
+        if modality not in config.modalities:
             continue
-        carried = set(config.carries[modality])
+        carried = set(config.carries.get(modality, []))
         columns = []
         for k, f in enumerate(names):
             nuisance = torch.randint(FACTORS[f], (n,), generator=generator)
@@ -419,7 +430,7 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         )
     truth = ShapesTruth(
         factors=dict(FACTORS),
-        carries={m: list(fs) for m, fs in config.carries.items()},
+        carries={m: list(config.carries.get(m, [])) for m in config.modalities},
         label_factors=list(config.label_factors),
         label_rule=config.label_rule,
         num_classes=num_classes,
