@@ -124,6 +124,7 @@ class RunConfig:
     seed: int = 0
     output_dir: str = "runs"  # parent folder of run directories
     run_name: str = ""  # run directory name; default: <time>-<data>-<method>-s<seed>
+    resume: bool = False  # continue an interrupted run (needs run_name) from its last checkpoint
 
 
 _REGISTERED = False

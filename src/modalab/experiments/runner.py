@@ -32,13 +32,27 @@ from modalab.evaluation.features import (
     evaluate_representations,
     extract_features,
 )
+from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
+from modalab.experiments.checkpoint import save_weights
 from modalab.experiments.config import ConfigError
-from modalab.experiments.io import atomic_write_text
+from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
 
-__all__ = ["RunResult", "build_data", "build_encoders", "build_method", "run"]
+__all__ = [
+    "RunResult",
+    "TrainingError",
+    "build_data",
+    "build_encoders",
+    "build_method",
+    "load_finished",
+    "run",
+]
+
+
+class TrainingError(RuntimeError):
+    """Training failed (e.g. a non-finite loss); the message says what was kept and what to do."""
 
 
 @dataclass
@@ -146,19 +160,70 @@ def build_method(
     )
 
 
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
+    """The run directory: new, or the interrupted one to resume (checked against its config)."""
+    if cfg["resume"] and not cfg["run_name"]:
+        raise ConfigError(
+            "resume=true needs the run_name= of the run to continue (its directory name under "
+            "output_dir=)."
+        )
     name = cfg["run_name"] or (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg['data']['name']}-{cfg['method']['name']}"
         f"-s{cfg['seed']}"
     )
     run_dir = Path(cfg["output_dir"]) / name
-    if (run_dir / "metrics.json").exists():
-        raise ConfigError(
-            f"Run directory {run_dir} already holds finished results; choose another "
-            "run_name= or output_dir= (results are never overwritten)."
+    saved_config = run_dir / "config.yaml"
+    if not cfg["resume"]:
+        if (run_dir / "metrics.json").exists():
+            raise ConfigError(
+                f"Run directory {run_dir} already holds finished results; choose another "
+                "run_name= or output_dir= (results are never overwritten)."
+            )
+        if saved_config.exists():
+            raise ConfigError(
+                f"Run directory {run_dir} holds an unfinished run; add resume=true to continue "
+                "it from its last checkpoint, or choose another run_name=."
+            )
+    elif saved_config.exists():
+        previous = _flatten(load_yaml(saved_config))
+        current = _flatten(cfg)
+        ignore = {"resume", "trainer.enable_progress_bar"}
+        differ = sorted(
+            k
+            for k in set(previous) | set(current)
+            if k not in ignore and previous.get(k) != current.get(k)
         )
+        if differ:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in differ)
+            raise ConfigError(
+                f"resume=true, but the config differs from the one saved in {saved_config}: "
+                f"{details}. Resume with the same config, or start a new run_name=."
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def load_finished(run_dir: str | Path) -> RunResult:
+    """Load the result of a finished run from its ``metrics.json`` and ``config.yaml``."""
+    run_dir = Path(run_dir)
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    return RunResult(
+        run_dir=run_dir,
+        metrics=[MetricRecord(**m) for m in payload["metrics"]],
+        config=load_yaml(run_dir / "config.yaml"),
+        train_seconds=float(payload["train_seconds"]),
+        eval_seconds=float(payload["eval_seconds"]),
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -195,7 +260,11 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         else dict(cfg)
     )
     plain.pop("defaults", None)
+    plain.setdefault("resume", False)
     seed = int(plain["seed"])
+    run_dir = _run_dir(plain)
+    if plain["resume"] and (run_dir / "metrics.json").exists():
+        return load_finished(run_dir)
     L.seed_everything(seed, workers=True, verbose=False)
     splits = build_data(plain["data"])
     L.seed_everything(seed, workers=True, verbose=False)
@@ -215,8 +284,13 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     if quiet:
         trainer_cfg["enable_progress_bar"] = False
 
-    run_dir = _run_dir(plain)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+    config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
+    if not (run_dir / "config.yaml").exists():
+        atomic_write_text(run_dir / "config.yaml", config_text)
+    checkpoints = run_dir / "checkpoints"
+    resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
+    if resume_from is not None and not resume_from.exists():
+        resume_from = None  # interrupted before the first checkpoint: start over
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
@@ -224,15 +298,30 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             CSVLogger(str(run_dir), name="logs", version=""),
             TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
         ],
-        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(checkpoints), save_last=True),
+            FiniteGuard(),
+            RNGStateCheckpoint(),
+        ],
         enable_model_summary=not quiet,
         num_sanity_val_steps=0,
     )
     train_loader = make_loader(splits.train, batch_size, shuffle=True, drop_last=True, seed=seed)
     val_loader = make_loader(splits.val, batch_size)
     start = time.perf_counter()
-    trainer.fit(method, train_loader, val_loader)
+    try:
+        trainer.fit(method, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
+    except NonFiniteError as error:
+        last = checkpoints / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
+        message = (
+            f"{error} Training stopped; {kept}. Lower method.lr, set "
+            "trainer.gradient_clip_val, or check the data for NaN/Inf values."
+        )
+        atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
+        raise TrainingError(message) from None
     train_seconds = time.perf_counter() - start
+    save_weights(method, run_dir, config_text)
 
     start = time.perf_counter()
     method.eval()
