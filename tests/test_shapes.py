@@ -132,3 +132,14 @@ def test_modalities_selects_what_is_generated_and_uncarried_means_nuisance() -> 
     # audio carries nothing: its rendered shape agrees with the latent one only by chance.
     agreement = (truth.factor("shape", "audio") == truth.factor("shape")).float().mean()
     assert abs(agreement.item() - 0.25) < 0.08
+
+
+def test_tabular_modality_is_one_hot_factor_codes_plus_noise() -> None:
+    cfg = ShapesConfig(n_samples=200, modalities=["tabular"], noise={"tabular": 0.0},
+                       carries={"tabular": ["shape", "size"]})
+    inputs, _, truth = generate_shapes(cfg)
+    x = inputs["tabular"]
+    assert x.shape == (200, 15)
+    assert torch.equal(x[:, :4].argmax(1), truth.factor("shape"))
+    assert torch.equal(x[:, 8:11].argmax(1), truth.factor("size"))
+    assert torch.equal(x.sum(1), torch.full((200,), 4.0))

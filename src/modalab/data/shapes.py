@@ -5,7 +5,8 @@ Every sample draws four latent factors — ``shape`` (4 levels), ``colour`` (4),
 
 * ``image``: a 3×S×S picture of a coloured shape of some size in some quadrant;
 * ``text``: a tokenised caption from a small grammar of templates;
-* ``audio``: a short waveform whose timbre, pitch, pulse rate and onset encode the factors.
+* ``audio``: a short waveform whose timbre, pitch, pulse rate and onset encode the factors;
+* ``tabular`` (optional): a vector of one-hot factor codes plus Gaussian noise.
 
 Which factors each modality *carries* is configuration. A modality that does not carry a factor
 still renders it, but from an independent nuisance draw, so that the factor cannot be predicted
@@ -42,12 +43,14 @@ __all__ = [
     "make_shapes",
     "render_audio",
     "render_image",
+    "render_tabular",
     "render_text",
 ]
 
 #: The latent factors and their numbers of levels.
 FACTORS: dict[str, int] = {"shape": 4, "colour": 4, "size": 3, "position": 4}
-MODALITIES = ("image", "text", "audio")
+MODALITIES = ("image", "text", "audio", "tabular")
+DEFAULT_MODALITIES = ("image", "text", "audio")
 LABEL_RULES = ("identity", "sum_mod", "joint")
 
 _SHAPE_WORDS = ("circle", "square", "triangle", "cross")
@@ -111,7 +114,8 @@ class ShapesConfig:
         label_rule: ``identity`` (one factor), ``sum_mod`` (sum of factors modulo the smallest
             number of levels — XOR for two binary factors) or ``joint`` (Cartesian product).
         noise: Per-modality nuisance noise: pixel noise std for ``image``, waveform noise std
-            for ``audio``, probability of replacing each token by a random word for ``text``.
+            for ``audio``, feature noise std for ``tabular``, probability of replacing each
+            token by a random word for ``text``.
         image_size: Side of the square images in pixels.
         text_length: Token sequence length (captions are padded).
         audio_length: Waveform length in samples (at 4 kHz).
@@ -121,18 +125,19 @@ class ShapesConfig:
     """
 
     n_samples: int = 6000
-    modalities: list[str] = field(default_factory=lambda: list(MODALITIES))
+    modalities: list[str] = field(default_factory=lambda: list(DEFAULT_MODALITIES))
     carries: dict[str, list[str]] = field(
         default_factory=lambda: {
             "image": ["shape", "colour", "size", "position"],
             "text": ["shape", "colour", "size", "position"],
             "audio": ["shape", "size"],
+            "tabular": ["shape", "colour", "size", "position"],
         }
     )
     label_factors: list[str] = field(default_factory=lambda: ["shape"])
     label_rule: str = "identity"
     noise: dict[str, float] = field(
-        default_factory=lambda: {"image": 0.1, "text": 0.05, "audio": 0.3}
+        default_factory=lambda: {"image": 0.1, "text": 0.05, "audio": 0.3, "tabular": 0.5}
     )
     image_size: int = 32
     text_length: int = 16
@@ -376,7 +381,36 @@ def render_audio(rendered: Tensor, length: int, noise: float, generator: torch.G
     return wave.unsqueeze(1)
 
 
-_RENDERERS = {"image": render_image, "text": render_text, "audio": render_audio}
+def render_tabular(
+    rendered: Tensor, length: int, noise: float, generator: torch.Generator
+) -> Tensor:
+    """Render feature vectors: the one-hot codes of the four factors plus Gaussian noise.
+
+    Args:
+        rendered: ``[N, 4]`` levels of (shape, colour, size, position).
+        length: Unused (the vector has ``sum(levels)`` = 15 features).
+        noise: Std of the additive Gaussian noise.
+        generator: Random generator for the noise.
+
+    Returns:
+        Float vectors ``[N, 15]``.
+    """
+    codes = [
+        torch.nn.functional.one_hot(rendered[:, k], n).float()
+        for k, n in enumerate(FACTORS.values())
+    ]
+    x = torch.cat(codes, dim=1)
+    if noise > 0:
+        x = x + noise * torch.randn(x.shape, generator=generator)
+    return x
+
+
+_RENDERERS = {
+    "image": render_image,
+    "text": render_text,
+    "audio": render_audio,
+    "tabular": render_tabular,
+}
 
 
 def _render_size(config: ShapesConfig, modality: str) -> int:
@@ -384,6 +418,7 @@ def _render_size(config: ShapesConfig, modality: str) -> int:
         "image": config.image_size,
         "text": config.text_length,
         "audio": config.audio_length,
+        "tabular": 0,
     }[modality]
 
 
