@@ -135,8 +135,12 @@ def test_modalities_selects_what_is_generated_and_uncarried_means_nuisance() -> 
 
 
 def test_tabular_modality_is_one_hot_factor_codes_plus_noise() -> None:
-    cfg = ShapesConfig(n_samples=200, modalities=["tabular"], noise={"tabular": 0.0},
-                       carries={"tabular": ["shape", "size"]})
+    cfg = ShapesConfig(
+        n_samples=200,
+        modalities=["tabular"],
+        noise={"tabular": 0.0},
+        carries={"tabular": ["shape", "size"]},
+    )
     inputs, _, truth = generate_shapes(cfg)
     x = inputs["tabular"]
     assert x.shape == (200, 15)
