@@ -68,6 +68,8 @@ def test_run_end_to_end_writes_run_dir_and_is_deterministic(
     ma = json.loads((a / "metrics.json").read_text())["metrics"]
     mb = json.loads((b / "metrics.json").read_text())["metrics"]
     assert ma == mb  # same config + seed → identical metrics
+    versions = json.loads((a / "metrics.json").read_text())["versions"]
+    assert {"torch", "lightning", "modalab", "git_revision"} <= set(versions)
     table = pd.read_csv(a / "metrics.csv")
     assert set(table.columns) >= {
         "data",

@@ -226,6 +226,33 @@ def load_finished(run_dir: str | Path) -> RunResult:
     )
 
 
+def git_revision() -> str:
+    """The git commit of the modalab source tree (with ``+dirty`` if modified), or ``unknown``."""
+    import subprocess
+
+    source = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
 def _versions() -> dict[str, str]:
     import hydra
     import monai
@@ -241,6 +268,7 @@ def _versions() -> dict[str, str]:
         "monai": monai.__version__,
         "sklearn": sklearn.__version__,
         "python": platform.python_version(),
+        "git_revision": git_revision(),
     }
 
 
