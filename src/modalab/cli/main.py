@@ -10,6 +10,7 @@ import argparse
 import itertools
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -47,7 +48,7 @@ def _expand_overrides(overrides: Sequence[str]) -> list[list[str]]:
             values = list(override.sweep_string_iterator())
             choices.append([f"{key}={v}" for v in values])
         else:
-            choices.append([override.input_line])
+            choices.append([str(override.input_line)])
     return [list(combo) for combo in itertools.product(*choices)] if choices else [[]]
 
 
@@ -71,45 +72,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
             console.print(OmegaConf.to_yaml(cfg), markup=False)
         return 0
     results = []
+    shared = set.intersection(*(set(o) for o in runs)) if runs else set()
     for overrides, cfg in zip(runs, configs):
-        label = " ".join(overrides) or "(defaults)"
-        console.print(f"[bold]modalab run[/bold] {label}")
+        console.print(f"[bold]modalab run[/bold] {' '.join(overrides) or '(defaults)'}")
+        label = " ".join(o for o in overrides if o not in shared) or cfg.method.name
         result = run(cfg, quiet=args.quiet)
         console.print(
             f"  run directory: {result.run_dir}  (train {result.train_seconds:.1f}s, "
             f"eval {result.eval_seconds:.1f}s)"
         )
         results.append((label, result))
-    console.print(_results_table(results))
+    for table in _results_tables(results):
+        console.print(table)
     return 0
 
 
-def _results_table(results: Sequence[tuple[str, object]]) -> Table:
-    """One row per run × metric group, one column per modality/direction."""
-    table = Table(title="modalab results (test split)")
-    table.add_column("run")
-    table.add_column("metric")
-    columns: list[str] = []
-    rows: list[tuple[str, str, dict[str, float]]] = []
+def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
+    """Two tables: accuracies (modality columns) and retrieval (Recall@K columns)."""
+    accuracy = Table(title="frozen-representation accuracy (test split)")
+    retrieval = Table(title="cross-modal retrieval (test split)")
+    for table in (accuracy, retrieval):
+        table.add_column("run")
+    accuracy.add_column("metric")
+    retrieval.add_column("direction")
+    views: list[str] = []
+    ks: list[str] = []
+    acc_rows: dict[tuple[str, str], dict[str, float]] = {}
+    ret_rows: dict[tuple[str, str], dict[str, float]] = {}
     for label, result in results:
-        grouped: dict[str, dict[str, float]] = {}
-        for record in result.metrics:  # type: ignore[attr-defined]
-            name = record.metric + (f" ({record.condition})" if record.condition else "")
-            grouped.setdefault(name, {})[record.modality] = record.value
-            if record.modality not in columns:
-                columns.append(record.modality)
-        for name, values in grouped.items():
-            rows.append((label, name, values))
-    for column in columns:
-        table.add_column(column, justify="right")
-    for label, name, values in rows:
-        table.add_row(label, name, *[f"{values[c]:.3f}" if c in values else "" for c in columns])
-    return table
+        for record in result.metrics:
+            if record.metric.startswith("recall@"):
+                ret_rows.setdefault((label, record.modality), {})[record.metric] = record.value
+                if record.metric not in ks:
+                    ks.append(record.metric)
+            else:
+                name = record.metric + (f" ({record.condition})" if record.condition else "")
+                acc_rows.setdefault((label, name), {})[record.modality] = record.value
+                if record.modality not in views:
+                    views.append(record.modality)
+    for view in views:
+        accuracy.add_column(view, justify="right")
+    for k in ks:
+        retrieval.add_column(k.replace("recall", "R"), justify="right")
+    for (label, name), values in acc_rows.items():
+        accuracy.add_row(label, name, *[f"{values[v]:.3f}" if v in values else "" for v in views])
+    for (label, direction), values in ret_rows.items():
+        retrieval.add_row(
+            label, direction, *[f"{values[k]:.3f}" if k in values else "" for k in ks]
+        )
+    return [accuracy, retrieval] if ret_rows else [accuracy]
 
 
 def _add_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "kind", nargs="?", default="all",
+        "kind",
+        nargs="?",
+        default="all",
         help="datasets | encoders | objectives | methods | scenarios | configs | all",
     )
 
@@ -180,7 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_args, handler, help_text, epilog) in COMMANDS.items():
         p = sub.add_parser(
-            name, help=help_text, description=help_text, epilog=epilog or None,
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog or None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_args(p)

@@ -5,7 +5,8 @@ Every sample draws four latent factors — ``shape`` (4 levels), ``colour`` (4),
 
 * ``image``: a 3×S×S picture of a coloured shape of some size in some quadrant;
 * ``text``: a tokenised caption from a small grammar of templates;
-* ``audio``: a short waveform whose timbre, pitch, pulse rate and onset encode the factors.
+* ``audio``: a short waveform whose timbre, pitch, pulse rate and onset encode the factors;
+* ``tabular`` (optional): a vector of one-hot factor codes plus Gaussian noise.
 
 Which factors each modality *carries* is configuration. A modality that does not carry a factor
 still renders it, but from an independent nuisance draw, so that the factor cannot be predicted
@@ -42,12 +43,14 @@ __all__ = [
     "make_shapes",
     "render_audio",
     "render_image",
+    "render_tabular",
     "render_text",
 ]
 
 #: The latent factors and their numbers of levels.
 FACTORS: dict[str, int] = {"shape": 4, "colour": 4, "size": 3, "position": 4}
-MODALITIES = ("image", "text", "audio")
+MODALITIES = ("image", "text", "audio", "tabular")
+DEFAULT_MODALITIES = ("image", "text", "audio")
 LABEL_RULES = ("identity", "sum_mod", "joint")
 
 _SHAPE_WORDS = ("circle", "square", "triangle", "cross")
@@ -88,7 +91,7 @@ _PALETTE = torch.tensor(
 )
 _RADII = (0.12, 0.18, 0.25)
 _CENTRES = ((0.3, 0.3), (0.3, 0.7), (0.7, 0.3), (0.7, 0.7))  # (row, col) per position level
-_PITCHES_HZ = (220.0, 311.0, 440.0, 622.0)
+_PITCHES_HZ = (250.0, 330.0, 410.0, 530.0)  # no base is a harmonic of another
 _TIMBRES = torch.tensor(
     [[1.0, 0.0, 0.0, 0.0], [1.0, 0.5, 0.33, 0.25], [1.0, 0.0, 0.33, 0.0], [1.0, 0.8, 0.6, 0.4]]
 )
@@ -103,13 +106,16 @@ class ShapesConfig:
 
     Attributes:
         n_samples: Total number of samples over all splits.
+        modalities: The modalities to generate (a subset of ``image``, ``text``, ``audio``).
         carries: For each modality, the latent factors it carries; the others it renders from
-            an independent nuisance draw. Modalities left out are not generated.
+            an independent nuisance draw. A generated modality absent from ``carries``
+            carries no factor.
         label_factors: Factors the label depends on.
         label_rule: ``identity`` (one factor), ``sum_mod`` (sum of factors modulo the smallest
             number of levels — XOR for two binary factors) or ``joint`` (Cartesian product).
         noise: Per-modality nuisance noise: pixel noise std for ``image``, waveform noise std
-            for ``audio``, probability of replacing each token by a random word for ``text``.
+            for ``audio``, feature noise std for ``tabular``, probability of replacing each
+            token by a random word for ``text``.
         image_size: Side of the square images in pixels.
         text_length: Token sequence length (captions are padded).
         audio_length: Waveform length in samples (at 4 kHz).
@@ -119,17 +125,19 @@ class ShapesConfig:
     """
 
     n_samples: int = 6000
+    modalities: list[str] = field(default_factory=lambda: list(DEFAULT_MODALITIES))
     carries: dict[str, list[str]] = field(
         default_factory=lambda: {
             "image": ["shape", "colour", "size", "position"],
             "text": ["shape", "colour", "size", "position"],
             "audio": ["shape", "size"],
+            "tabular": ["shape", "colour", "size", "position"],
         }
     )
     label_factors: list[str] = field(default_factory=lambda: ["shape"])
     label_rule: str = "identity"
     noise: dict[str, float] = field(
-        default_factory=lambda: {"image": 0.1, "text": 0.05, "audio": 0.3}
+        default_factory=lambda: {"image": 0.1, "text": 0.05, "audio": 0.3, "tabular": 0.5}
     )
     image_size: int = 32
     text_length: int = 16
@@ -142,8 +150,13 @@ class ShapesConfig:
         """Raise ``ValueError`` naming the bad field if the configuration is inconsistent."""
         if self.n_samples < 10:
             raise ValueError(f"data.n_samples must be at least 10, got {self.n_samples}.")
-        if not self.carries:
-            raise ValueError("data.carries must name at least one modality.")
+        if not self.modalities:
+            raise ValueError("data.modalities must name at least one modality.")
+        for modality in self.modalities:
+            if modality not in MODALITIES:
+                raise ValueError(
+                    f"data.modalities has unknown modality {modality!r}; valid: {list(MODALITIES)}."
+                )
         for modality, factors in self.carries.items():
             if modality not in MODALITIES:
                 raise ValueError(
@@ -152,8 +165,7 @@ class ShapesConfig:
             for f in factors:
                 if f not in FACTORS:
                     raise ValueError(
-                        f"data.carries.{modality} has unknown factor {f!r}; "
-                        f"valid: {list(FACTORS)}."
+                        f"data.carries.{modality} has unknown factor {f!r}; valid: {list(FACTORS)}."
                     )
         for modality in self.noise:
             if modality not in MODALITIES:
@@ -292,9 +304,7 @@ def _template_tokens(length: int) -> Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
-def render_text(
-    rendered: Tensor, length: int, noise: float, generator: torch.Generator
-) -> Tensor:
+def render_text(rendered: Tensor, length: int, noise: float, generator: torch.Generator) -> Tensor:
     """Render tokenised captions from factor levels.
 
     Args:
@@ -323,14 +333,14 @@ def render_text(
     if noise > 0:
         is_word = tokens > MASK_ID
         flip = (torch.rand(tokens.shape, generator=generator) < noise) & is_word
-        random_words = torch.randint(MASK_ID + 1, len(VOCABULARY), tokens.shape, generator=generator)
+        random_words = torch.randint(
+            MASK_ID + 1, len(VOCABULARY), tokens.shape, generator=generator
+        )
         tokens = torch.where(flip, random_words, tokens)
     return tokens
 
 
-def render_audio(
-    rendered: Tensor, length: int, noise: float, generator: torch.Generator
-) -> Tensor:
+def render_audio(rendered: Tensor, length: int, noise: float, generator: torch.Generator) -> Tensor:
     """Render waveforms from factor levels.
 
     Timbre (harmonic profile) encodes ``shape``, pitch encodes ``colour``, the amplitude pulse
@@ -371,7 +381,36 @@ def render_audio(
     return wave.unsqueeze(1)
 
 
-_RENDERERS = {"image": render_image, "text": render_text, "audio": render_audio}
+def render_tabular(
+    rendered: Tensor, length: int, noise: float, generator: torch.Generator
+) -> Tensor:
+    """Render feature vectors: the one-hot codes of the four factors plus Gaussian noise.
+
+    Args:
+        rendered: ``[N, 4]`` levels of (shape, colour, size, position).
+        length: Unused (the vector has ``sum(levels)`` = 15 features).
+        noise: Std of the additive Gaussian noise.
+        generator: Random generator for the noise.
+
+    Returns:
+        Float vectors ``[N, 15]``.
+    """
+    codes = [
+        torch.nn.functional.one_hot(rendered[:, k], n).float()
+        for k, n in enumerate(FACTORS.values())
+    ]
+    x = torch.cat(codes, dim=1)
+    if noise > 0:
+        x = x + noise * torch.randn(x.shape, generator=generator)
+    return x
+
+
+_RENDERERS = {
+    "image": render_image,
+    "text": render_text,
+    "audio": render_audio,
+    "tabular": render_tabular,
+}
 
 
 def _render_size(config: ShapesConfig, modality: str) -> int:
@@ -379,6 +418,7 @@ def _render_size(config: ShapesConfig, modality: str) -> int:
         "image": config.image_size,
         "text": config.text_length,
         "audio": config.audio_length,
+        "tabular": 0,
     }[modality]
 
 
@@ -392,10 +432,13 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         ``(inputs, label, truth)``: one tensor per modality, labels ``[N]`` and the truth.
 
     Example:
-        >>> cfg = ShapesConfig(n_samples=100, carries={"image": ["shape"], "text": ["colour"]})
+        >>> cfg = ShapesConfig(
+        ...     n_samples=100, modalities=["image", "text"],
+        ...     carries={"image": ["shape"], "text": ["colour"]},
+        ... )
         >>> inputs, label, truth = generate_shapes(cfg)
-        >>> inputs["image"].shape, inputs["text"].shape, truth.num_classes
-        (torch.Size([100, 3, 32, 32]), torch.Size([100, 16]), 4)
+        >>> sorted(inputs), inputs["image"].shape, truth.num_classes
+        (['image', 'text'], torch.Size([100, 3, 32, 32]), 4)
     """
     config.validate()
     generator = torch.Generator().manual_seed(config.seed)
@@ -408,9 +451,9 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
     inputs: dict[str, Tensor] = {}
     rendered: dict[str, Tensor] = {}
     for modality in MODALITIES:
-        if modality not in config.carries:
+        if modality not in config.modalities:
             continue
-        carried = set(config.carries[modality])
+        carried = set(config.carries.get(modality, []))
         columns = []
         for k, f in enumerate(names):
             nuisance = torch.randint(FACTORS[f], (n,), generator=generator)
@@ -422,7 +465,7 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         )
     truth = ShapesTruth(
         factors=dict(FACTORS),
-        carries={m: list(fs) for m, fs in config.carries.items()},
+        carries={m: list(config.carries.get(m, [])) for m in config.modalities},
         label_factors=list(config.label_factors),
         label_rule=config.label_rule,
         num_classes=num_classes,
@@ -494,4 +537,3 @@ def make_shapes(**kwargs: Any) -> Splits:
             "sample_rates": {"audio": AUDIO_SAMPLE_RATE},
         },
     )
-

@@ -9,17 +9,17 @@ once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from modalab.data.batch import MultimodalBatch
 
-__all__ = ["MultimodalTensorDataset", "Splits", "make_loader"]
+__all__ = ["EpochShuffleSampler", "MultimodalTensorDataset", "Splits", "make_loader"]
 
 
 class MultimodalTensorDataset(Dataset[MultimodalBatch]):
@@ -78,7 +78,7 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
         self.clean_label = clean_label.long() if clean_label is not None else self.label.clone()
         self.index = index.long() if index is not None else torch.arange(n)
         self.num_classes = int(num_classes) if num_classes is not None else int(label.max()) + 1
-        if (n and int(self.label.max()) >= self.num_classes) or (n and int(self.label.min()) < 0):
+        if n and (int(self.label.max()) >= self.num_classes or int(self.label.min()) < 0):
             raise ValueError(
                 f"Labels must lie in [0, {self.num_classes}); got range "
                 f"[{int(self.label.min())}, {int(self.label.max())}]."
@@ -169,7 +169,41 @@ class Splits:
         return self.train.modalities
 
 
-def _identity(batch: MultimodalBatch) -> MultimodalBatch:
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation that is a pure function of ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` at the start of every epoch (as for a
+    ``DistributedSampler``), so a run resumed from a checkpoint at epoch ``e`` sees exactly the
+    order an uninterrupted run would have seen.
+
+    Example:
+        >>> s = EpochShuffleSampler(5, seed=0)
+        >>> s.set_epoch(3)
+        >>> first = list(s)
+        >>> s.set_epoch(3)
+        >>> list(s) == first and sorted(first) == [0, 1, 2, 3, 4]
+        True
+    """
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch``."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.num_samples, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def _identity(batch: Any) -> Any:
+    """``__getitems__`` already returns a batch: nothing to collate."""
     return batch
 
 
@@ -185,20 +219,18 @@ def make_loader(
     Args:
         dataset: The in-memory dataset.
         batch_size: Samples per batch.
-        shuffle: Whether to reshuffle each epoch (with a generator seeded by ``seed``).
+        shuffle: Whether to reshuffle each epoch (an :class:`EpochShuffleSampler`).
         drop_last: Whether to drop the last incomplete batch.
         seed: Seed of the shuffling generator.
 
     Returns:
         The loader; Lightning may replace its sampler with a distributed one.
     """
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochShuffleSampler(len(dataset), seed) if shuffle else None,
         drop_last=drop_last,
         collate_fn=_identity,
-        generator=generator,
         num_workers=0,
     )

@@ -79,9 +79,9 @@ class FeatureSet:
 
 @torch.no_grad()
 def extract_features(
-    encode: Callable[[MultimodalBatch], Mapping[str, Tensor]],
+    encode: Callable[[MultimodalBatch], dict[str, Tensor]],
     dataset: MultimodalTensorDataset,
-    project: Callable[[Mapping[str, Tensor]], Mapping[str, Tensor]] | None = None,
+    project: Callable[[dict[str, Tensor]], Mapping[str, Tensor]] | None = None,
     batch_size: int = 512,
     device: torch.device | str = "cpu",
 ) -> FeatureSet:
@@ -137,6 +137,29 @@ class EvalConfig:
     batch_size: int = 512
     probe_modalities: bool = True
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field."""
+        bad = [f for f in self.label_fractions if not 0 < f <= 1]
+        if not self.label_fractions or bad:
+            raise ValueError(
+                f"eval.label_fractions={list(self.label_fractions)} is invalid: expected a "
+                "non-empty list of fractions in (0, 1]."
+            )
+        if not self.l2_grid or any(not v > 0 for v in self.l2_grid):
+            raise ValueError(
+                f"eval.l2_grid={list(self.l2_grid)} is invalid: expected positive penalties."
+            )
+        if self.knn_k < 1:
+            raise ValueError(f"eval.knn_k={self.knn_k} is invalid: expected an integer >= 1.")
+        if not self.retrieval_ks or any(k < 1 for k in self.retrieval_ks):
+            raise ValueError(
+                f"eval.retrieval_ks={list(self.retrieval_ks)} is invalid: expected integers >= 1."
+            )
+        if self.batch_size < 1:
+            raise ValueError(
+                f"eval.batch_size={self.batch_size} is invalid: expected an integer >= 1."
+            )
+
 
 def _views(split: FeatureSet, modalities: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
     """``{view: (features, rows)}`` for each modality (its present rows) and for ``fused``."""
@@ -181,9 +204,16 @@ def evaluate_representations(
             continue
         for fraction in config.label_fractions:
             result = linear_probe(
-                x_tr[r_tr], train.label[r_tr], x_va[r_va], val.clean_label[r_va],
-                x_te[r_te], test.clean_label[r_te], num_classes,
-                l2_grid=config.l2_grid, label_fraction=fraction, seed=seed,
+                x_tr[r_tr],
+                train.label[r_tr],
+                x_va[r_va],
+                val.clean_label[r_va],
+                x_te[r_te],
+                test.clean_label[r_te],
+                num_classes,
+                l2_grid=config.l2_grid,
+                label_fraction=fraction,
+                seed=seed,
             )
             records.append(
                 MetricRecord("linear_probe_acc", result.accuracy, view, f"labels={fraction:g}")

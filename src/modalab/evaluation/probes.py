@@ -79,7 +79,7 @@ def label_subset(label: Tensor, fraction: float, seed: int, num_classes: int) ->
         >>> label = torch.arange(100) % 4
         >>> rows = label_subset(label, 0.1, seed=0, num_classes=4)
         >>> len(rows), torch.bincount(label[rows]).tolist()
-        (12, [3, 3, 3, 3])
+        (8, [2, 2, 2, 2])
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1], got {fraction}.")

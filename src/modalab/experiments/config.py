@@ -9,6 +9,7 @@ plain arguments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "TrainerConfig",
     "compose_config",
     "register_configs",
+    "validate_config",
 ]
 
 
@@ -59,6 +61,10 @@ class ModelConfig:
     embed_dim: int = 128
     encoders: dict[str, str] = field(default_factory=dict)
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field."""
+        _check(self.embed_dim >= 1, "model.embed_dim", self.embed_dim, "an integer >= 1")
+
 
 @dataclass
 class ClipMethodConfig:
@@ -72,6 +78,13 @@ class ClipMethodConfig:
     proj_dim: int = 64  # joint embedding size
     proj_hidden: int = 0  # 0: linear projection head (CLIP); >0: two-layer MLP head
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field."""
+        _check_optim(self.lr, self.weight_decay)
+        _check(self.temperature > 0, "method.temperature", self.temperature, "a number > 0")
+        _check(self.proj_dim >= 1, "method.proj_dim", self.proj_dim, "an integer >= 1")
+        _check(self.proj_hidden >= 0, "method.proj_hidden", self.proj_hidden, "an integer >= 0")
+
 
 @dataclass
 class SupervisedMethodConfig:
@@ -82,6 +95,12 @@ class SupervisedMethodConfig:
     weight_decay: float = 1e-4
     fusion: str = "concat"  # concat | mean (over present modalities)
     hidden: int = 128  # hidden width of the classification head
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field."""
+        _check_optim(self.lr, self.weight_decay)
+        _check(self.fusion in ("concat", "mean"), "method.fusion", self.fusion, "concat | mean")
+        _check(self.hidden >= 1, "method.hidden", self.hidden, "an integer >= 1")
 
 
 @dataclass
@@ -101,6 +120,50 @@ class TrainerConfig:
     log_every_n_steps: int = 5
     check_val_every_n_epoch: int = 1
     enable_progress_bar: bool = True
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field."""
+        _check(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        _check(self.batch_size >= 2, "trainer.batch_size", self.batch_size, "an integer >= 2")
+        _check(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
+        _check(
+            self.accumulate_grad_batches >= 1,
+            "trainer.accumulate_grad_batches",
+            self.accumulate_grad_batches,
+            "an integer >= 1",
+        )
+        _check(
+            self.gradient_clip_val is None or self.gradient_clip_val > 0,
+            "trainer.gradient_clip_val",
+            self.gradient_clip_val,
+            "null or a number > 0",
+        )
+        _check(
+            self.log_every_n_steps >= 1,
+            "trainer.log_every_n_steps",
+            self.log_every_n_steps,
+            "an integer >= 1",
+        )
+        _check(
+            self.check_val_every_n_epoch >= 1,
+            "trainer.check_val_every_n_epoch",
+            self.check_val_every_n_epoch,
+            "an integer >= 1",
+        )
+        accelerators = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+        _check(
+            self.accelerator in accelerators,
+            "trainer.accelerator",
+            self.accelerator,
+            " | ".join(accelerators),
+        )
+        precisions = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+        _check(
+            self.precision in precisions,
+            "trainer.precision",
+            self.precision,
+            " | ".join(precisions),
+        )
 
 
 @dataclass
@@ -127,11 +190,23 @@ class RunConfig:
     seed: int = 0
     output_dir: str = "runs"  # parent folder of run directories
     run_name: str = ""  # run directory name; default: <time>-<data>-<method>-s<seed>
+    resume: bool = False  # continue an interrupted run (needs run_name) from its last checkpoint
     store: str = ""  # results store folder the run appends its rows to ("" = none)
     study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
     severity_key: str = ""  # config key recorded as the severity; default: first scenario's
 
 
+def _check(ok: bool, key: str, value: Any, valid: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is invalid: expected {valid}.")
+
+
+def _check_optim(lr: float, weight_decay: float) -> None:
+    _check(lr > 0 and lr < float("inf"), "method.lr", lr, "a finite number > 0")
+    _check(weight_decay >= 0, "method.weight_decay", weight_decay, "a number >= 0")
+
+
+_GROUPS = ("data", "model", "method", "eval", "trainer")
 _REGISTERED = False
 
 
@@ -163,6 +238,25 @@ def group_options(group: str) -> list[str]:
     return sorted(name.removesuffix(".yaml") for name in repo)
 
 
+def _valid_keys_hint(message: str, overrides: Sequence[str]) -> str:
+    """For an unknown key, list the keys valid at that level of the config."""
+    match = re.search(r"full_key: (\S+)", message)
+    if not match or "not in" not in message:
+        return ""
+    parent = match.group(1).rsplit(".", 1)[0] if "." in match.group(1) else ""
+    groups = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]]
+    try:
+        with initialize_config_module(config_module="modalab.conf", version_base="1.3"):
+            default = compose(config_name="config", overrides=groups)
+    except Exception:  # the hint is best effort; the original error is still raised
+        return ""
+    node = OmegaConf.select(default, parent) if parent else default
+    if not isinstance(node, DictConfig):
+        return ""
+    keys = ", ".join(str(k) for k in node.keys() if k != "defaults")
+    return f"\nValid keys of {parent or 'the root config'}: {keys}."
+
+
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose the run config from command-line style overrides, in struct mode.
 
@@ -185,9 +279,38 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         with initialize_config_module(config_module="modalab.conf", version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
     except (ConfigCompositionException, OmegaConfBaseException) as error:
-        raise ConfigError(_explain(error)) from None
+        message = _explain(error)
+        raise ConfigError(message + _valid_keys_hint(message, overrides)) from None
     OmegaConf.set_struct(cfg, True)
+    validate_config(cfg)
     return cfg
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check the value ranges of every group (each option's ``validate()``), before training.
+
+    Raises:
+        ConfigError: Naming the key, the value and what is valid.
+    """
+    if cfg.get("seed", 0) < 0:
+        raise ConfigError(f"seed={cfg.seed} is invalid: expected an integer >= 0.")
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_explain(error)) from None
+    except ValueError as error:  # a structured config's own check (e.g. a scenario's)
+        raise ConfigError(str(error)) from None
+    for group in _GROUPS:
+        node = getattr(obj, group, None)
+        check = getattr(node, "validate", None)
+        if callable(check):
+            try:
+                check()
+            except ValueError as error:
+                message = str(error)
+                if not message.startswith(f"{group}."):
+                    message = f"{group}: {message}"
+                raise ConfigError(message) from None
 
 
 def _explain(error: Exception) -> str:

@@ -13,6 +13,8 @@ run if the results store already holds it, so a resubmitted sweep resumes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,8 +30,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=None, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run one composed configuration unless the results store already has it."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     plain.pop("defaults", None)
     rid = run_id(plain)
     if plain.get("store") and ResultsStore(plain["store"]).has(rid):
@@ -37,6 +38,7 @@ def main(cfg: DictConfig) -> None:
         return
     if not plain.get("run_name"):
         plain["run_name"] = rid  # parallel jobs never share a run directory
+        plain["resume"] = True  # a resubmitted job continues from its last checkpoint
     run(plain, quiet=True)
     print(f"done: run {rid}")
 

@@ -20,7 +20,6 @@ import inspect
 import json
 import math
 import platform
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,27 +43,36 @@ from modalab.evaluation.features import (
     evaluate_representations,
     extract_features,
 )
+from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
+from modalab.experiments.checkpoint import save_weights
 from modalab.experiments.config import ConfigError
-from modalab.experiments.io import atomic_write_text
+from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.store import ResultsStore
-from modalab.methods.registry import METHODS
+from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
-from modalab.scenarios import Scenario, apply_scenarios, build_scenarios
+from modalab.scenarios import SCENARIOS, Scenario, apply_scenarios, build_scenarios
 
 __all__ = [
     "RunResult",
+    "TrainingError",
     "build_data",
     "build_encoders",
     "build_method",
     "build_run_scenarios",
     "config_hash",
+    "load_finished",
     "run",
     "run_id",
 ]
 
-# Keys that say where results go, not what is computed: left out of hashes.
-_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "defaults")
+# Keys that say where results go or how a run proceeds, not what it computes: left out of
+# the hashes that identify a run.
+_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "resume", "defaults")
+
+
+class TrainingError(RuntimeError):
+    """Training failed (e.g. a non-finite loss); the message says what was kept and what to do."""
 
 
 @dataclass
@@ -92,8 +100,10 @@ class RunResult:
     def value(self, metric: str, modality: str = "", condition: str | None = None) -> float:
         """The value of one metric (the first whose condition matches, if given)."""
         for r in self.metrics:
-            if r.metric == metric and r.modality == modality and (
-                condition is None or r.condition == condition
+            if (
+                r.metric == metric
+                and r.modality == modality
+                and (condition is None or r.condition == condition)
             ):
                 return r.value
         raise KeyError(f"No metric {metric!r} for {modality!r} ({condition}).")
@@ -161,8 +171,12 @@ def build_method(
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from None
     return _call_with_config(  # type: ignore[no-any-return]
-        builder, kwargs, f"method ({name})",
-        encoder=encoder, num_classes=splits.num_classes, embed_dim=embed_dim,
+        builder,
+        kwargs,
+        f"method ({name})",
+        encoder=encoder,
+        num_classes=splits.num_classes,
+        embed_dim=embed_dim,
     )
 
 
@@ -199,12 +213,12 @@ def run_id(cfg: Mapping[str, Any]) -> str:
     return _digest(_identity(cfg))
 
 
-def _severity(cfg: Mapping[str, Any], scenarios: list[Scenario]) -> tuple[str, float]:
+def _severity(cfg: Mapping[str, Any]) -> tuple[str, float]:
     """The severity key and its value (NaN without scenario or key)."""
     key = str(cfg.get("severity_key") or "")
     names = list(cfg.get("scenario") or {})
-    if not key and scenarios:
-        key = f"scenario.{names[0]}.{scenarios[0].severity_param}"
+    if not key and names:
+        key = f"scenario.{names[0]}.{SCENARIOS.get(names[0]).severity_param}"
     if not key:
         return "", math.nan
     value = OmegaConf.select(OmegaConf.create(dict(cfg)), key)
@@ -216,34 +230,97 @@ def _severity(cfg: Mapping[str, Any], scenarios: list[Scenario]) -> tuple[str, f
         ) from None
 
 
-def _git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=40"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
+    """The run directory: new, or the interrupted one to resume (checked against its config)."""
+    if cfg["resume"] and not cfg["run_name"]:
+        raise ConfigError(
+            "resume=true needs the run_name= of the run to continue (its directory name under "
+            "output_dir=)."
+        )
     name = cfg["run_name"] or (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg['data']['name']}-{cfg['method']['name']}"
         f"-s{cfg['seed']}"
     )
     run_dir = Path(cfg["output_dir"]) / name
-    if (run_dir / "metrics.json").exists():
-        raise ConfigError(
-            f"Run directory {run_dir} already holds finished results; choose another "
-            "run_name= or output_dir= (results are never overwritten)."
+    saved_config = run_dir / "config.yaml"
+    if not cfg["resume"]:
+        if (run_dir / "metrics.json").exists():
+            raise ConfigError(
+                f"Run directory {run_dir} already holds finished results; choose another "
+                "run_name= or output_dir= (results are never overwritten)."
+            )
+        if saved_config.exists():
+            raise ConfigError(
+                f"Run directory {run_dir} holds an unfinished run; add resume=true to continue "
+                "it from its last checkpoint, or choose another run_name=."
+            )
+    elif saved_config.exists():
+        previous = _flatten(load_yaml(saved_config))
+        current = _flatten(cfg)
+        ignore = {"resume", "trainer.enable_progress_bar"}
+        differ = sorted(
+            k
+            for k in set(previous) | set(current)
+            if k not in ignore and previous.get(k) != current.get(k)
         )
+        if differ:
+            details = ", ".join(f"{k}: {previous.get(k)!r} -> {current.get(k)!r}" for k in differ)
+            raise ConfigError(
+                f"resume=true, but the config differs from the one saved in {saved_config}: "
+                f"{details}. Resume with the same config, or start a new run_name=."
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def load_finished(run_dir: str | Path) -> RunResult:
+    """Load the result of a finished run from its ``metrics.json`` and ``config.yaml``."""
+    run_dir = Path(run_dir)
+    payload = json.loads((run_dir / "metrics.json").read_text())
+    return RunResult(
+        run_dir=run_dir,
+        metrics=[MetricRecord(**m) for m in payload["metrics"]],
+        config=load_yaml(run_dir / "config.yaml"),
+        train_seconds=float(payload["train_seconds"]),
+        eval_seconds=float(payload["eval_seconds"]),
+    )
+
+
+def git_revision() -> str:
+    """The git commit of the modalab source tree (with ``+dirty`` if modified), or ``unknown``."""
+    import subprocess
+
+    source = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
 
 
 def _versions() -> dict[str, str]:
@@ -261,6 +338,7 @@ def _versions() -> dict[str, str]:
         "monai": monai.__version__,
         "sklearn": sklearn.__version__,
         "python": platform.python_version(),
+        "git_revision": git_revision(),
     }
 
 
@@ -280,8 +358,16 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         else dict(cfg)
     )
     plain.pop("defaults", None)
+    plain.setdefault("resume", False)
     seed = int(plain["seed"])
     store = ResultsStore(plain["store"]) if plain.get("store") else None
+    _severity(plain)  # a bad severity_key fails before training, not after
+    run_dir = _run_dir(plain)
+    if plain["resume"] and (run_dir / "metrics.json").exists():
+        finished = load_finished(run_dir)
+        if store is not None and not store.has(run_id(plain)):
+            store.append(run_id(plain), _store_rows(finished))
+        return finished
     if store is not None and store.has(run_id(plain)):
         raise ConfigError(
             f"The results store {store.root} already holds run {run_id(plain)}; results are "
@@ -290,7 +376,6 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     L.seed_everything(seed, workers=True, verbose=False)
     splits = build_data(plain["data"])
     scenarios = build_run_scenarios(plain.get("scenario"), splits)
-    _severity(plain, scenarios)  # a bad severity_key fails before training, not after
     seen = {
         stage: apply_scenarios(splits, scenarios, stage, seed)
         for stage in ("pretrain", "downstream", "val", "test")
@@ -304,11 +389,21 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         raise ConfigError(f"Invalid eval config: {error}") from None
     trainer_cfg = dict(plain["trainer"])
     batch_size = int(trainer_cfg.pop("batch_size"))
+    if batch_size < 2:
+        raise ConfigError(f"trainer.batch_size={batch_size} must be at least 2.")
+    if len(seen["pretrain"]) < batch_size:
+        # drop_last would leave no batch at all: train on the whole split as one batch.
+        batch_size = len(seen["pretrain"])
     if quiet:
         trainer_cfg["enable_progress_bar"] = False
 
-    run_dir = _run_dir(plain)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+    config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
+    if not (run_dir / "config.yaml").exists():
+        atomic_write_text(run_dir / "config.yaml", config_text)
+    checkpoints = run_dir / "checkpoints"
+    resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
+    if resume_from is not None and not resume_from.exists():
+        resume_from = None  # interrupted before the first checkpoint: start over
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
@@ -316,7 +411,11 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             CSVLogger(str(run_dir), name="logs", version=""),
             TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
         ],
-        callbacks=[ModelCheckpoint(dirpath=str(run_dir / "checkpoints"), save_last=True)],
+        callbacks=[
+            ModelCheckpoint(dirpath=str(checkpoints), save_last=True),
+            FiniteGuard(),
+            RNGStateCheckpoint(),
+        ],
         enable_model_summary=not quiet,
         num_sanity_val_steps=0,
     )
@@ -325,33 +424,52 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     )
     val_loader = make_loader(seen["val"], batch_size)
     start = time.perf_counter()
-    trainer.fit(method, train_loader, val_loader)
+    try:
+        trainer.fit(method, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
+    except NonFiniteError as error:
+        last = checkpoints / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
+        message = (
+            f"{error} Training stopped; {kept}. Lower method.lr, set "
+            "trainer.gradient_clip_val, or check the data for NaN/Inf values."
+        )
+        atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
+        raise TrainingError(message) from None
     train_seconds = time.perf_counter() - start
+    save_weights(method, run_dir, config_text)
 
     start = time.perf_counter()
     method.eval()
-    encode = method.representations  # type: ignore[attr-defined]
-    project = method.joint_embeddings  # type: ignore[attr-defined]
-    features = [
-        extract_features(encode, split, project, eval_cfg.batch_size, device=method.device)
+    if not isinstance(method, RepresentationLearner):
+        raise TypeError(f"{type(method).__name__} lacks representations/joint_embeddings.")
+    train_f, val_f, test_f = (
+        extract_features(
+            method.representations,
+            split,
+            method.joint_embeddings,
+            eval_cfg.batch_size,
+            device=method.device,
+        )
         for split in (seen["downstream"], seen["val"], seen["test"])
-    ]
-    metrics = evaluate_representations(*features, splits.num_classes, eval_cfg, seed=seed)
-    test = features[2]
-    metrics += representation_diagnostics(test.features, test.joint, test.present)
+    )
+    metrics = evaluate_representations(
+        train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
+    )
+    metrics += representation_diagnostics(test_f.features, test_f.joint, test_f.present)
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)
-    if store is not None:
-        store.append(run_id(plain), _store_rows(result, scenarios))
+    if store is not None:  # before metrics.json: a run marked finished is in the store
+        store.append(run_id(plain), _store_rows(result))
     _write_metrics(result)
     return result
 
 
-def _store_rows(result: RunResult, scenarios: list[Scenario]) -> list[dict[str, Any]]:
+def _store_rows(result: RunResult) -> list[dict[str, Any]]:
     """One results-store row per metric record of a run."""
     cfg = result.config
-    key, severity = _severity(cfg, scenarios)
+    key, severity = _severity(cfg)
+    versions = _versions()
     common = {
         "run_id": run_id(cfg),
         "study": str(cfg.get("study") or ""),
@@ -362,8 +480,8 @@ def _store_rows(result: RunResult, scenarios: list[Scenario]) -> list[dict[str, 
         "severity": severity,
         "severity_key": key,
         "seed": int(cfg["seed"]),
-        "git_revision": _git_revision(),
-        "versions": json.dumps(_versions(), sort_keys=True),
+        "git_revision": versions["git_revision"],
+        "versions": json.dumps(versions, sort_keys=True),
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     return [

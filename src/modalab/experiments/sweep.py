@@ -20,7 +20,8 @@ A study is a YAML file (see ``studies/`` and ``docs/sweeps.md``)::
 Each grid point becomes a list of Hydra overrides, composed and validated before anything
 runs. Its run id is the hash of the resolved config (:func:`~modalab.experiments.runner.run_id`),
 so a sweep started again skips every run whose rows are already in the store and runs only
-the rest: an interrupted sweep resumes. Runs execute in worker processes
+the rest: an interrupted sweep resumes (a run killed half-way continues from its last
+checkpoint, ``resume=true``). Runs execute in worker processes
 (:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``), each with
 ``cpu_count // jobs`` torch threads. For a cluster, :func:`hydra_commands` prints the
 equivalent Hydra multirun commands for the submitit (SLURM) or Ray launchers.
@@ -231,7 +232,14 @@ def expand_study(
                     plain.pop("defaults", None)
                     rid = run_id(plain)
                     runs.append(
-                        GridRun([*overrides, f"run_name={rid}"], rid, method, label, value, seed)
+                        GridRun(
+                            [*overrides, f"run_name={rid}", "resume=true"],
+                            rid,
+                            method,
+                            label,
+                            value,
+                            seed,
+                        )
                     )
     return runs, store
 
@@ -329,8 +337,8 @@ def run_sweep(
         ) as pool:
             pending = {pool.submit(_execute, run.overrides): run for run in todo}
             for future in futures.as_completed(pending):
-                error = future.exception()
-                report(pending[future], None if error else future.result(), error)
+                failure = future.exception()
+                report(pending[future], None if failure else future.result(), failure)
     done = len(todo) - len(failed)
     return SweepSummary(total, skipped, done, failed, time.perf_counter() - start, store)
 
@@ -357,7 +365,7 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = (f"{key}=", "seed=", "run_name=")
+        varying = (f"{key}=", "seed=", "run_name=", "resume=")
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))

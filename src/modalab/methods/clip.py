@@ -50,12 +50,24 @@ class CLIPMethod(L.LightningModule):
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.loss(self.encoder.project(self.encoder(batch.inputs)), batch.present)
         size = batch.batch_size
-        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         log_terms(self, stage, out.terms, size)
         if stage == "train":
-            self.log("train/logit_scale", self.loss.logit_scale.detach(), batch_size=size,
-                     on_step=False, on_epoch=True)
+            self.log(
+                "train/logit_scale",
+                self.loss.logit_scale.detach(),
+                batch_size=size,
+                on_step=False,
+                on_epoch=True,
+            )
         return out.loss
 
     def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:

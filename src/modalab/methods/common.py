@@ -44,6 +44,10 @@ def log_terms(
     """Log each named scalar as ``{prefix}/{name}``."""
     for name, value in terms.items():
         module.log(
-            f"{prefix}/{name}", value.detach(), batch_size=batch_size, on_step=False,
-            on_epoch=True, sync_dist=True,
+            f"{prefix}/{name}",
+            value.detach(),
+            batch_size=batch_size,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
         )

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from torch import Tensor
+
+from modalab.data.batch import MultimodalBatch
 from modalab.registry import Registry
 
-__all__ = ["METHODS"]
+__all__ = ["METHODS", "RepresentationLearner"]
+
+
+@runtime_checkable
+class RepresentationLearner(Protocol):
+    """What the evaluator needs of a trained method."""
+
+    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        """Per-modality representations ``{modality: [B, D]}`` (evaluated downstream)."""
+        ...
+
+    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The representations mapped into the joint space used for cross-modal retrieval."""
+        ...
+
 
 #: Method builders ``(encoder, num_classes, **method_kwargs) -> LightningModule``; the
 #: encoder is a :class:`~modalab.models.MultimodalEncoder` without projection heads.

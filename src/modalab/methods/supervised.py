@@ -19,7 +19,10 @@ from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = ["SupervisedFusionMethod", "build_supervised"]
 
-_FUSIONS = {"concat": ConcatFusion, "mean": MeanFusion}
+_FUSIONS: dict[str, type[ConcatFusion] | type[MeanFusion]] = {
+    "concat": ConcatFusion,
+    "mean": MeanFusion,
+}
 
 
 class SupervisedFusionMethod(L.LightningModule):
@@ -57,14 +60,28 @@ class SupervisedFusionMethod(L.LightningModule):
         return self.model(batch.inputs, batch.present)
 
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        logits = self(batch)
+        logits = self.forward(batch)
         loss = masked_cross_entropy(logits, batch.label, batch.label_observed)
         accuracy = (logits.argmax(1) == batch.clean_label).float().mean()
         size = batch.batch_size
-        self.log(f"{stage}/loss", loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
-        self.log(f"{stage}/acc", accuracy, batch_size=size, prog_bar=stage == "val",
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        self.log(
+            f"{stage}/acc",
+            accuracy,
+            batch_size=size,
+            prog_bar=stage == "val",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         return loss
 
     def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:

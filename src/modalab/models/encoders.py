@@ -152,7 +152,9 @@ class MLPEncoder(nn.Module):
     def __init__(self, in_features: int, embed_dim: int, hidden: int = 256) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(in_features, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
             nn.Linear(hidden, embed_dim),
         )
 

@@ -66,9 +66,7 @@ class MultimodalEncoder(nn.Module):
         {'a': (5, 4), 'b': (5, 4)}
     """
 
-    def __init__(
-        self, encoders: nn.ModuleDict, projections: nn.ModuleDict | None = None
-    ) -> None:
+    def __init__(self, encoders: nn.ModuleDict, projections: nn.ModuleDict | None = None) -> None:
         super().__init__()
         self.encoders = encoders
         self.projections = projections if projections is not None else nn.ModuleDict()

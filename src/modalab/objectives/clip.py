@@ -42,7 +42,9 @@ class ContrastiveLossOutput:
     num_pairs: dict[str, int] = field(default_factory=dict)
 
 
-def info_nce_pair(embeddings_a: Tensor, embeddings_b: Tensor, logit_scale: Tensor | float) -> Tensor:
+def info_nce_pair(
+    embeddings_a: Tensor, embeddings_b: Tensor, logit_scale: Tensor | float
+) -> Tensor:
     """Symmetric InfoNCE between two aligned, L2-normalised embedding sets.
 
     Args:

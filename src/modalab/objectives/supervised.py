@@ -28,4 +28,3 @@ def masked_cross_entropy(logits: Tensor, label: Tensor, observed: Tensor) -> Ten
     if not bool(observed.any()):
         return logits.sum() * 0.0
     return F.cross_entropy(logits[observed], label[observed])
-

@@ -1,0 +1,56 @@
+"""Compute efficiency: achieved FLOP/s of the default CLIP training step vs a large matmul.
+
+The FLOPs of one training step (forward + backward) are counted by
+`torch.utils.flop_counter.FlopCounterMode`; the step is timed on the default config's batch.
+The reference is a square float32 matmul measured in the same run. Run:
+
+    python benchmarks/bench_flops.py
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from _common import timeit
+from modalab.data import make_loader
+from modalab.experiments.config import compose_config
+from modalab.experiments.runner import build_data, build_encoders, build_method
+
+
+def main() -> None:
+    cfg = OmegaConf.to_container(compose_config([]), resolve=True)
+    splits = build_data(cfg["data"])
+    method = build_method(
+        cfg["method"], build_encoders(cfg["model"], splits), splits, cfg["model"]["embed_dim"]
+    )
+    batch = next(iter(make_loader(splits.train, cfg["trainer"]["batch_size"])))
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-3)
+
+    def step() -> None:
+        out = method.loss(method.encoder.project(method.encoder(batch.inputs)), batch.present)
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    t_step = timeit(step, repeats=5)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t_mm = timeit(lambda: a @ b, repeats=5)
+    mm_rate = 2 * n**3 / t_mm
+    step_rate = flops / t_step
+    print(f"threads: {torch.get_num_threads()}, batch size {batch.batch_size}")
+    print(
+        f"training step: {flops / 1e9:.2f} GFLOP in {t_step * 1e3:.1f} ms "
+        f"-> {step_rate / 1e9:.1f} GFLOP/s"
+    )
+    print(f"matmul {n}x{n} fp32: {mm_rate / 1e9:.1f} GFLOP/s")
+    print(f"efficiency (step / matmul): {step_rate / mm_rate:.1%}")
+
+
+if __name__ == "__main__":
+    main()
