@@ -87,12 +87,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+_DIAGNOSTICS = ("effective_rank", "uniformity", "alignment", "modality_gap")
+
+
 def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
-    """Two tables: accuracies (modality columns) and retrieval (Recall@K columns)."""
+    """Accuracies (modality columns), retrieval (Recall@K columns), diagnostics (metric columns)."""
     accuracy = Table(title="frozen-representation accuracy (test split)")
     retrieval = Table(title="cross-modal retrieval (test split)")
-    for table in (accuracy, retrieval):
+    diagnostics = Table(title="representation diagnostics (test split)")
+    for table in (accuracy, retrieval, diagnostics):
         table.add_column("run")
+    diagnostics.add_column("modality / pair")
+    diag_names: list[str] = []
+    diag_rows: dict[tuple[str, str], dict[str, float]] = {}
     accuracy.add_column("metric")
     retrieval.add_column("direction")
     views: list[str] = []
@@ -101,7 +108,11 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
     ret_rows: dict[tuple[str, str], dict[str, float]] = {}
     for label, result in results:
         for record in result.metrics:
-            if record.metric.startswith("recall@"):
+            if record.metric in _DIAGNOSTICS:
+                diag_rows.setdefault((label, record.modality), {})[record.metric] = record.value
+                if record.metric not in diag_names:
+                    diag_names.append(record.metric)
+            elif record.metric.startswith("recall@"):
                 ret_rows.setdefault((label, record.modality), {})[record.metric] = record.value
                 if record.metric not in ks:
                     ks.append(record.metric)
@@ -120,7 +131,14 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
         retrieval.add_row(
             label, direction, *[f"{values[k]:.3f}" if k in values else "" for k in ks]
         )
-    return [accuracy, retrieval] if ret_rows else [accuracy]
+    for name in diag_names:
+        diagnostics.add_column(name, justify="right")
+    for (label, where), values in diag_rows.items():
+        diagnostics.add_row(
+            label, where, *[f"{values[n]:.3f}" if n in values else "" for n in diag_names]
+        )
+    tables = [accuracy, retrieval] if ret_rows else [accuracy]
+    return [*tables, diagnostics] if diag_rows else tables
 
 
 def _add_list_args(parser: argparse.ArgumentParser) -> None:
