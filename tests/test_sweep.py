@@ -157,3 +157,26 @@ def test_hydra_app_skips_runs_already_in_the_store(tmp_path: Path) -> None:
     second = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert "skipped: run" in second.stdout
     assert len(ResultsStore(tmp_path / "store").run_ids()) == 1
+
+
+STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
+
+
+def test_every_obstacle_has_a_study_with_clip_supervised_and_three_seeds() -> None:
+    names = {p.stem for p in STUDIES}
+    assert {
+        "missing_modality",
+        "noisy_modality",
+        "unbalanced_modalities",
+        "misaligned_pairs",
+        "label_scarcity",
+        "label_noise",
+    } <= names
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_files_compose(path: Path) -> None:
+    spec = load_study(path)
+    assert {"clip", "supervised"} <= set(spec.methods) and len(spec.seeds) >= 3
+    runs, store = expand_study(spec, smoke=True)
+    assert store.endswith("_smoke") and len(runs) == len(spec.methods) * spec.smoke.levels

@@ -18,6 +18,8 @@ examples:
   modalab sweep studies/missing_modality.yaml --smoke          # the tiny CI variant
   modalab sweep studies/missing_modality.yaml --dry-run        # list the runs and exit
   modalab sweep studies/missing_modality.yaml --print-hydra    # SLURM via Hydra submitit
+  modalab sweep studies/missing_modality.yaml --summary        # curves from the store
+  modalab sweep studies/missing_modality.yaml --summary --metric knn_acc --modality image
 """
 
 
@@ -28,6 +30,10 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="run the study's tiny variant")
     parser.add_argument("--store", default=None, help="results store folder (default: study's)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument("--summary", action="store_true", help="print the curves and exit")
+    parser.add_argument("--metric", default="linear_probe_acc", help="metric of the curves")
+    parser.add_argument("--modality", default="fused", help="modality of the curves")
+    parser.add_argument("--baseline", default="supervised", help="effective-robustness baseline")
     parser.add_argument(
         "--print-hydra",
         nargs="?",
@@ -50,6 +56,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for command in hydra_commands(runs, args.print_hydra):
             print(command)
         return 0
+    if args.summary:
+        print_summary(console, store, args.metric, args.modality, args.baseline)
+        return 0
     if args.dry_run:
         finished = ResultsStore(store).run_ids()
         for run in runs:
@@ -70,4 +79,46 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     )
     for label, error in summary.failed:
         console.print(f"  failed: {label}: {error}", markup=False)
+    print_summary(console, store, args.metric, args.modality, args.baseline)
     return 1 if summary.failed else 0
+
+
+def print_summary(console: Console, store: str, metric: str, modality: str, baseline: str) -> None:
+    """Print the robustness curves (mean ± std over seeds) and their summary numbers."""
+    from rich.table import Table
+
+    from modalab.experiments.curves import robustness_curves, robustness_scores
+    from modalab.experiments.store import ResultsStore
+
+    curves = robustness_curves(ResultsStore(store).read(), metric, modality)
+    if curves.empty:
+        console.print(f"no {metric} ({modality}) rows in {store} yet", markup=False)
+        return
+    table = Table(title=f"{metric} ({modality}) vs severity, mean ± std over seeds")
+    for column in ("scenario", "severity key", "method", "severity", "value", "seeds"):
+        table.add_column(column, justify="right" if column in ("value", "seeds") else "left")
+    for row in curves.itertuples():
+        table.add_row(
+            str(row.scenario),
+            str(row.severity_key),
+            str(row.method),
+            f"{row.severity:g}",
+            f"{row.mean:.3f} ± {0.0 if row.seeds < 2 else row.std:.3f}",
+            str(row.seeds),
+        )
+    console.print(table)
+    scores = robustness_scores(curves, baseline)
+    table = Table(title=f"robustness summaries (effective robustness vs {baseline})")
+    for column in ("scenario", "method", "clean", "hardest", "AUC", "relative", "effective"):
+        table.add_column(column, justify="left" if column in ("scenario", "method") else "right")
+    for row in scores.itertuples():
+        table.add_row(
+            str(row.scenario),
+            str(row.method),
+            f"{row.clean:.3f}",
+            f"{row.hardest:.3f}",
+            f"{row.auc:.3f}",
+            f"{row.relative_robustness:.3f}",
+            f"{row.effective_robustness:+.3f}",
+        )
+    console.print(table)

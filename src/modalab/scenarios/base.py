@@ -63,7 +63,8 @@ class Scenario(ABC):
     """Base class of scenarios: plain typed parameters, a stage and a private generator.
 
     Subclasses are dataclasses whose fields are their parameters (so that a scenario is its
-    own structured config), name their severity parameter in :attr:`severity_param`, draw
+    own structured config), name their severity parameter in :attr:`severity_param` (and in
+    :attr:`harder` whether ``"higher"`` or ``"lower"`` values are harder), draw
     their random quantities in :meth:`randomize` and apply them in :meth:`transform`.
 
     Attributes:
@@ -72,6 +73,7 @@ class Scenario(ABC):
     """
 
     severity_param: ClassVar[str] = ""
+    harder: ClassVar[str] = "higher"  # does a higher or a lower severity value mean harder?
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream", "test"])
 
     def __post_init__(self) -> None:

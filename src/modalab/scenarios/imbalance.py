@@ -47,6 +47,7 @@ class Downsample(Scenario):
     """
 
     severity_param = "factor"
+    harder = "higher"
     factor: float = 1.0
     modalities: list[str] = field(default_factory=list)
 

@@ -42,6 +42,7 @@ class LabelScarcity(Scenario):
     """
 
     severity_param = "fraction"
+    harder = "lower"
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     fraction: float = 1.0
     per_class: int = 0
@@ -100,6 +101,7 @@ class LabelNoise(Scenario):
     """
 
     severity_param = "rate"
+    harder = "higher"
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     rate: float = 0.0
     mode: str = "symmetric"

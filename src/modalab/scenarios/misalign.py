@@ -46,6 +46,7 @@ class Misalignment(Scenario):
     """
 
     severity_param = "rate"
+    harder = "higher"
     stage: list[str] = field(default_factory=lambda: ["pretrain"])
     rate: float = 0.0
     modality: str = ""

@@ -64,6 +64,7 @@ class MissingModality(Scenario):
     """
 
     severity_param = "rate"
+    harder = "higher"
     rate: float = 0.0
     modalities: list[str] = field(default_factory=list)
     rates: dict[str, float] = field(default_factory=dict)
@@ -139,6 +140,7 @@ class SemiPaired(Scenario):
     """
 
     severity_param = "paired_fraction"
+    harder = "lower"
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     paired_fraction: float = 1.0
     modalities: list[str] = field(default_factory=list)

@@ -125,6 +125,7 @@ class GaussianNoise(Scenario):
     """
 
     severity_param = "snr_db"
+    harder = "lower"
     snr_db: float = math.inf
     modalities: list[str] = field(default_factory=list)
     fraction: float = 1.0
@@ -191,6 +192,7 @@ class Occlusion(Scenario):
     """
 
     severity_param = "area"
+    harder = "higher"
     area: float = 0.0
     modalities: list[str] = field(default_factory=list)
     value: float = 0.0
@@ -264,6 +266,7 @@ class Blur(Scenario):
     """
 
     severity_param = "sigma"
+    harder = "higher"
     sigma: float = 0.0
     modalities: list[str] = field(default_factory=list)
 
@@ -358,6 +361,7 @@ class BackgroundNoise(Scenario):
     """
 
     severity_param = "snr_db"
+    harder = "lower"
     snr_db: float = math.inf
     modality: str = "audio"
     data_dir: str = ""
@@ -468,6 +472,7 @@ class WordDropout(Scenario):
     """
 
     severity_param = "rate"
+    harder = "higher"
     rate: float = 0.0
     modality: str = "text"
     mode: str = "replace"
