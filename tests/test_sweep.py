@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -140,23 +141,19 @@ def test_cli_sweep_dry_run_and_bad_severity_key(
 
 
 @pytest.mark.slow
-def test_hydra_app_skips_runs_already_in_the_store(tmp_path: Path) -> None:
-    args = [
-        sys.executable,
-        "-m",
-        "modalab.experiments.hydra_app",
-        *TINY,
-        "method=supervised",
-        f"store={tmp_path}/store",
-        f"output_dir={tmp_path}/runs",
-        f"hydra.run.dir={tmp_path}/hydra",
-    ]
-    first = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+def test_hydra_multirun_route_matches_the_sweep_and_skips_finished_runs(tmp_path: Path) -> None:
+    spec = load_study(_study(tmp_path, values="[0.0]"))
+    runs, store = expand_study(spec)
+    sup = [r for r in runs if r.method == "supervised"]
+    (command,) = [c for c in hydra_commands(runs, launcher="basic") if "method=supervised" in c]
+    command = command.replace("python", shlex.quote(sys.executable), 1)
+    command += f" hydra.sweep.dir={tmp_path}/multirun"
+    first = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "done: run" in first.stdout
-    second = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert ResultsStore(store).run_ids() == {sup[0].run_id}  # same id as `modalab sweep`
+    second = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=300)
     assert "skipped: run" in second.stdout
-    assert len(ResultsStore(tmp_path / "store").run_ids()) == 1
 
 
 STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
