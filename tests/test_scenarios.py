@@ -376,3 +376,22 @@ def test_invalid_parameters_are_clear_errors() -> None:
         MissingModality(rate=0.1, modalities=["video"])(_dataset(10))
     with pytest.raises(KeyError, match="valid names"):
         build_scenarios({"dropout": {}})
+
+
+def test_scenario_config_group_composes_and_validates() -> None:
+    from modalab.experiments.config import ConfigError, compose_config
+
+    cfg = compose_config(["scenario=[label_noise,missing]", "scenario.missing.rate=0.25"])
+    assert list(cfg.scenario) == ["label_noise", "missing"]  # composition order kept
+    assert cfg.scenario.missing.rate == 0.25 and list(cfg.scenario.missing.stage) == [
+        "pretrain",
+        "downstream",
+        "test",
+    ]
+    assert dict(compose_config([]).scenario) == {}
+    with pytest.raises(ConfigError, match=r"missing.rate must be in \[0, 1\]"):
+        compose_config(["scenario=[missing]", "scenario.missing.rate=2"])
+    with pytest.raises(ConfigError, match="rat"):
+        compose_config(["scenario=[missing]", "scenario.missing.rat=0.1"])
+    with pytest.raises(ConfigError, match="Valid options for scenario=.*label_noise"):
+        compose_config(["scenario=[dropout]"])

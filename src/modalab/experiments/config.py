@@ -319,7 +319,7 @@ def _explain(error: Exception) -> str:
     if cause is not None and str(cause) not in message:
         message = f"{message}\n{cause}"
     for group in ("data", "model", "method", "scenario", "eval", "trainer"):
-        if f"'{group}'" in message or f"{group}=" in message or f"group {group}" in message:
+        if any(h in message for h in (f"'{group}'", f"{group}=", f"group {group}", f"'{group}/")):
             message += f"\nValid options for {group}=: {', '.join(group_options(group))}."
             break
     return message + "\nRun `modalab run --cfg` to print the full default config."
