@@ -258,6 +258,8 @@ def test_misalignment_shuffles_exactly_the_fraction(rate: float) -> None:
     assert sorted(source[moved].tolist()) == sorted(ds.index[moved].tolist())
     assert torch.equal(out.inputs["audio"], ds.inputs["audio"][source])
     assert torch.equal(out.inputs["image"], ds.inputs["image"])
+    batch = out.__getitems__([3, 4])  # the bookkeeping travels with the samples
+    assert torch.equal(batch.extras["misaligned"], moved[[3, 4]])
 
 
 # ---- labels ---------------------------------------------------------------------------
