@@ -137,6 +137,8 @@ def test_gaussian_noise_clip_and_infinite_snr() -> None:
     assert clipped.inputs["image"].min() >= 0 and clipped.inputs["image"].max() <= 1
     with pytest.raises(ValueError, match="word_dropout"):
         GaussianNoise(snr_db=0.0, modalities=["text"])(ds)
+    with pytest.raises(ValueError, match="snr_db"):
+        GaussianNoise(snr_db=-math.inf)
 
 
 def test_noise_spares_absent_rows_and_fraction_is_exact() -> None:
@@ -395,5 +397,5 @@ def test_scenario_config_group_composes_and_validates() -> None:
         compose_config(["scenario=[missing]", "scenario.missing.rate=2"])
     with pytest.raises(ConfigError, match="rat"):
         compose_config(["scenario=[missing]", "scenario.missing.rat=0.1"])
-    with pytest.raises(ConfigError, match="Valid options for scenario=.*label_noise"):
+    with pytest.raises(ConfigError, match=r"Valid options for scenario=.*label_noise"):
         compose_config(["scenario=[dropout]"])

@@ -105,7 +105,8 @@ class GaussianNoise(Scenario):
     """Additive white Gaussian noise at a given SNR (dB), per sample, on the data's scale.
 
     The noise of each sample is drawn and rescaled so that its power is exactly
-    ``P_signal / 10 ** (snr_db / 10)``; ``snr_db=inf`` is the clean data. Integer (``uint8``)
+    ``P_signal / 10 ** (snr_db / 10)``; ``snr_db=inf`` is the clean data, and an all-zero
+    sample (no signal power) stays unchanged. Integer (``uint8``)
     inputs become float on the same scale. ``clip`` optionally clamps the result to a value
     range (which changes the realised SNR).
 
@@ -134,8 +135,11 @@ class GaussianNoise(Scenario):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fraction(self.fraction, "scenario gaussian_noise.fraction")
-        if math.isnan(self.snr_db):
-            raise ValueError("scenario gaussian_noise.snr_db must be a number (inf: no noise).")
+        if math.isnan(self.snr_db) or self.snr_db == -math.inf:
+            raise ValueError(
+                "scenario gaussian_noise.snr_db must be a number or +inf (no noise), got "
+                f"{self.snr_db}."
+            )
         if self.clip is not None and (len(self.clip) != 2 or self.clip[0] >= self.clip[1]):
             raise ValueError(
                 f"scenario gaussian_noise.clip={self.clip} must be [low, high] with low < high."
@@ -372,8 +376,11 @@ class BackgroundNoise(Scenario):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_fraction(self.fraction, "scenario background_noise.fraction")
-        if math.isnan(self.snr_db):
-            raise ValueError("scenario background_noise.snr_db must be a number.")
+        if math.isnan(self.snr_db) or self.snr_db == -math.inf:
+            raise ValueError(
+                "scenario background_noise.snr_db must be a number or +inf (no noise), got "
+                f"{self.snr_db}."
+            )
 
     def bind(self, info: Mapping[str, Any]) -> None:
         """Take the modality's sample rate from the dataset's ``info`` when not set."""
