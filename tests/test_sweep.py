@@ -176,4 +176,6 @@ def test_study_files_compose(path: Path) -> None:
     spec = load_study(path)
     assert {"clip", "supervised"} <= set(spec.methods) and len(spec.seeds) >= 3
     runs, store = expand_study(spec, smoke=True)
-    assert store.endswith("_smoke") and len(runs) == len(spec.methods) * spec.smoke.levels
+    n_scenarios = len(spec.scenarios)
+    assert store.endswith("_smoke")
+    assert len(runs) == len(spec.methods) * n_scenarios * spec.smoke.levels
