@@ -92,7 +92,7 @@ def test_sweep_runs_resumes_and_records_rows(tmp_path: Path) -> None:
     assert set(frame["run_id"]) == {r.run_id for r in sup}
     assert sorted(set(frame["severity"])) == [0.0, 1.0]
     assert set(frame["severity_key"]) == {"scenario.missing.rate"}
-    assert set(frame["study"]) == {"tiny"} and set(frame["scenario"]) == {"missing"}
+    assert set(frame["study"]) == {"tiny"} and set(frame["scenario"]) == {"audio_missing"}
     assert frame["config_hash"].nunique() == 2  # severities differ, seeds would not
     # whole-modality absence at test: no audio probe, audio probed when present
     at_one = frame[frame.severity == 1.0]

@@ -194,6 +194,7 @@ class RunConfig:
     store: str = ""  # results store folder the run appends its rows to ("" = none)
     study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
     severity_key: str = ""  # config key recorded as the severity; default: first scenario's
+    scenario_label: str = ""  # the store's scenario column; default: the scenario names
 
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:

@@ -68,7 +68,7 @@ __all__ = [
 
 # Keys that say where results go or how a run proceeds, not what it computes: left out of
 # the hashes that identify a run.
-_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "resume", "defaults")
+_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "resume", "scenario_label", "defaults")
 
 
 class TrainingError(RuntimeError):
@@ -476,7 +476,7 @@ def _store_rows(result: RunResult) -> list[dict[str, Any]]:
         "config_hash": config_hash(cfg),
         "method": cfg["method"]["name"],
         "data": cfg["data"]["name"],
-        "scenario": "+".join(cfg.get("scenario") or {}) or "none",
+        "scenario": cfg.get("scenario_label") or "+".join(cfg.get("scenario") or {}) or "none",
         "severity": severity,
         "severity_key": key,
         "seed": int(cfg["seed"]),

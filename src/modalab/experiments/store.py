@@ -16,7 +16,8 @@ locking is unreliable on the network file systems clusters use); a file per run 
 
 Columns (:data:`COLUMNS`): ``run_id``, ``study``, ``config_hash`` (the resolved config without
 seed and paths: runs that differ only by seed share it), ``method``, ``data``, ``scenario``
-(the composed scenario names joined by ``+``, ``none`` if none), ``severity``,
+(the study's scenario label, else the composed scenario names joined by ``+``, ``none`` if
+none), ``severity``,
 ``severity_key``, ``seed``, ``metric``, ``modality``, ``condition``, ``value``,
 ``git_revision``, ``versions`` (JSON), ``timestamp`` (UTC, ISO 8601).
 """

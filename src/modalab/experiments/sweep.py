@@ -223,6 +223,7 @@ def expand_study(
                         f"{scenario.severity}={_fmt(value)}",
                         f"seed={seed}",
                         f"severity_key={scenario.severity}",
+                        f"scenario_label={label}",
                         f"study={spec.name}",
                         f"store={store}",
                         f"output_dir={output_dir}",
@@ -365,7 +366,7 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = (f"{key}=", "seed=", "run_name=", "resume=")
+        varying = (f"{key}=", "seed=", "run_name=", "resume=")  # swept or set per job
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
