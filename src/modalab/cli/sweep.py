@@ -73,7 +73,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         runs, store, jobs=jobs, progress=lambda line: console.print(line, markup=False)
     )
     console.print(
-        f"sweep {spec.name}: {summary.done} run, {summary.skipped} skipped, "
+        f"sweep {spec.name}: {summary.done} ran, {summary.skipped} skipped, "
         f"{len(summary.failed)} failed in {summary.seconds:.1f}s; rows in {summary.store}",
         markup=False,
     )
