@@ -24,6 +24,7 @@ SCRIPTS = {
     "bench_flops.py": ([], []),
     "bench_eval.py": ([], ["--n", "5000"]),
     "bench_scaling.py": ([], ["--sizes", "1000", "--modalities", "2"]),
+    "bench_scenarios.py": ([], ["--n-samples", "2000"]),
 }
 
 
