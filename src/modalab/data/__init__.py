@@ -1,19 +1,36 @@
 """Datasets and the batch contract."""
 
+from modalab.data import avmnist, captions, medmnist, sanity
 from modalab.data.batch import MultimodalBatch, collate_samples
+from modalab.data.files import (
+    DATA_ENV,
+    SOURCES,
+    CorruptDataError,
+    MissingDataError,
+    resolve_data_dir,
+)
 from modalab.data.registry import DATASETS
 from modalab.data.shapes import ShapesConfig, ShapesTruth, generate_shapes, make_shapes
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits, make_loader
 
 __all__ = [
     "DATASETS",
+    "DATA_ENV",
+    "SOURCES",
+    "CorruptDataError",
+    "MissingDataError",
     "MultimodalBatch",
     "MultimodalTensorDataset",
     "ShapesConfig",
     "ShapesTruth",
     "Splits",
+    "avmnist",
+    "captions",
     "collate_samples",
     "generate_shapes",
     "make_loader",
     "make_shapes",
+    "medmnist",
+    "resolve_data_dir",
+    "sanity",
 ]

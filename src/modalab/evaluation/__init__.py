@@ -15,6 +15,12 @@ from modalab.evaluation.probes import (
     linear_probe,
     retrieval_recall,
 )
+from modalab.evaluation.zero_shot import (
+    class_embeddings,
+    zero_shot_accuracy,
+    zero_shot_logits,
+    zero_shot_records,
+)
 
 __all__ = [
     "EvalConfig",
@@ -26,6 +32,10 @@ __all__ = [
     "fit_logistic_regression",
     "knn_predict",
     "label_subset",
+    "class_embeddings",
     "linear_probe",
     "retrieval_recall",
+    "zero_shot_accuracy",
+    "zero_shot_logits",
+    "zero_shot_records",
 ]

@@ -32,6 +32,7 @@ from modalab.evaluation.features import (
     evaluate_representations,
     extract_features,
 )
+from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_text
 from modalab.methods.registry import METHODS
@@ -232,6 +233,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         for split in (splits.train, splits.val, splits.test)
     ]
     metrics = evaluate_representations(*features, splits.num_classes, eval_cfg, seed=seed)
+    prompts = splits.info.get("class_prompt_tokens")
+    if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
+        classes = class_embeddings(encode, project, prompts, "text", device=method.device)
+        metrics += zero_shot_records(features[2], classes, "text")
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)

@@ -8,6 +8,7 @@ from modalab.models.encoders import (
     build_encoder,
     default_encoder_name,
 )
+from modalab.models.pretrained import PretrainedTextEncoder
 from modalab.models.multimodal import (
     ConcatFusion,
     LateFusionClassifier,
@@ -24,6 +25,7 @@ __all__ = [
     "MLPEncoder",
     "MeanFusion",
     "MultimodalEncoder",
+    "PretrainedTextEncoder",
     "ProjectionHead",
     "TokenTransformerEncoder",
     "build_encoder",
