@@ -15,7 +15,9 @@ def shared_data_dir(*required: str) -> Path:
     env = os.environ.get("MODALAB_DATA")
     root = Path(env) if env else REPO.parent / "shared" / "data"
     if not root.is_dir():
-        pytest.skip(f"real data folder {root} is absent (set MODALAB_DATA or provide ../shared/data)")
+        pytest.skip(
+            f"real data folder {root} is absent (set MODALAB_DATA or provide ../shared/data)"
+        )
     for sub in required:
         if not (root / sub).exists():
             pytest.skip(f"{root / sub} is absent from the real data folder")

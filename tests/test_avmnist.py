@@ -6,9 +6,8 @@ import pytest
 import torch
 from transformers.audio_utils import mel_filter_bank
 
-from modalab.data.avmnist import log_mel_spectrogram, make_avmnist, pair_by_label
-
 from _real_data import shared_data_dir
+from modalab.data.avmnist import log_mel_spectrogram, make_avmnist, pair_by_label
 
 # Per-digit counts of the MNIST test split (from its labels file, as documented by the source).
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -50,11 +49,13 @@ def test_images_are_the_mnist_pixels(avmnist):
     root, _, splits = avmnist
     raw = gzip.open(root / "mnist" / "t10k-images-idx3-ubyte.gz").read()
     pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(-1, 28, 28)
-    labels = np.frombuffer(gzip.open(root / "mnist" / "t10k-labels-idx1-ubyte.gz").read(),
-                           dtype=np.uint8, offset=8)
+    labels = np.frombuffer(
+        gzip.open(root / "mnist" / "t10k-labels-idx1-ubyte.gz").read(), dtype=np.uint8, offset=8
+    )
     rows = splits.info["image_index"]["test"].numpy()
-    np.testing.assert_allclose(splits.test.inputs["image"][:, 0].numpy(), pixels[rows] / 255.0,
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        splits.test.inputs["image"][:, 0].numpy(), pixels[rows] / 255.0, atol=1e-7
+    )
     np.testing.assert_array_equal(splits.test.label.numpy(), labels[rows])
 
 
@@ -69,8 +70,11 @@ def test_pairing_by_label_and_speaker_disjoint(avmnist):
         # Each recording of a digit is used about equally often within the split.
         uses = Counter(recs)
         for digit in range(10):
-            pool = [i for i, n in enumerate(names)
-                    if _digit(n) == digit and _speaker(n) in speakers[name]]
+            pool = [
+                i
+                for i, n in enumerate(names)
+                if _digit(n) == digit and _speaker(n) in speakers[name]
+            ]
             counts = [uses.get(i, 0) for i in pool]
             assert max(counts) - min(counts) <= 1
     assert speakers["test"] == {"theo"} and speakers["val"] == {"nicolas"}
@@ -89,12 +93,13 @@ def test_deterministic_pairing_and_cache(avmnist):
     assert torch.equal(splits.info["recording"]["train"], rebuilt.info["recording"]["train"])
     other = make_avmnist(data_dir=str(root), seed=1, max_images=600, use_cache=False)
     assert sum(other.info["sizes"].values()) == 600
-    assert not torch.equal(other.info["recording"]["test"][:50],
-                           splits.info["recording"]["test"][:50])
+    assert not torch.equal(
+        other.info["recording"]["test"][:50], splits.info["recording"]["test"][:50]
+    )
 
 
 def test_unknown_speaker_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown speakers"):
+    with pytest.raises(ValueError, match=r"unknown speakers"):
         make_avmnist(test_speakers=["alice"])
 
 
@@ -105,8 +110,7 @@ def _reference_log_mel(signal, sr, n_fft, hop, win, n_mels):
     window[start : start + win] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(win) / win)
     frames = [padded[i : i + n_fft] * window for i in range(0, len(padded) - n_fft + 1, hop)]
     power = np.abs(np.fft.rfft(np.array(frames), axis=1)) ** 2  # [frames, freq]
-    fb = mel_filter_bank(n_fft // 2 + 1, n_mels, 0.0, sr / 2, sr, norm="slaney",
-                         mel_scale="slaney")
+    fb = mel_filter_bank(n_fft // 2 + 1, n_mels, 0.0, sr / 2, sr, norm="slaney", mel_scale="slaney")
     return np.log(power @ fb + 1e-6).T
 
 
@@ -129,5 +133,5 @@ def test_pair_by_label_uses_pool_evenly():
     assert (audio_label[pairs] == image_label).all()
     assert sorted(Counter(pairs[:7].tolist()).values()) == [2, 2, 3]
     assert np.array_equal(pairs, pair_by_label(image_label, audio_label, seed=3))
-    with pytest.raises(ValueError, match="No recording of label 2"):
+    with pytest.raises(ValueError, match=r"No recording of label 2"):
         pair_by_label(np.array([2]), audio_label, seed=0)

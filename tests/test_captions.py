@@ -5,18 +5,18 @@ import pytest
 import torch
 from PIL import Image
 
+from _real_data import shared_data_dir
 from modalab.data.captions import load_images, make_coco, make_manifest
 from modalab.data.files import CorruptDataError, MissingDataError
 from modalab.data.text import load_tokenizer
-
-from _real_data import shared_data_dir
 
 
 @pytest.fixture(scope="module")
 def coco():
     root = shared_data_dir("coco_mini/annotations_full")
-    splits = make_coco(data_dir=str(root), folder="coco_mini",
-                       annotation_dirs=["annotations", "annotations_full"])
+    splits = make_coco(
+        data_dir=str(root), folder="coco_mini", annotation_dirs=["annotations", "annotations_full"]
+    )
     return root / "coco_mini", splits
 
 
@@ -55,8 +55,10 @@ def test_coco_mini_pairs_labels_and_shapes(coco):
             text = splits.info["captions"][name][row]
             assert text in captions[image_id]
             decoded = tok.decode(split.inputs["text"][row], skip_special_tokens=True)
-            assert decoded.split()[:3] == tok.decode(tok(text)["input_ids"],
-                                                     skip_special_tokens=True).split()[:3]
+            assert (
+                decoded.split()[:3]
+                == tok.decode(tok(text)["input_ids"], skip_special_tokens=True).split()[:3]
+            )
             if bool(split.label_observed[row]):
                 assert names[int(split.label[row])] == labels[image_id]
             else:
@@ -68,7 +70,7 @@ def test_coco_mini_pairs_labels_and_shapes(coco):
 
 def test_coco_without_full_captions_names_the_images():
     root = shared_data_dir("coco_mini")
-    with pytest.raises(MissingDataError, match="80 image\\(s\\) in .*val2017 have no caption"):
+    with pytest.raises(MissingDataError, match=r"80 image\(s\) in .*val2017 have no caption"):
         make_coco(data_dir=str(root), folder="coco_mini")
 
 
@@ -88,8 +90,13 @@ def test_manifest_csv_and_jsonl(tmp_path):
     rows = []
     for i, p in enumerate(paths):
         for j in range(2):
-            rows.append({"filepath": f"img/{p.name}", "title": f"picture {i} caption {j}",
-                         "label": ["cat", "dog", "bird"][i % 3]})
+            rows.append(
+                {
+                    "filepath": f"img/{p.name}",
+                    "title": f"picture {i} caption {j}",
+                    "label": ["cat", "dog", "bird"][i % 3],
+                }
+            )
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(tmp_path / "pairs.tsv", sep="\t", index=False)
@@ -97,30 +104,38 @@ def test_manifest_csv_and_jsonl(tmp_path):
         for r in rows:
             f.write(json.dumps(r) + "\n")
     for name in ("pairs.tsv", "pairs.jsonl"):
-        splits = make_manifest(data_dir=str(tmp_path), path=name, label_key="label",
-                               val_fraction=0.25, test_fraction=0.25)
+        splits = make_manifest(
+            data_dir=str(tmp_path),
+            path=name,
+            label_key="label",
+            val_fraction=0.25,
+            test_fraction=0.25,
+        )
         assert splits.info["class_names"] == ["bird", "cat", "dog"]
         assert splits.info["images"] == {"train": 6, "val": 3, "test": 3}
         assert splits.info["sizes"]["train"] == 12  # two captions per training image
         for row in range(len(splits.train)):
             image = int(splits.train.index[row])
             assert splits.info["captions"]["train"][row].startswith(f"picture {image} ")
-            assert splits.info["class_names"][int(splits.train.label[row])] == \
-                ["cat", "dog", "bird"][image % 3]
+            assert (
+                splits.info["class_names"][int(splits.train.label[row])]
+                == ["cat", "dog", "bird"][image % 3]
+            )
     expected = load_images([paths[0]], 16)[0]
     with Image.open(paths[0]) as im:
         # Centre square crop (5..25 of a 30-wide image) resized in one bicubic step.
-        crop = np.asarray(im.convert("RGB").resize((16, 16), Image.Resampling.BICUBIC,
-                                                   box=(5, 0, 25, 20)))
+        crop = np.asarray(
+            im.convert("RGB").resize((16, 16), Image.Resampling.BICUBIC, box=(5, 0, 25, 20))
+        )
     np.testing.assert_allclose(expected.permute(1, 2, 0).numpy(), crop / 255.0, atol=1 / 255)
 
 
 def test_manifest_errors(tmp_path):
     _images(tmp_path, 3)
     (tmp_path / "m.csv").write_text("path,caption\nimg/0.png,a\nimg/9.png,b\n")
-    with pytest.raises(CorruptDataError, match="no column\\(s\\) \\['filepath', 'title'\\]"):
+    with pytest.raises(CorruptDataError, match=r"no column\(s\) \['filepath', 'title'\]"):
         make_manifest(path=str(tmp_path / "m.csv"))
-    with pytest.raises(MissingDataError, match="9.png"):
+    with pytest.raises(MissingDataError, match=r"9.png"):
         make_manifest(path=str(tmp_path / "m.csv"), img_key="path", caption_key="caption")
-    with pytest.raises(MissingDataError, match="does not exist"):
+    with pytest.raises(MissingDataError, match=r"does not exist"):
         make_manifest(path=str(tmp_path / "absent.csv"))

@@ -1,8 +1,7 @@
 import pytest
 
-from modalab.cli.main import main
-
 from _real_data import shared_data_dir
+from modalab.cli.main import main
 
 
 def test_data_verify_present_and_missing(tmp_path, capsys):
@@ -34,11 +33,18 @@ def test_run_avmnist_clip_and_supervised_end_to_end(tmp_path, monkeypatch):
     from modalab.experiments.runner import run
 
     for method in ("clip", "supervised"):
-        cfg = compose_config([
-            "data=avmnist", "data.max_images=400", f"method={method}", "trainer.max_epochs=1",
-            "trainer.batch_size=64", "trainer.enable_progress_bar=false",
-            f"output_dir={tmp_path}", f"run_name={method}",
-        ])
+        cfg = compose_config(
+            [
+                "data=avmnist",
+                "data.max_images=400",
+                f"method={method}",
+                "trainer.max_epochs=1",
+                "trainer.batch_size=64",
+                "trainer.enable_progress_bar=false",
+                f"output_dir={tmp_path}",
+                f"run_name={method}",
+            ]
+        )
         result = run(cfg, quiet=True)
         assert 0.0 <= result.value("linear_probe_acc", "fused") <= 1.0
         assert result.value("recall@1", "image->audio") >= 0.0
@@ -51,12 +57,21 @@ def test_run_coco_with_minilm_reports_zero_shot(tmp_path, monkeypatch):
     from modalab.experiments.config import compose_config
     from modalab.experiments.runner import run
 
-    cfg = compose_config([
-        "data=coco", f"data.data_dir={root}", "data.folder=coco_mini",
-        "data.annotation_dirs=[annotations,annotations_full]", "data.image_size=32",
-        "data.captions_per_image=1", "+model.encoders.text=minilm", "trainer.max_epochs=1",
-        "trainer.batch_size=32", f"output_dir={tmp_path}", "run_name=coco",
-    ])
+    cfg = compose_config(
+        [
+            "data=coco",
+            f"data.data_dir={root}",
+            "data.folder=coco_mini",
+            "data.annotation_dirs=[annotations,annotations_full]",
+            "data.image_size=32",
+            "data.captions_per_image=1",
+            "+model.encoders.text=minilm",
+            "trainer.max_epochs=1",
+            "trainer.batch_size=32",
+            f"output_dir={tmp_path}",
+            "run_name=coco",
+        ]
+    )
     result = run(cfg, quiet=True)
     accuracy = result.value("zero_shot_acc", "image")
     assert 0.0 <= accuracy <= 1.0

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from _real_data import shared_data_dir
 from modalab.data.avmnist import make_avmnist, read_idx, read_wav
 from modalab.data.files import (
+    SOURCES,
     CorruptDataError,
     DataFile,
     DataSource,
@@ -20,9 +22,6 @@ from modalab.data.files import (
     resolve_data_dir,
     verify_source,
 )
-from modalab.data.files import SOURCES
-
-from _real_data import shared_data_dir
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
@@ -55,15 +54,15 @@ def test_read_idx_checks_magic_and_length(tmp_path):
     np.testing.assert_array_equal(read_idx(good, "images"), pixels.reshape(2, 3, 4))
     wrong = tmp_path / "wrong-images-idx3-ubyte"
     wrong.write_bytes(_idx_bytes(2049, [2, 3, 4], pixels.tobytes()))
-    with pytest.raises(CorruptDataError, match="magic number 2049, expected 2051"):
+    with pytest.raises(CorruptDataError, match=r"magic number 2049, expected 2051"):
         read_idx(wrong, "images")
     short = tmp_path / "short-labels-idx1-ubyte"
     short.write_bytes(_idx_bytes(2049, [10], bytes(7)))
-    with pytest.raises(CorruptDataError, match="truncated"):
+    with pytest.raises(CorruptDataError, match=r"truncated"):
         read_idx(short, "labels")
     notgz = tmp_path / "bad-labels-idx1-ubyte.gz"
     notgz.write_bytes(b"not gzip at all")
-    with pytest.raises(CorruptDataError, match="gzip"):
+    with pytest.raises(CorruptDataError, match=r"gzip"):
         read_idx(notgz, "labels")
 
 
@@ -74,11 +73,11 @@ def test_read_wav_detects_truncation_and_rate(tmp_path):
     np.testing.assert_allclose(read_wav(path), signal, atol=1 / 32768 + 1e-6)
     truncated = tmp_path / "1_theo_0.wav"
     truncated.write_bytes(path.read_bytes()[: 44 + 600])
-    with pytest.raises(CorruptDataError, match="truncated; its header declares 800 frames"):
+    with pytest.raises(CorruptDataError, match=r"truncated; its header declares 800 frames"):
         read_wav(truncated)
     fast = tmp_path / "2_theo_0.wav"
     sf.write(fast, signal, 16000, subtype="PCM_16")
-    with pytest.raises(CorruptDataError, match="16000 Hz"):
+    with pytest.raises(CorruptDataError, match=r"16000 Hz"):
         read_wav(fast)
 
 
@@ -99,7 +98,7 @@ def test_avmnist_build_fails_on_truncated_wav_and_bad_magic(tmp_path):
     data = victim.read_bytes()
     victim.unlink()
     victim.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptDataError, match="7_lucas_3.wav: truncated"):
+    with pytest.raises(CorruptDataError, match=r"7_lucas_3.wav: truncated"):
         make_avmnist(data_dir=str(tmp_path), use_cache=False)
     victim.unlink()
     os.symlink(shared / "fsdd" / "recordings" / "7_lucas_3.wav", victim)
@@ -107,7 +106,7 @@ def test_avmnist_build_fails_on_truncated_wav_and_bad_magic(tmp_path):
     raw = gzip.open(labels).read()
     labels.unlink()
     labels.write_bytes(gzip.compress(struct.pack(">I", 2051) + raw[4:]))
-    with pytest.raises(CorruptDataError, match="t10k-labels-idx1-ubyte.gz: idx magic number 2051"):
+    with pytest.raises(CorruptDataError, match=r"t10k-labels-idx1-ubyte.gz: idx magic number 2051"):
         make_avmnist(data_dir=str(tmp_path), use_cache=False)
 
 
@@ -139,7 +138,11 @@ def test_download_checks_md5(tmp_path):
     served.write_bytes(b"payload")
     md5 = hashlib.md5(b"payload").hexdigest()
     source = DataSource(
-        name="toy", folder="toy", description="toy", citation="", licence="",
+        name="toy",
+        folder="toy",
+        description="toy",
+        citation="",
+        licence="",
         files=(DataFile("file.bin", content_md5=md5),),
         remotes=(RemoteFile((served.as_uri(),), "file.bin", md5),),
     )
@@ -147,9 +150,14 @@ def test_download_checks_md5(tmp_path):
     assert [s.status for s in report] == ["ok"]
     assert (tmp_path / "data" / "toy" / "file.bin").read_bytes() == b"payload"
     bad = DataSource(
-        name="bad", folder="bad", description="bad", citation="", licence="", files=(),
+        name="bad",
+        folder="bad",
+        description="bad",
+        citation="",
+        licence="",
+        files=(),
         remotes=(RemoteFile((served.as_uri(),), "file.bin", "0" * 32),),
     )
-    with pytest.raises(MissingDataError, match="does not match the published"):
+    with pytest.raises(MissingDataError, match=r"does not match the published"):
         download_source(bad, tmp_path / "data", log=lambda m: None)
     assert not (tmp_path / "data" / "bad" / "file.bin").exists()

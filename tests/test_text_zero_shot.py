@@ -42,15 +42,16 @@ def test_minilm_frozen_vs_finetuned(encoder):
     tuned = build_encoder("minilm_finetune", tokens, 8)
     tuned(tokens).sum().backward()
     assert any(p.grad is not None for p in tuned.backbone.parameters())
-    with pytest.raises(ValueError, match="outside the encoder's vocabulary"):
+    with pytest.raises(ValueError, match=r"outside the encoder's vocabulary"):
         encoder(torch.tensor([[101, 40000, 102]]))
 
 
 def test_minilm_pad_rows_are_masked(encoder):
     tokens = tokenize(["a dog"], load_tokenizer(), max_length=8)
     longer = tokenize(["a dog"], load_tokenizer(), max_length=20)
-    assert torch.allclose(encoder.sentence_embeddings(tokens),
-                          encoder.sentence_embeddings(longer), atol=1e-5)
+    assert torch.allclose(
+        encoder.sentence_embeddings(tokens), encoder.sentence_embeddings(longer), atol=1e-5
+    )
     empty = torch.zeros(1, 8, dtype=torch.long)
     assert torch.isfinite(encoder(empty)).all()
 
@@ -65,7 +66,7 @@ def test_zero_shot_by_hand():
     assert zero_shot_accuracy(queries, classes, label) == 0.5
     present = torch.tensor([True, True, False, False])
     assert zero_shot_accuracy(queries, classes, label, present) == 1.0
-    with pytest.raises(ValueError, match="same joint space"):
+    with pytest.raises(ValueError, match=r"same joint space"):
         zero_shot_logits(queries, torch.zeros(2, 3))
 
 
@@ -84,11 +85,15 @@ def test_class_embeddings_and_records():
     classes = class_embeddings(lambda b: model(b.inputs), lambda r: r, prompts)
     assert torch.allclose(classes, torch.eye(2))
     test = FeatureSet(
-        features={"image": torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
-                  "text": torch.zeros(3, 2)},
+        features={
+            "image": torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
+            "text": torch.zeros(3, 2),
+        },
         present={"image": torch.ones(3, dtype=torch.bool), "text": torch.ones(3, dtype=torch.bool)},
-        label=torch.tensor([0, 1, 1]), label_observed=torch.ones(3, dtype=torch.bool),
-        clean_label=torch.tensor([0, 1, 1]), index=torch.arange(3),
+        label=torch.tensor([0, 1, 1]),
+        label_observed=torch.ones(3, dtype=torch.bool),
+        clean_label=torch.tensor([0, 1, 1]),
+        index=torch.arange(3),
     )
     records = zero_shot_records(test, classes)
     assert [(r.metric, r.modality) for r in records] == [("zero_shot_acc", "image")]

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli.data import EPILOG_DATA, add_data_args, cmd_data
+
 __all__ = ["COMMANDS", "main"]
 
 EPILOG_RUN = """\
@@ -151,6 +153,10 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+    "data": (
+        add_data_args, cmd_data, "list, download and verify the real datasets' files",
+        EPILOG_DATA,
+    ),
 }
 
 

@@ -233,7 +233,12 @@ def log_mel_spectrogram(
 
     window = torch.hann_window(win_length, dtype=waveforms.dtype)
     spec = torch.stft(
-        waveforms, n_fft, hop_length, win_length, window=window, center=True,
+        waveforms,
+        n_fft,
+        hop_length,
+        win_length,
+        window=window,
+        center=True,
         return_complex=True,
     )
     power = spec.abs().pow(2)  # [B, n_fft // 2 + 1, frames]
@@ -258,9 +263,7 @@ def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
     return np.pad(signal, (0, length - signal.shape[0]))
 
 
-def pair_by_label(
-    image_label: np.ndarray, audio_label: np.ndarray, seed: int
-) -> np.ndarray:
+def pair_by_label(image_label: np.ndarray, audio_label: np.ndarray, seed: int) -> np.ndarray:
     """For each image, the index of a recording with the same label, drawn deterministically.
 
     Within each label, the recordings are shuffled and cycled through, so every recording is
@@ -342,8 +345,9 @@ class AVMNISTConfig:
         for key in ("test_speakers", "val_speakers"):
             unknown = [s for s in getattr(self, key) if s not in FSDD_SPEAKERS]
             if unknown:
-                raise ValueError(f"data.{key} has unknown speakers {unknown}; FSDD has "
-                                 f"{list(FSDD_SPEAKERS)}.")
+                raise ValueError(
+                    f"data.{key} has unknown speakers {unknown}; FSDD has {list(FSDD_SPEAKERS)}."
+                )
         overlap = set(self.test_speakers) & set(self.val_speakers)
         if overlap or not self.test_speakers or not self.val_speakers:
             raise ValueError(
@@ -404,8 +408,11 @@ def _cache_root(cache_dir: str) -> Path:
 
 def _fingerprint(paths: Sequence[Path], config: AVMNISTConfig) -> str:
     digest = hashlib.sha256()
-    fields = {k: v for k, v in dataclasses.asdict(config).items()
-              if k not in ("data_dir", "cache_dir", "use_cache", "name")}
+    fields = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ("data_dir", "cache_dir", "use_cache", "name")
+    }
     digest.update(json.dumps(fields, sort_keys=True).encode())
     for path in paths:
         digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
@@ -466,12 +473,17 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
     length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
     waves = np.stack([_fix_length(read_wav(p), length) for p in recordings.paths])
     mels = log_mel_spectrogram(
-        torch.from_numpy(waves), FSDD_SAMPLE_RATE, config.n_fft, config.hop_length,
-        config.win_length, config.n_mels,
+        torch.from_numpy(waves),
+        FSDD_SAMPLE_RATE,
+        config.n_fft,
+        config.hop_length,
+        config.win_length,
+        config.n_mels,
     )
     speaker = np.array(recordings.speaker)
     speaker_split = np.where(
-        np.isin(speaker, config.test_speakers), "test",
+        np.isin(speaker, config.test_speakers),
+        "test",
         np.where(np.isin(speaker, config.val_speakers), "val", "train"),
     )
     train_mels = mels[torch.from_numpy(speaker_split == "train")]
@@ -483,7 +495,9 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
         xs, ys, origin, rows = pools[split]
         audio_rows = np.flatnonzero(speaker_split == split)
         pairing = audio_rows[
-            pair_by_label(ys[rows], recordings.digit[audio_rows], config.seed + _split_offset(split))
+            pair_by_label(
+                ys[rows], recordings.digit[audio_rows], config.seed + _split_offset(split)
+            )
         ]
         out["splits"][split] = {
             "image": torch.from_numpy(xs[rows].astype(np.float32) / 255.0).unsqueeze(1),
@@ -497,7 +511,9 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
         s: sorted(set(speaker[speaker_split == s].tolist())) for s in ("train", "val", "test")
     }
     out["image_protocol"] = image_protocol
-    out["mnist_files"] = sorted({str(v[2]) for v in mnist.values()} | {str(v[3]) for v in mnist.values()})
+    out["mnist_files"] = sorted(
+        {str(v[2]) for v in mnist.values()} | {str(v[3]) for v in mnist.values()}
+    )
     out["audio_norm"] = (mean, std)
     return out
 
@@ -509,7 +525,9 @@ def _split_offset(split: str) -> int:
 
 def _input_files(data_dir: Path) -> list[Path]:
     mnist_root = data_dir / SOURCES.get("mnist").folder
-    files = sorted(p for p in mnist_root.glob("*-ubyte*") if p.is_file()) if mnist_root.is_dir() else []
+    files = (
+        sorted(p for p in mnist_root.glob("*-ubyte*") if p.is_file()) if mnist_root.is_dir() else []
+    )
     fsdd = data_dir / SOURCES.get("fsdd").folder / "recordings"
     return files + (sorted(fsdd.glob("*.wav")) if fsdd.is_dir() else [])
 
@@ -541,7 +559,9 @@ def make_avmnist(**kwargs: Any) -> Splits:
     if config.use_cache:
         inputs = _input_files(data_dir)
         if inputs:
-            cache_path = _cache_root(config.cache_dir) / f"avmnist-{_fingerprint(inputs, config)}.pt"
+            cache_path = (
+                _cache_root(config.cache_dir) / f"avmnist-{_fingerprint(inputs, config)}.pt"
+            )
             if cache_path.is_file():
                 built = torch.load(cache_path, weights_only=False)
     from_cache = built is not None
@@ -577,8 +597,10 @@ def make_avmnist(**kwargs: Any) -> Splits:
 
 def _mnist_source() -> DataSource:
     names = (
-        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
     )
     return DataSource(
         name="mnist",
@@ -604,7 +626,9 @@ def _check_wav(path: Path) -> None:
 def _fsdd_source() -> DataSource:
     files = tuple(
         DataFile(f"recordings/{d}_{s}_{t}.wav")
-        for d in range(10) for s in FSDD_SPEAKERS for t in range(50)
+        for d in range(10)
+        for s in FSDD_SPEAKERS
+        for t in range(50)
     )
     archive = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/{_FSDD_COMMIT}.zip"
     return DataSource(
@@ -614,7 +638,9 @@ def _fsdd_source() -> DataSource:
         files=files,
         remotes=(
             RemoteFile(
-                (archive,), "fsdd.zip", None,
+                (archive,),
+                "fsdd.zip",
+                None,
                 extract=f"zip:free-spoken-digit-dataset-{_FSDD_COMMIT}/recordings->recordings",
             ),
         ),

@@ -149,7 +149,7 @@ def image_text_splits(
         "image_ids": pairs.ids,
         "class_names": pairs.class_names,
         "tokenizer": tokenizer_name,
-        "vocab_size": int(len(tokenizer)),
+        "vocab_size": len(tokenizer),
         "pad_id": int(tokenizer.pad_token_id),
         "prompts": list(prompts),
     }
@@ -192,12 +192,13 @@ def read_coco(
         caption_files = [root / d / f"captions_{split}2017.json" for d in annotation_dirs]
         present = [p for p in caption_files if p.is_file()]
         if not files or not present:
-            what = f"images in {folder}/" if not files else "any of " + ", ".join(
-                str(p) for p in caption_files
+            what = (
+                f"images in {folder}/"
+                if not files
+                else "any of " + ", ".join(str(p) for p in caption_files)
             )
             raise MissingDataError(
-                f"COCO {split}2017: no {what}. "
-                + SOURCES.get("coco").how_to_get(root.parent)
+                f"COCO {split}2017: no {what}. " + SOURCES.get("coco").how_to_get(root.parent)
             )
         by_image: dict[int, list[str]] = {}
         for path in present:
@@ -211,8 +212,10 @@ def read_coco(
             if not instances.is_file():
                 continue
             data = _read_json(instances)
-            names = {c["id"]: c[label if label == "supercategory" else "name"]
-                     for c in data["categories"]}
+            names = {
+                c["id"]: c[label if label == "supercategory" else "name"]
+                for c in data["categories"]
+            }
             for ann in data["annotations"]:
                 area = float(ann["area"])
                 if area > biggest.get(ann["image_id"], (-1.0, ""))[0]:
@@ -295,15 +298,22 @@ def make_coco(**kwargs: Any) -> Splits:
     config = COCOConfig(**kwargs)
     if config.label not in ("supercategory", "category"):
         raise ValueError(f"data.label must be 'supercategory' or 'category', got {config.label!r}.")
-    _check_fractions(config.val_fraction, config.test_fraction, config.captions_per_image,
-                     config.image_size)
+    _check_fractions(
+        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
+    )
     start = time.perf_counter()
     data_dir = resolve_data_dir(config.data_dir)
-    pairs = read_coco(data_dir / config.folder, config.splits, config.annotation_dirs,
-                      config.label)
+    pairs = read_coco(data_dir / config.folder, config.splits, config.annotation_dirs, config.label)
     splits = image_text_splits(
-        pairs, "coco", config.image_size, config.tokenizer, config.max_length,
-        config.captions_per_image, config.val_fraction, config.test_fraction, config.seed,
+        pairs,
+        "coco",
+        config.image_size,
+        config.tokenizer,
+        config.max_length,
+        config.captions_per_image,
+        config.val_fraction,
+        config.test_fraction,
+        config.seed,
         config.prompts,
     )
     splits.info["build_seconds"] = time.perf_counter() - start
@@ -378,8 +388,9 @@ def make_manifest(**kwargs: Any) -> Splits:
         label column every label is unobserved (``num_classes`` 1; probes are skipped).
     """
     config = ManifestConfig(**kwargs)
-    _check_fractions(config.val_fraction, config.test_fraction, config.captions_per_image,
-                     config.image_size)
+    _check_fractions(
+        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
+    )
     if not config.path:
         raise ValueError("data.path must name the manifest file (.csv, .tsv or .jsonl).")
     start = time.perf_counter()
@@ -426,8 +437,15 @@ def make_manifest(**kwargs: Any) -> Splits:
         # No labels at all: split every image (all unlabelled) as if labelled, label 0.
         pairs.label = np.zeros(len(images), dtype=np.int64)
     splits = image_text_splits(
-        pairs, "manifest", config.image_size, config.tokenizer, config.max_length,
-        config.captions_per_image, config.val_fraction, config.test_fraction, config.seed,
+        pairs,
+        "manifest",
+        config.image_size,
+        config.tokenizer,
+        config.max_length,
+        config.captions_per_image,
+        config.val_fraction,
+        config.test_fraction,
+        config.seed,
         config.prompts,
     )
     if not config.label_key:
@@ -453,11 +471,15 @@ SOURCES.register("coco", "COCO 2017 captions, instances and val images")(
         remotes=(
             RemoteFile(
                 ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",),
-                "annotations_trainval2017.zip", None, extract="zip:annotations->annotations",
+                "annotations_trainval2017.zip",
+                None,
+                extract="zip:annotations->annotations",
             ),
             RemoteFile(
                 ("http://images.cocodataset.org/zips/val2017.zip",),
-                "val2017.zip", None, extract="zip:val2017->val2017",
+                "val2017.zip",
+                None,
+                extract="zip:val2017->val2017",
             ),
         ),
         citation="T.-Y. Lin et al., ECCV 2014; X. Chen et al., Microsoft COCO Captions, 2015",

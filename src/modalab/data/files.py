@@ -28,6 +28,7 @@ from pathlib import Path
 from modalab.registry import Registry
 
 __all__ = [
+    "DATASET_SOURCES",
     "DATA_ENV",
     "SOURCES",
     "CorruptDataError",
@@ -42,6 +43,7 @@ __all__ = [
     "require_files",
     "require_paths",
     "resolve_data_dir",
+    "sources_for",
     "verify_source",
 ]
 
@@ -183,7 +185,7 @@ def file_md5(path: Path, decompress: bool | None = None) -> str:
 
 
 def folder_digest(folder: Path, pattern: str = "*") -> str:
-    """SHA-256 over the sorted names and SHA-256 digests of the files in ``folder``.
+    r"""SHA-256 over the sorted names and SHA-256 digests of the files in ``folder``.
 
     Each file contributes the line ``NAME\\0HEXDIGEST\\n``; the digest depends on the files'
     names and bytes only.
@@ -264,7 +266,8 @@ def verify_source(source: DataSource, data_dir: Path) -> list[FileStatus]:
         else:
             report.append(
                 FileStatus(
-                    path, "differs",
+                    path,
+                    "differs",
                     f"format ok but md5 {md5} is not the published {spec.content_md5}",
                     spec.required,
                 )
@@ -299,11 +302,11 @@ def _fetch(remote: RemoteFile, target: Path, log: Callable[[str], None]) -> None
         log(f"downloading {url}")
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "modalab"})
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=60) as response:
 
                 def write(tmp: Path, response: object = response) -> None:
                     with open(tmp, "wb") as out:
-                        shutil.copyfileobj(response, out)  # type: ignore[arg-type]
+                        shutil.copyfileobj(response, out)  # type: ignore[arg-type,type-var]
 
                 atomic_save_bytes(target, write)
         except OSError as error:
@@ -353,3 +356,27 @@ def download_source(
             _extract(target, remote.extract, root)
             target.unlink()
     return verify_source(source, data_dir)
+
+
+#: Dataset name → the data sources it reads (datasets not listed need no files).
+DATASET_SOURCES: dict[str, tuple[str, ...]] = {
+    "avmnist": ("mnist", "fsdd"),
+    "pneumoniamnist": ("pneumoniamnist",),
+    "coco": ("coco",),
+}
+
+
+def sources_for(name: str) -> list[DataSource]:
+    """The sources of a dataset name, or the source of that name.
+
+    Raises:
+        KeyError: Naming the valid dataset and source names.
+    """
+    if name in DATASET_SOURCES:
+        return [SOURCES.get(s) for s in DATASET_SOURCES[name]]
+    if name in SOURCES:
+        return [SOURCES.get(name)]
+    raise KeyError(
+        f"Unknown dataset or data source {name!r}; datasets with files: "
+        f"{', '.join(sorted(DATASET_SOURCES))}; sources: {', '.join(SOURCES.names())}."
+    )

@@ -56,8 +56,22 @@ DERIVED_MODALITIES = ("spectrum", "radiomics", "none")
 _SPLITS = ("train", "val", "test")
 PNEUMONIAMNIST_MD5 = "28209eda62fecd6e6a2d98b1501bb15f"
 RADIOMICS_NAMES = (
-    "mean", "std", "skewness", "kurtosis", "p10", "p25", "p50", "p75", "p90",
-    "entropy", "energy", "range", "grad_mean", "grad_std", "grad_p90", "dark_fraction",
+    "mean",
+    "std",
+    "skewness",
+    "kurtosis",
+    "p10",
+    "p25",
+    "p50",
+    "p75",
+    "p90",
+    "entropy",
+    "energy",
+    "range",
+    "grad_mean",
+    "grad_std",
+    "grad_p90",
+    "dark_fraction",
 )
 
 
@@ -154,8 +168,20 @@ def radiomics_features(images: Tensor, bins: int = 32) -> Tensor:
     grad = kornia.filters.sobel(images.float()).flatten(1).double()
     grad_q = torch.quantile(grad, 0.9, dim=1)
     dark = (x < 0.2).double().mean(1)
-    columns = [mean, std, skew, kurt, *quantiles.T, entropy, energy, value_range,
-               grad.mean(1), grad.std(1), grad_q, dark]
+    columns = [
+        mean,
+        std,
+        skew,
+        kurt,
+        *quantiles.T,
+        entropy,
+        energy,
+        value_range,
+        grad.mean(1),
+        grad.std(1),
+        grad_q,
+        dark,
+    ]
     return torch.stack(columns, dim=1).float()
 
 
@@ -252,14 +278,19 @@ def make_pneumoniamnist(**kwargs: Any) -> Splits:
         "md5": md5,
         "official_file": md5 == PNEUMONIAMNIST_MD5,
         "sizes": {s: len(d) for s, d in datasets.items()},
-        "label_counts": {s: torch.bincount(labels[s], minlength=num_classes).tolist()
-                         for s in _SPLITS},
+        "label_counts": {
+            s: torch.bincount(labels[s], minlength=num_classes).tolist() for s in _SPLITS
+        },
         "derived_modality": config.derived,
         "derived_note": "the second modality is computed from the image, not measured",
         "class_names": ["normal", "pneumonia"],
         "build_seconds": time.perf_counter() - start,
     }
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)
+
+
+def _check_npz(path: Path) -> None:
+    load_medmnist_npz(path)
 
 
 SOURCES.register("pneumoniamnist", "PneumoniaMNIST (MedMNIST v2), 28x28 chest X-rays")(
@@ -277,6 +308,6 @@ SOURCES.register("pneumoniamnist", "PneumoniaMNIST (MedMNIST v2), 28x28 chest X-
         ),
         citation="J. Yang et al., MedMNIST v2, Scientific Data 2023; D. Kermany et al., Cell 2018",
         licence="CC BY 4.0",
-        check=lambda path: None if load_medmnist_npz(path) else None,
+        check=_check_npz,
     )
 )

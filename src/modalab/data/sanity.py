@@ -52,8 +52,10 @@ def stratified_splits(
     """
     v, t = config.val_fraction, config.test_fraction
     if not (0 < v < 1 and 0 < t < 1 and v + t < 1):
-        raise ValueError(f"data.val_fraction={v} and data.test_fraction={t} must be in (0, 1) "
-                         "and sum to less than 1.")
+        raise ValueError(
+            f"data.val_fraction={v} and data.test_fraction={t} must be in (0, 1) "
+            "and sum to less than 1."
+        )
     rows = np.arange(label.shape[0])
     rest, test = train_test_split(rows, test_size=t, stratify=label, random_state=config.seed)
     train, val = train_test_split(
@@ -73,8 +75,9 @@ def stratified_splits(
     info = {
         "name": name,
         "sizes": {s: len(d) for s, d in datasets.items()},
-        "label_counts": {s: np.bincount(label[r], minlength=num_classes).tolist()
-                         for s, r in parts.items()},
+        "label_counts": {
+            s: np.bincount(label[r], minlength=num_classes).tolist() for s, r in parts.items()
+        },
         "class_names": [str(c) for c in range(num_classes)],
     }
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)

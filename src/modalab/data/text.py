@@ -87,7 +87,10 @@ def tokenize(texts: Sequence[str], tokenizer: Any, max_length: int) -> Tensor:
     if max_length < 4:
         raise ValueError(f"max_length must be at least 4 tokens, got {max_length}.")
     encoded = tokenizer(
-        list(texts), padding="max_length", truncation=True, max_length=max_length,
+        list(texts),
+        padding="max_length",
+        truncation=True,
+        max_length=max_length,
         return_tensors="pt",
     )
     return torch.as_tensor(encoded["input_ids"], dtype=torch.long)

@@ -235,7 +235,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics = evaluate_representations(*features, splits.num_classes, eval_cfg, seed=seed)
     prompts = splits.info.get("class_prompt_tokens")
     if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
-        classes = class_embeddings(encode, project, prompts, "text", device=method.device)
+        classes = class_embeddings(
+            encode, project, prompts, "text", method.device  # type: ignore[arg-type]
+        )
         metrics += zero_shot_records(features[2], classes, "text")
     eval_seconds = time.perf_counter() - start
 

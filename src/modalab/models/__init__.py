@@ -8,7 +8,6 @@ from modalab.models.encoders import (
     build_encoder,
     default_encoder_name,
 )
-from modalab.models.pretrained import PretrainedTextEncoder
 from modalab.models.multimodal import (
     ConcatFusion,
     LateFusionClassifier,
@@ -16,6 +15,7 @@ from modalab.models.multimodal import (
     MultimodalEncoder,
     ProjectionHead,
 )
+from modalab.models.pretrained import PretrainedTextEncoder
 
 __all__ = [
     "ENCODERS",

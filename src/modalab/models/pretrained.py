@@ -64,8 +64,9 @@ class PretrainedTextEncoder(nn.Module):
     def sentence_embeddings(self, tokens: Tensor) -> Tensor:
         """Mean-pooled backbone states ``[B, hidden]`` of token ids ``[B, L]``."""
         if tokens.dtype not in (torch.long, torch.int) or tokens.dim() != 2:
-            raise ValueError(f"Expected token ids [B, L] (long), got {tokens.dtype} "
-                             f"{tuple(tokens.shape)}.")
+            raise ValueError(
+                f"Expected token ids [B, L] (long), got {tokens.dtype} {tuple(tokens.shape)}."
+            )
         if tokens.numel() and int(tokens.max()) >= self.vocab_size:
             raise ValueError(
                 f"Token id {int(tokens.max())} is outside the encoder's vocabulary "
@@ -103,13 +104,18 @@ def _monai_resnet(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> 
     """MONAI 2-D ResNet-10 (basic blocks) for images ``[C, H, W]``."""
     kwargs.setdefault("block_inplanes", (32, 64, 128, 256))
     return ResNet(
-        block="basic", layers=(1, 1, 1, 1), spatial_dims=2, n_input_channels=input_shape[0],
-        conv1_t_size=3, conv1_t_stride=1, num_classes=embed_dim, **kwargs,
+        block="basic",
+        layers=[1, 1, 1, 1],
+        spatial_dims=2,
+        n_input_channels=input_shape[0],
+        conv1_t_size=3,
+        conv1_t_stride=1,
+        num_classes=embed_dim,
+        **kwargs,
     )
 
 
 @ENCODERS.register("monai_densenet121")
 def _monai_densenet(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
     """MONAI 2-D DenseNet-121 for images ``[C, H, W]``."""
-    return DenseNet121(spatial_dims=2, in_channels=input_shape[0], out_channels=embed_dim,
-                       **kwargs)
+    return DenseNet121(spatial_dims=2, in_channels=input_shape[0], out_channels=embed_dim, **kwargs)
