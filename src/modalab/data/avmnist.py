@@ -472,13 +472,19 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
     # Audio: read, fix length, log-mel.
     length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
     waves = np.stack([_fix_length(read_wav(p), length) for p in recordings.paths])
-    mels = log_mel_spectrogram(
-        torch.from_numpy(waves),
-        FSDD_SAMPLE_RATE,
-        config.n_fft,
-        config.hop_length,
-        config.win_length,
-        config.n_mels,
+    # In chunks, to bound the memory of the complex STFT.
+    mels = torch.cat(
+        [
+            log_mel_spectrogram(
+                torch.from_numpy(waves[k : k + 256]),
+                FSDD_SAMPLE_RATE,
+                config.n_fft,
+                config.hop_length,
+                config.win_length,
+                config.n_mels,
+            )
+            for k in range(0, waves.shape[0], 256)
+        ]
     )
     speaker = np.array(recordings.speaker)
     speaker_split = np.where(
