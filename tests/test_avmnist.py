@@ -135,3 +135,27 @@ def test_pair_by_label_uses_pool_evenly():
     assert np.array_equal(pairs, pair_by_label(image_label, audio_label, seed=3))
     with pytest.raises(ValueError, match=r"No recording of label 2"):
         pair_by_label(np.array([2]), audio_label, seed=0)
+
+
+@pytest.mark.parametrize("layout", ["train_only", "both"])
+def test_mnist_split_layouts(tmp_path, layout):
+    """The MNIST files present decide the image protocol (links stand in for the train files)."""
+    import os
+
+    root = shared_data_dir("mnist", "fsdd/recordings")
+    (tmp_path / "mnist").mkdir()
+    os.symlink(root / "fsdd", tmp_path / "fsdd")
+    for kind in ("images-idx3", "labels-idx1"):
+        source = root / "mnist" / f"t10k-{kind}-ubyte.gz"
+        os.symlink(source, tmp_path / "mnist" / f"train-{kind}-ubyte.gz")
+        if layout == "both":
+            os.symlink(source, tmp_path / "mnist" / f"t10k-{kind}-ubyte.gz")
+    splits = make_avmnist(data_dir=str(tmp_path), use_cache=False)
+    if layout == "both":
+        assert splits.info["sizes"] == {"train": 9000, "val": 1000, "test": 10000}
+        assert set(splits.info["image_origin"].values()) == {"train", "t10k"}
+    else:
+        assert splits.info["sizes"] == {"train": 6000, "val": 1000, "test": 3000}
+        assert set(splits.info["image_origin"].values()) == {"train"}
+    train_rows = set(splits.info["image_index"]["train"].tolist())
+    assert not train_rows & set(splits.info["image_index"]["val"].tolist())
