@@ -18,7 +18,7 @@ def registries() -> dict[str, Registry[Any]]:
 
     return {
         "datasets": modalab.data.DATASETS,
-        "data sources": modalab.data.SOURCES,
+        "sources": modalab.data.SOURCES,
         "encoders": modalab.models.ENCODERS,
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,

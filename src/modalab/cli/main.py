@@ -108,7 +108,7 @@ def _results_table(results: Sequence[tuple[str, object]]) -> Table:
 def _add_list_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "kind", nargs="?", default="all",
-        help="datasets | encoders | objectives | methods | configs | all",
+        help="datasets | sources | encoders | objectives | methods | configs | all",
     )
 
 
