@@ -159,3 +159,15 @@ def test_mnist_split_layouts(tmp_path, layout):
         assert set(splits.info["image_origin"].values()) == {"train"}
     train_rows = set(splits.info["image_index"]["train"].tolist())
     assert not train_rows & set(splits.info["image_index"]["val"].tolist())
+
+
+def test_unreadable_cache_is_rebuilt_with_a_warning(avmnist):
+    root, cache, splits = avmnist
+    path = splits.info["cache_path"]
+    with open(path, "r+b") as handle:
+        handle.truncate(1000)
+    with pytest.warns(UserWarning, match="unreadable AV-MNIST cache"):
+        rebuilt = make_avmnist(data_dir=str(root), cache_dir=str(cache))
+    assert not rebuilt.info["from_cache"]
+    assert torch.equal(rebuilt.test.inputs["audio"], splits.test.inputs["audio"])
+    assert make_avmnist(data_dir=str(root), cache_dir=str(cache)).info["from_cache"]

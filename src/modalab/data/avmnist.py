@@ -28,8 +28,10 @@ import gzip
 import hashlib
 import json
 import os
+import pickle
 import re
 import time
+import warnings
 import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -569,7 +571,15 @@ def make_avmnist(**kwargs: Any) -> Splits:
                 _cache_root(config.cache_dir) / f"avmnist-{_fingerprint(inputs, config)}.pt"
             )
             if cache_path.is_file():
-                built = torch.load(cache_path, weights_only=False)
+                try:
+                    built = torch.load(cache_path, weights_only=True)
+                except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+                    # The cache is derived data: say so and rebuild it from the original files.
+                    warnings.warn(
+                        f"Ignoring the unreadable AV-MNIST cache {cache_path} ({error}); "
+                        "rebuilding it from the original files.",
+                        stacklevel=2,
+                    )
     from_cache = built is not None
     if built is None:
         built = _build(config, data_dir)
