@@ -32,7 +32,7 @@ def test_default_encoders_map_to_the_embedding_size(example: torch.Tensor, name:
 
 
 def test_unknown_encoder_lists_valid_names() -> None:
-    with pytest.raises(KeyError, match="valid names: cnn1d, cnn2d, mlp, transformer"):
+    with pytest.raises(KeyError, match=r"valid names: cnn1d, cnn2d, .*mlp, .*transformer"):
         build_encoder("resnet", torch.zeros(2, 3, 32, 32), 8)
 
 

@@ -19,6 +19,7 @@ def registries() -> dict[str, Registry[Any]]:
 
     return {
         "datasets": modalab.data.DATASETS,
+        "sources": modalab.data.SOURCES,
         "encoders": modalab.models.ENCODERS,
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,

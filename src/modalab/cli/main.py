@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli.data import EPILOG_DATA, add_data_args, cmd_data
 from modalab.cli.sweep import EPILOG_SWEEP, add_sweep_args, cmd_sweep
 
 __all__ = ["COMMANDS", "main"]
@@ -146,7 +147,7 @@ def _add_list_args(parser: argparse.ArgumentParser) -> None:
         "kind",
         nargs="?",
         default="all",
-        help="datasets | encoders | objectives | methods | scenarios | configs | all",
+        help="datasets | sources | encoders | objectives | methods | scenarios | configs | all",
     )
 
 
@@ -196,6 +197,12 @@ COMMANDS: dict[
         cmd_sweep,
         "run a study grid in parallel into a results store",
         EPILOG_SWEEP,
+    ),
+    "data": (
+        add_data_args,
+        cmd_data,
+        "list, download and verify the real datasets' files",
+        EPILOG_DATA,
     ),
 }
 

@@ -1,6 +1,14 @@
 """Datasets and the batch contract."""
 
+from modalab.data import avmnist, captions, medmnist, sanity
 from modalab.data.batch import MultimodalBatch, collate_samples
+from modalab.data.files import (
+    DATA_ENV,
+    SOURCES,
+    CorruptDataError,
+    MissingDataError,
+    resolve_data_dir,
+)
 from modalab.data.memmap import MemmapMultimodalDataset, make_stream_loader, save_memmap
 from modalab.data.registry import DATASETS
 from modalab.data.shapes import ShapesConfig, ShapesTruth, generate_shapes, make_shapes
@@ -8,16 +16,25 @@ from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits, make_lo
 
 __all__ = [
     "DATASETS",
+    "DATA_ENV",
+    "SOURCES",
+    "CorruptDataError",
     "MemmapMultimodalDataset",
+    "MissingDataError",
     "MultimodalBatch",
     "MultimodalTensorDataset",
     "ShapesConfig",
     "ShapesTruth",
     "Splits",
+    "avmnist",
+    "captions",
     "collate_samples",
     "generate_shapes",
     "make_loader",
     "make_shapes",
     "make_stream_loader",
+    "medmnist",
+    "resolve_data_dir",
+    "sanity",
     "save_memmap",
 ]

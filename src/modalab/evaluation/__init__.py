@@ -15,12 +15,19 @@ from modalab.evaluation.probes import (
     linear_probe,
     retrieval_recall,
 )
+from modalab.evaluation.zero_shot import (
+    class_embeddings,
+    zero_shot_accuracy,
+    zero_shot_logits,
+    zero_shot_records,
+)
 
 __all__ = [
     "EvalConfig",
     "FeatureSet",
     "LinearProbeResult",
     "MetricRecord",
+    "class_embeddings",
     "evaluate_representations",
     "extract_features",
     "fit_logistic_regression",
@@ -28,4 +35,7 @@ __all__ = [
     "label_subset",
     "linear_probe",
     "retrieval_recall",
+    "zero_shot_accuracy",
+    "zero_shot_logits",
+    "zero_shot_records",
 ]

@@ -20,6 +20,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from modalab.data.avmnist import AVMNISTConfig
+from modalab.data.captions import COCOConfig, ManifestConfig
+from modalab.data.medmnist import MedMNISTConfig
+from modalab.data.sanity import SanityConfig
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
 from modalab.scenarios import SCENARIOS
@@ -219,6 +223,12 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config", node=RunConfig)
     cs.store(group="data", name="shapes", node=ShapesDataConfig)
+    cs.store(group="data", name="avmnist", node=AVMNISTConfig)
+    cs.store(group="data", name="pneumoniamnist", node=MedMNISTConfig)
+    cs.store(group="data", name="coco", node=COCOConfig)
+    cs.store(group="data", name="manifest", node=ManifestConfig)
+    cs.store(group="data", name="digits", node=SanityConfig)
+    cs.store(group="data", name="mnist5k", node=SanityConfig(name="mnist5k"))
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="method", name="clip", node=ClipMethodConfig)
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)

@@ -43,6 +43,7 @@ from modalab.evaluation.features import (
     evaluate_representations,
     extract_features,
 )
+from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.checkpoint import save_weights
 from modalab.experiments.config import ConfigError
@@ -456,6 +457,16 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
     metrics += representation_diagnostics(test_f.features, test_f.joint, test_f.present)
+    prompts = splits.info.get("class_prompt_tokens")
+    if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
+        classes = class_embeddings(
+            method.representations,
+            method.joint_embeddings,
+            prompts,
+            "text",
+            method.device,
+        )
+        metrics += zero_shot_records(test_f, classes, "text")
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)

@@ -15,6 +15,7 @@ from modalab.models.multimodal import (
     MultimodalEncoder,
     ProjectionHead,
 )
+from modalab.models.pretrained import PretrainedTextEncoder
 
 __all__ = [
     "ENCODERS",
@@ -24,6 +25,7 @@ __all__ = [
     "MLPEncoder",
     "MeanFusion",
     "MultimodalEncoder",
+    "PretrainedTextEncoder",
     "ProjectionHead",
     "TokenTransformerEncoder",
     "build_encoder",

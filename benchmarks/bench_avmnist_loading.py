@@ -1,0 +1,76 @@
+"""Loading speed of the AV-MNIST pipeline: first build, cached build, batching; peak memory.
+
+Each phase runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its own.
+
+    MODALAB_DATA=../shared/data python benchmarks/bench_avmnist_loading.py [--max-images N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+
+
+def _phase(kind: str, cache_dir: str, max_images: int, queue: mp.Queue) -> None:
+    import torch
+
+    from modalab.data.avmnist import make_avmnist
+    from modalab.data.tensor_dataset import make_loader
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    splits = make_avmnist(cache_dir=cache_dir, max_images=max_images)
+    seconds = time.perf_counter() - start
+    n = sum(splits.info["sizes"].values())
+    result = {
+        "phase": kind,
+        "samples": n,
+        "seconds": seconds,
+        "from_cache": splits.info["from_cache"],
+        "sizes": splits.info["sizes"],
+    }
+    if kind == "cached":
+        start = time.perf_counter()
+        seen = 0
+        for _ in range(3):
+            for batch in make_loader(splits.train, 256, shuffle=True, seed=0):
+                seen += batch.batch_size
+        result["batch_samples_per_s"] = seen / (time.perf_counter() - start)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-images", type=int, default=0)
+    args = parser.parse_args()
+    context = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as cache_dir:
+        for kind in ("first build", "cached"):
+            queue: mp.Queue = context.Queue()
+            process = context.Process(target=_phase, args=(kind, cache_dir, args.max_images, queue))
+            process.start()
+            result = queue.get()
+            process.join()
+            rate = result["samples"] / result["seconds"]
+            line = (
+                f"{kind:12s}: {result['samples']} samples in {result['seconds']:.2f} s = "
+                f"{rate:,.0f} samples/s (from_cache={result['from_cache']}), "
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB"
+            )
+            if "batch_samples_per_s" in result:
+                line += (
+                    f"; batching the train split: {result['batch_samples_per_s']:,.0f} samples/s"
+                )
+            print(line)
+        print("split sizes:", json.dumps(result["sizes"]))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

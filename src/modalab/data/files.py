@@ -1,0 +1,382 @@
+"""Where real datasets live on disk, what files they need, and how to fetch and verify them.
+
+A *data source* is one set of original files (MNIST idx files, the Free Spoken Digit Dataset
+recordings, a MedMNIST ``.npz``, COCO captions and images) in its folder under the data
+directory. The data directory is, in order: an explicit ``data_dir`` argument (``--data-dir`` on
+the command line, ``data.data_dir=`` in a run config), the environment variable
+``MODALAB_DATA``, then ``~/.modalab/data``. A missing or corrupt file is an error that names
+the file, the folder searched and how to obtain it — never a silent fallback to other data.
+
+``modalab data download NAME`` fetches the original files from their published URLs and checks
+them against published checksums where the source publishes one; ``modalab data verify NAME``
+checks what is on disk (presence, format, content checksum).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modalab.registry import Registry
+
+__all__ = [
+    "DATASET_SOURCES",
+    "DATA_ENV",
+    "SOURCES",
+    "CorruptDataError",
+    "DataFile",
+    "DataSource",
+    "FileStatus",
+    "MissingDataError",
+    "RemoteFile",
+    "atomic_save_bytes",
+    "download_source",
+    "file_md5",
+    "require_files",
+    "require_paths",
+    "resolve_data_dir",
+    "sources_for",
+    "verify_source",
+]
+
+#: Environment variable naming the data directory.
+DATA_ENV = "MODALAB_DATA"
+#: Data directory used when neither ``data_dir`` nor ``MODALAB_DATA`` is set.
+DEFAULT_DATA_DIR = "~/.modalab/data"
+
+
+class MissingDataError(FileNotFoundError):
+    """Files of a dataset are not on disk; the message says which, where and how to get them."""
+
+
+class CorruptDataError(ValueError):
+    """A dataset file is present but unreadable, truncated or of the wrong format."""
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: ``data_dir`` if given, else ``$MODALAB_DATA``, else ``~/.modalab/data``.
+
+    Example:
+        >>> str(resolve_data_dir("/tmp/some-data"))
+        '/tmp/some-data'
+    """
+    if data_dir:
+        return Path(data_dir).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(DEFAULT_DATA_DIR).expanduser()
+
+
+def _where(data_dir: Path) -> str:
+    if os.environ.get(DATA_ENV) and Path(os.environ[DATA_ENV]).expanduser() == data_dir:
+        return f"{data_dir} (from ${DATA_ENV})"
+    return str(data_dir)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to download.
+
+    Attributes:
+        urls: Where to fetch it, tried in order (the original source first).
+        filename: Name of the downloaded file.
+        md5: Published MD5 of the downloaded bytes, or ``None`` when the source publishes none
+            (the content is then checked by the source's :attr:`DataSource.content_sha256`).
+        extract: ``"gz"`` keeps the file as is, ``"zip:PREFIX->DEST"`` extracts the members
+            under ``PREFIX`` into ``DEST`` (relative to the source's folder), ``""`` keeps it.
+    """
+
+    urls: tuple[str, ...]
+    filename: str
+    md5: str | None = None
+    extract: str = ""
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One file a source should have on disk.
+
+    Attributes:
+        path: Path relative to the source's folder.
+        required: Whether the dataset cannot be built without it (optional files add data,
+            e.g. the MNIST training split).
+        content_md5: MD5 of the file's content (after gzip decompression for ``.gz`` files),
+            or ``None`` when no trusted value is known (format checks still apply).
+    """
+
+    path: str
+    required: bool = True
+    content_md5: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A set of original files in one folder of the data directory.
+
+    Attributes:
+        name: Name used by ``modalab data download/verify``.
+        folder: Folder under the data directory.
+        description: One line.
+        files: The files expected on disk.
+        remotes: What ``download`` fetches.
+        citation: Authors, venue, year of the original dataset.
+        licence: The licence of the files.
+        content_sha256: Digest over a whole folder of files (see :func:`folder_digest`): folder
+            relative to the source folder and its SHA-256, for sources with many files.
+        check: Optional format check ``(path) -> None`` raising :class:`CorruptDataError`.
+    """
+
+    name: str
+    folder: str
+    description: str
+    files: tuple[DataFile, ...]
+    remotes: tuple[RemoteFile, ...]
+    citation: str
+    licence: str
+    content_sha256: tuple[str, str] | None = None
+    check: Callable[[Path], None] | None = field(default=None, compare=False)
+
+    def how_to_get(self, data_dir: Path) -> str:
+        """Instructions for obtaining the files."""
+        urls = "\n".join(f"    {r.urls[0]}" for r in self.remotes)
+        return (
+            f"To get them: run `modalab data download {self.name} --data-dir {data_dir}` "
+            f"(needs network), or download\n{urls}\n  and place the files under "
+            f"{data_dir / self.folder}/ as listed above. Use --data-dir DIR, the config field "
+            f"data.data_dir=DIR or the environment variable {DATA_ENV}=DIR to point modalab at "
+            "another data directory."
+        )
+
+
+#: Every data source, by name.
+SOURCES: Registry[DataSource] = Registry("data source")
+
+
+def file_md5(path: Path, decompress: bool | None = None) -> str:
+    """MD5 of a file's content; ``.gz`` files are decompressed first unless ``decompress=False``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+        >>> _ = p.write_bytes(b"abc")
+        >>> file_md5(p)
+        '900150983cd24fb0d6963f7d28e17f72'
+    """
+    if decompress is None:
+        decompress = path.suffix == ".gz"
+    digest = hashlib.md5()
+    opener = gzip.open if decompress else open
+    try:
+        with opener(path, "rb") as handle:  # type: ignore[operator]
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except (OSError, EOFError) as error:
+        raise CorruptDataError(f"{path}: cannot be read ({error}).") from None
+    return digest.hexdigest()
+
+
+def folder_digest(folder: Path, pattern: str = "*") -> str:
+    r"""SHA-256 over the sorted names and SHA-256 digests of the files in ``folder``.
+
+    Each file contributes the line ``NAME\\0HEXDIGEST\\n``; the digest depends on the files'
+    names and bytes only.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob(pattern)):
+        if path.is_file():
+            file_hash = hashlib.sha256(path.read_bytes()).hexdigest()
+            digest.update(path.name.encode() + b"\0" + file_hash.encode() + b"\n")
+    return digest.hexdigest()
+
+
+def require_files(source: DataSource, data_dir: Path, paths: Iterable[str]) -> list[Path]:
+    """Absolute paths of ``paths`` (relative to the source folder), or a clear error if missing.
+
+    Raises:
+        MissingDataError: Listing every missing file, the folder searched and how to get them.
+    """
+    root = data_dir / source.folder
+    return require_paths(source, data_dir, [root / p for p in paths])
+
+
+def require_paths(source: DataSource, data_dir: Path, wanted: list[Path]) -> list[Path]:
+    """``wanted`` (absolute paths of files of ``source``) if all exist, else a clear error.
+
+    Raises:
+        MissingDataError: Listing every missing file, the folder searched and how to get them.
+    """
+    missing = [p for p in wanted if not p.is_file()]
+    if missing:
+        listed = "\n".join(f"  - {p}" for p in missing)
+        raise MissingDataError(
+            f"Dataset source {source.name!r} ({source.description}) is missing "
+            f"{len(missing)} file(s) in the data directory {_where(data_dir)}:\n{listed}\n"
+            + source.how_to_get(data_dir)
+        )
+    return wanted
+
+
+@dataclass
+class FileStatus:
+    """The state of one expected file.
+
+    Attributes:
+        path: Absolute path.
+        status: ``ok``, ``missing``, ``corrupt``, ``differs`` (readable and well-formed but
+            not the published file, e.g. a subset) or ``unchecked`` (present, no checksum known).
+        detail: What was found.
+        required: Whether the dataset needs the file.
+    """
+
+    path: Path
+    status: str
+    detail: str
+    required: bool
+
+
+def verify_source(source: DataSource, data_dir: Path) -> list[FileStatus]:
+    """Check every expected file of ``source`` under ``data_dir``: presence, format, checksum."""
+    root = data_dir / source.folder
+    report: list[FileStatus] = []
+    for spec in source.files:
+        path = root / spec.path
+        if not path.is_file():
+            report.append(FileStatus(path, "missing", "not found", spec.required))
+            continue
+        try:
+            if source.check is not None:
+                source.check(path)
+            md5 = file_md5(path)
+        except CorruptDataError as error:
+            report.append(FileStatus(path, "corrupt", str(error), spec.required))
+            continue
+        if spec.content_md5 is None:
+            report.append(FileStatus(path, "unchecked", f"format ok, md5 {md5}", spec.required))
+        elif md5 == spec.content_md5:
+            report.append(FileStatus(path, "ok", f"md5 {md5}", spec.required))
+        else:
+            report.append(
+                FileStatus(
+                    path,
+                    "differs",
+                    f"format ok but md5 {md5} is not the published {spec.content_md5}",
+                    spec.required,
+                )
+            )
+    if source.content_sha256 is not None:
+        folder, expected = source.content_sha256
+        path = root / folder
+        if path.is_dir() and any(path.iterdir()):
+            got = folder_digest(path)
+            status = "ok" if got == expected else "differs"
+            detail = f"folder digest {got}" + ("" if got == expected else f" != {expected}")
+            report.append(FileStatus(path, status, detail, True))
+    return report
+
+
+def atomic_save_bytes(path: Path, write: Callable[[Path], None]) -> None:
+    """Write a file through a temporary sibling and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _fetch(remote: RemoteFile, target: Path, log: Callable[[str], None]) -> None:
+    errors = []
+    for url in remote.urls:
+        log(f"downloading {url}")
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "modalab"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+
+                def write(tmp: Path, response: object = response) -> None:
+                    with open(tmp, "wb") as out:
+                        shutil.copyfileobj(response, out)  # type: ignore[arg-type,type-var]
+
+                atomic_save_bytes(target, write)
+        except OSError as error:
+            errors.append(f"{url}: {error}")
+            continue
+        md5 = file_md5(target, decompress=False)
+        if remote.md5 is not None and md5 != remote.md5:
+            target.unlink()
+            errors.append(f"{url}: md5 {md5} does not match the published {remote.md5}")
+            continue
+        log(f"  {target.name}: md5 {md5}" + (" (matches)" if remote.md5 else " (no published md5)"))
+        return
+    raise MissingDataError(f"Could not download {remote.filename}:\n  " + "\n  ".join(errors))
+
+
+def _extract(archive: Path, spec: str, root: Path) -> None:
+    prefix, dest = spec.removeprefix("zip:").split("->")
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            if not member.startswith(prefix) or member.endswith("/"):
+                continue
+            out = root / dest / member[len(prefix) :].lstrip("/")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(member) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def download_source(
+    source: DataSource, data_dir: Path, log: Callable[[str], None] = print
+) -> list[FileStatus]:
+    """Download the files of ``source`` into ``data_dir``, check checksums, then verify.
+
+    Files already present with the published checksum are not downloaded again.
+
+    Returns:
+        The verification report after downloading.
+    """
+    root = data_dir / source.folder
+    root.mkdir(parents=True, exist_ok=True)
+    for remote in source.remotes:
+        target = root / remote.filename
+        if target.is_file() and remote.md5 and file_md5(target, decompress=False) == remote.md5:
+            log(f"{target} already present (md5 matches)")
+        else:
+            _fetch(remote, target, log)
+        if remote.extract.startswith("zip:"):
+            _extract(target, remote.extract, root)
+            target.unlink()
+    return verify_source(source, data_dir)
+
+
+#: Dataset name → the data sources it reads (datasets not listed need no files).
+DATASET_SOURCES: dict[str, tuple[str, ...]] = {
+    "avmnist": ("mnist", "fsdd"),
+    "pneumoniamnist": ("pneumoniamnist",),
+    "coco": ("coco",),
+}
+
+
+def sources_for(name: str) -> list[DataSource]:
+    """The sources of a dataset name, or the source of that name.
+
+    Raises:
+        KeyError: Naming the valid dataset and source names.
+    """
+    if name in DATASET_SOURCES:
+        return [SOURCES.get(s) for s in DATASET_SOURCES[name]]
+    if name in SOURCES:
+        return [SOURCES.get(name)]
+    raise KeyError(
+        f"Unknown dataset or data source {name!r}; datasets with files: "
+        f"{', '.join(sorted(DATASET_SOURCES))}; sources: {', '.join(SOURCES.names())}."
+    )
