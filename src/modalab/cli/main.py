@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli.methods import add_methods_args, cmd_methods
+
 __all__ = ["COMMANDS", "main"]
 
 EPILOG_RUN = """\
@@ -71,6 +73,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         label = " ".join(overrides) or "(defaults)"
         console.print(f"[bold]modalab run[/bold] {label}")
         result = run(cfg, quiet=args.quiet)
+        if not result.is_global_zero:
+            return 0  # a DDP worker process: rank 0 reports
         console.print(
             f"  run directory: {result.run_dir}  (train {result.train_seconds:.1f}s, "
             f"eval {result.eval_seconds:.1f}s)"
@@ -151,6 +155,7 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+    "methods": (add_methods_args, cmd_methods, "list the training methods with their config keys", ""),
 }
 
 

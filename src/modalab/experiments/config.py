@@ -140,6 +140,10 @@ def register_configs() -> None:
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="method", name="clip", node=ClipMethodConfig)
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
+    from modalab.experiments.method_configs import METHOD_CONFIGS
+
+    for name, node in METHOD_CONFIGS.items():
+        cs.store(group="method", name=name, node=node)
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True

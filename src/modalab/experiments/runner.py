@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +52,8 @@ class RunResult:
         config: The resolved config.
         train_seconds: Wall time of training.
         eval_seconds: Wall time of evaluation.
+        is_global_zero: False in the other processes of a DDP run, which neither evaluate
+            nor write results (their ``metrics`` are empty).
     """
 
     run_dir: Path
@@ -58,6 +61,7 @@ class RunResult:
     config: dict[str, Any]
     train_seconds: float
     eval_seconds: float
+    is_global_zero: bool = True
 
     def table(self) -> pd.DataFrame:
         """The metrics as a DataFrame, one row per metric × modality × condition."""
@@ -125,22 +129,53 @@ def build_encoders(model_cfg: Mapping[str, Any], splits: Splits) -> MultimodalEn
 
 
 def build_method(
-    method_cfg: Mapping[str, Any], encoder: MultimodalEncoder, splits: Splits, embed_dim: int
+    method_cfg: Mapping[str, Any],
+    encoder: MultimodalEncoder,
+    splits: Splits,
+    embed_dim: int,
+    seed: int = 0,
 ) -> L.LightningModule:
-    """Build the method recipe named by ``method_cfg["name"]``."""
+    """Build the method recipe named by ``method_cfg["name"]``.
+
+    Builders that declare the parameters ``example`` (a two-sample training batch),
+    ``data_info`` (the dataset's info, e.g. ``vocab_size`` and ``mask_id``) or ``seed`` (the
+    run's seed, for their own random state) receive them.
+    """
     kwargs = dict(method_cfg)
     name = kwargs.pop("name")
     try:
         builder = METHODS.get(name)
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from None
+    params = inspect.signature(builder).parameters
+    context = {
+        "example": lambda: splits.train.__getitems__([0, 1]),
+        "data_info": lambda: dict(splits.info),
+        "seed": lambda: seed,
+    }
+    extra = {k: make() for k, make in context.items() if k in params and k not in kwargs}
     return _call_with_config(  # type: ignore[no-any-return]
         builder, kwargs, f"method ({name})",
-        encoder=encoder, num_classes=splits.num_classes, embed_dim=embed_dim,
+        encoder=encoder, num_classes=splits.num_classes, embed_dim=embed_dim, **extra,
     )
 
 
+#: Environment variable through which the launching process hands its run directory to the
+#: processes Lightning's DDP strategy starts (they re-run the same command).
+RUN_DIR_ENV = "MODALAB_RUN_DIR"
+
+
+def _launched_rank() -> int:
+    """This process's rank as set by a launcher (0 for the process that launches the others)."""
+    for variable in ("RANK", "LOCAL_RANK"):
+        if variable in os.environ:
+            return int(os.environ[variable])
+    return 0
+
+
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
+    if _launched_rank() != 0 and RUN_DIR_ENV in os.environ:
+        return Path(os.environ[RUN_DIR_ENV])
     name = cfg["run_name"] or (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg['data']['name']}-{cfg['method']['name']}"
         f"-s{cfg['seed']}"
@@ -152,6 +187,7 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
             "run_name= or output_dir= (results are never overwritten)."
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     return run_dir
 
 
@@ -194,7 +230,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     splits = build_data(plain["data"])
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(plain["model"], splits)
-    method = build_method(plain["method"], encoder, splits, int(plain["model"]["embed_dim"]))
+    method = build_method(
+        plain["method"], encoder, splits, int(plain["model"]["embed_dim"]), seed=seed
+    )
     try:
         eval_cfg = EvalConfig(**plain["eval"])
     except TypeError as error:
@@ -205,7 +243,8 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         trainer_cfg["enable_progress_bar"] = False
 
     run_dir = _run_dir(plain)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
+    if _launched_rank() == 0:
+        atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(plain)))
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
@@ -222,6 +261,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     start = time.perf_counter()
     trainer.fit(method, train_loader, val_loader)
     train_seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        # Under DDP only global rank 0 evaluates and writes results.
+        return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
 
     start = time.perf_counter()
     method.eval()

@@ -79,6 +79,16 @@ class ConvEncoder(nn.Module):
         self.spatial_dims = spatial_dims
         self.out = nn.Linear(previous, embed_dim)
 
+    @property
+    def width(self) -> int:
+        """Channels of the feature map (the width of :meth:`token_states`)."""
+        return int(self.out.in_features)
+
+    def token_states(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Feature-map positions as tokens ``[B, N, width]`` and an all-true mask ``[B, N]``."""
+        h = self.features(x).flatten(2).transpose(1, 2)
+        return h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` of shape ``[B, C, *spatial]`` to ``[B, embed_dim]``."""
         h = self.features(x)
@@ -123,6 +133,8 @@ class TokenTransformerEncoder(nn.Module):
         )
         self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.out = nn.Linear(width, embed_dim)
+        self.width = width
+        self.vocab_size = vocab_size
 
     def token_states(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Per-token hidden states ``[B, L, width]`` and the non-pad mask ``[B, L]``."""
