@@ -14,8 +14,12 @@ import pytest
 from modalab.cli.main import main
 from modalab.experiments.method_configs import METHOD_CONFIGS
 
-TINY = ["data.n_samples=300", "trainer.max_epochs=1", "trainer.batch_size=64",
-        "eval.l2_grid=[0.01]"]
+TINY = [
+    "data.n_samples=300",
+    "trainer.max_epochs=1",
+    "trainer.batch_size=64",
+    "eval.l2_grid=[0.01]",
+]
 
 
 @pytest.mark.slow
@@ -47,9 +51,22 @@ def test_lightning_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
     env.pop("MODALAB_RUN_DIR", None)
     result = subprocess.run(
-        [sys.executable, "-m", "modalab", "run", "trainer.devices=2", "trainer.strategy=ddp",
-         *TINY, f"output_dir={tmp_path}", "--quiet"],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "modalab",
+            "run",
+            "trainer.devices=2",
+            "trainer.strategy=ddp",
+            *TINY,
+            f"output_dir={tmp_path}",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list(tmp_path.iterdir())

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 import pytest
+import torch
 
 from modalab.data.augment import ModalityAugment, _MonaiPerSample, mask_tokens
 from modalab.data.shapes import make_shapes
@@ -121,7 +120,9 @@ def test_moco_v2_training_step_fills_the_queue_with_momentum_keys() -> None:
     method.compute_loss(batch, update_queue=True)
     after = method.objective.queue("image")
     with torch.no_grad():
-        keys = method.target.projections["image"](method.target.encoders["image"](batch.inputs["image"]))
+        keys = method.target.projections["image"](
+            method.target.encoders["image"](batch.inputs["image"])
+        )
     torch.testing.assert_close(after[:8], torch.nn.functional.normalize(keys, dim=1))
     torch.testing.assert_close(after[8:], before[8:])
 

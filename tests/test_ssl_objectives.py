@@ -152,7 +152,9 @@ def test_byol_and_simsiam_match_formulas() -> None:
     p, t = _rand(4, 3, seed=14), _rand(4, 3, seed=15)
     pn, tn = p.numpy(), t.numpy()
     cos = [float(pn[i] @ tn[i] / np.linalg.norm(pn[i]) / np.linalg.norm(tn[i])) for i in range(4)]
-    assert byol_loss(p, t).item() == pytest.approx(float(np.mean([2 - 2 * c for c in cos])), abs=1e-6)
+    assert byol_loss(p, t).item() == pytest.approx(
+        float(np.mean([2 - 2 * c for c in cos])), abs=1e-6
+    )
     assert simsiam_loss(p, t).item() == pytest.approx(-float(np.mean(cos)), abs=1e-6)
 
 
@@ -242,9 +244,9 @@ def test_a_few_gradient_steps_lower_the_loss(name: str) -> None:
     x = _rand(32, 6, seed=26)
     noise_a, noise_b = 0.1 * _rand(32, 6, seed=27), 0.1 * _rand(32, 6, seed=28)
     net = torch.nn.Linear(6, 8)
-    loss_fn = {
-        "nt_xent": NTXentLoss(0.5), "vicreg": VICRegLoss(), "barlow": BarlowTwinsLoss()
-    }[name]
+    loss_fn = {"nt_xent": NTXentLoss(0.5), "vicreg": VICRegLoss(), "barlow": BarlowTwinsLoss()}[
+        name
+    ]
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     present = {"a": _ones(32), "b": _ones(32)}
     losses = []
@@ -266,12 +268,16 @@ def test_masked_token_loss_matches_manual_log_softmax() -> None:
     masked = torch.tensor([[True, False, True], [False, False, True]])
     lp = logits.log_softmax(-1)
     expected = -(lp[0, 0, 1] + lp[0, 2, 3] + lp[1, 2, 1]) / 3
-    assert masked_token_loss(logits, targets, masked).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert masked_token_loss(logits, targets, masked).item() == pytest.approx(
+        expected.item(), abs=1e-6
+    )
 
 
 def test_masked_feature_loss_counts_masked_patches_only() -> None:
     pred = torch.zeros(2, 3, 2)
-    target = torch.tensor([[[1.0, 1.0], [2.0, 0.0], [9.0, 9.0]], [[0.0, 4.0], [7.0, 7.0], [1.0, 1.0]]])
+    target = torch.tensor(
+        [[[1.0, 1.0], [2.0, 0.0], [9.0, 9.0]], [[0.0, 4.0], [7.0, 7.0], [1.0, 1.0]]]
+    )
     masked = torch.tensor([[True, True, False], [True, False, False]])
     # patch means of squared errors: 1, 2, 8 → mean 11/3
     assert masked_feature_loss(pred, target, masked).item() == pytest.approx(11 / 3, abs=1e-6)
@@ -303,13 +309,18 @@ def test_captioning_loss_shifts_and_ignores_pad_and_absent_rows() -> None:
     rows = torch.tensor([True, False])
     lp = logits.log_softmax(-1)
     expected = -(lp[0, 0, 4] + lp[0, 1, 5]) / 2
-    assert captioning_loss(logits, tokens, 0, rows).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert captioning_loss(logits, tokens, 0, rows).item() == pytest.approx(
+        expected.item(), abs=1e-6
+    )
 
 
 def test_shape_errors_are_explained() -> None:
     with pytest.raises(ValueError, match=r"\[B, L, V\]"):
-        masked_token_loss(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long),
-                          torch.zeros(2, 4, dtype=torch.bool))
+        masked_token_loss(
+            torch.zeros(2, 3, 4),
+            torch.zeros(2, 4, dtype=torch.long),
+            torch.zeros(2, 4, dtype=torch.bool),
+        )
     with pytest.raises(ValueError, match="variant"):
         BYOLLoss("dino")
     with pytest.raises(ValueError, match="queue_size"):

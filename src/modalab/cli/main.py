@@ -155,7 +155,7 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
-    "methods": (add_methods_args, cmd_methods, "list the training methods with their config keys", ""),
+    "methods": (add_methods_args, cmd_methods, "list the training methods and their keys", ""),
 }
 
 

@@ -72,7 +72,7 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
         self.clean_label = clean_label.long() if clean_label is not None else self.label.clone()
         self.index = index.long() if index is not None else torch.arange(n)
         self.num_classes = int(num_classes) if num_classes is not None else int(label.max()) + 1
-        if n and int(self.label.max()) >= self.num_classes or (n and int(self.label.min()) < 0):
+        if (n and int(self.label.max()) >= self.num_classes) or (n and int(self.label.min()) < 0):
             raise ValueError(
                 f"Labels must lie in [0, {self.num_classes}); got range "
                 f"[{int(self.label.min())}, {int(self.label.max())}]."

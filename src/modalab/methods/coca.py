@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import adamw_with_cosine, log_terms
 from modalab.methods.registry import METHODS
+from modalab.models.encoders import token_states, token_width
 from modalab.models.fusion import CaptionDecoder
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
 from modalab.objectives.clip import CLIPLoss
@@ -80,7 +81,7 @@ class CoCaMethod(L.LightningModule):
         """Next-token logits ``[B, L, V]`` of the captions and the rows ``[B]`` they count on."""
         memories, keeps, any_other = [], [], None
         for m, project in self.memory.items():
-            states, keep = self.encoder.encoders[m].token_states(batch.inputs[m])
+            states, keep = token_states(self.encoder.encoders[m], batch.inputs[m])
             memories.append(project(states))
             keeps.append(keep & batch.present[m].unsqueeze(1))
             any_other = batch.present[m] if any_other is None else any_other | batch.present[m]
@@ -102,8 +103,15 @@ class CoCaMethod(L.LightningModule):
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.compute_loss(batch)
         size = batch.batch_size
-        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         log_terms(self, stage, out.terms, size)
         return out.loss
 
@@ -160,15 +168,25 @@ def build_coca(
         module = encoder.encoders[m]
         if not hasattr(module, "token_states"):
             raise ValueError(f"The encoder of {m!r} has no token_states to condition on.")
-        memory[m] = nn.Linear(int(module.width), decoder_width)
+        memory[m] = nn.Linear(token_width(module), decoder_width)
     encoder.projections = nn.ModuleDict(
         {m: ProjectionHead(embed_dim, proj_dim, 0) for m in encoder.modalities}
     )
     decoder = CaptionDecoder(
-        int(info["vocab_size"]), int(captions.shape[1]), decoder_width, decoder_depth,
+        int(info["vocab_size"]),
+        int(captions.shape[1]),
+        decoder_width,
+        decoder_depth,
         pad_id=int(info.get("pad_id", 0)),
     )
     return CoCaMethod(
-        encoder, CLIPLoss(temperature), decoder, memory, caption_modality, caption_weight,
-        int(info.get("pad_id", 0)), lr, weight_decay,
+        encoder,
+        CLIPLoss(temperature),
+        decoder,
+        memory,
+        caption_modality,
+        caption_weight,
+        int(info.get("pad_id", 0)),
+        lr,
+        weight_decay,
     )

@@ -28,6 +28,7 @@ from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import adamw_with_cosine, log_terms
 from modalab.methods.registry import METHODS
+from modalab.models.encoders import token_states
 from modalab.models.fusion import CrossAttentionFusion, FusionOutput
 from modalab.models.multimodal import MultimodalEncoder
 from modalab.objectives.masked import masked_feature_loss, masked_token_loss, matching_loss
@@ -94,7 +95,7 @@ class CrossAttentionFusionMethod(L.LightningModule):
     def _tokens(self, inputs: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         states, keep = {}, {}
         for m, x in inputs.items():
-            states[m], keep[m] = self.encoder.encoders[m].token_states(x)
+            states[m], keep[m] = token_states(self.encoder.encoders[m], x)
         return states, keep
 
     def fuse(self, batch: MultimodalBatch) -> FusionOutput:
@@ -162,8 +163,15 @@ class CrossAttentionFusionMethod(L.LightningModule):
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.compute_loss(batch)
         size = batch.batch_size
-        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         log_terms(self, stage, out.terms, size)
         return out.loss
 
@@ -218,7 +226,7 @@ def build_fusion(
             x = example.inputs[m]
             was_training = module.training
             module.eval()
-            states, _ = module.token_states(x)
+            states, _ = token_states(module, x)
             module.train(was_training)
             dims[m], counts[m] = int(states.shape[2]), int(states.shape[1])
             if not x.is_floating_point() and x.dim() == 2:
@@ -232,7 +240,17 @@ def build_fusion(
                 feature_heads[m] = nn.Linear(width, dims[m])
     fusion = CrossAttentionFusion(dims, counts, width=width, depth=depth, heads=heads)
     return CrossAttentionFusionMethod(
-        encoder, fusion, token_heads, feature_heads, match_modality or encoder.modalities[-1],
-        nn.Linear(width, 1), mask_prob, int(info.get("mask_id", 3)), int(info.get("pad_id", 0)),
-        match_weight, lr, weight_decay, seed,
+        encoder,
+        fusion,
+        token_heads,
+        feature_heads,
+        match_modality or encoder.modalities[-1],
+        nn.Linear(width, 1),
+        mask_prob,
+        int(info.get("mask_id", 3)),
+        int(info.get("pad_id", 0)),
+        match_weight,
+        lr,
+        weight_decay,
+        seed,
     )

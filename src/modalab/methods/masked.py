@@ -26,6 +26,7 @@ from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import adamw_with_cosine, log_terms
 from modalab.methods.registry import METHODS
+from modalab.models.encoders import token_states, token_width
 from modalab.models.multimodal import MeanFusion, MultimodalEncoder, ProjectionHead
 from modalab.objectives.masked import masked_feature_loss, masked_modality_loss, masked_token_loss
 from modalab.objectives.output import LossOutput
@@ -34,7 +35,7 @@ __all__ = ["MaskedModellingMethod", "build_masked", "patchify", "unpatchify"]
 
 
 def patchify(x: Tensor, patch: int) -> Tensor:
-    """Split ``[B, C, H, W]`` into ``[B, (H/p)(W/p), C p²]`` or ``[B, C, T]`` into ``[B, T/p, C p]``.
+    """Split ``[B, C, H, W]`` into ``[B, HW/p², C p²]`` or ``[B, C, T]`` into ``[B, T/p, C p]``.
 
     Example:
         >>> patchify(torch.arange(8.0).view(1, 1, 8), 4).tolist()
@@ -147,7 +148,7 @@ class MaskedModellingMethod(L.LightningModule):
                 tokens, where = mask_tokens(
                     x, self.mask_prob, self.mask_id, self.generator, pad_id=self.pad_id
                 )
-                states, _ = encoder.token_states(tokens)
+                states, _ = token_states(encoder, tokens)
                 logits = self.token_heads[m](states)
                 terms[f"mlm/{m}"] = masked_token_loss(logits, x, where & present.unsqueeze(1))
                 masked_reps[m] = encoder(tokens)
@@ -181,8 +182,15 @@ class MaskedModellingMethod(L.LightningModule):
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.compute_loss(batch)
         size = batch.batch_size
-        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         log_terms(self, stage, out.terms, size)
         return out.loss
 
@@ -235,7 +243,7 @@ def build_masked(
                     f"Masked token prediction for {m!r} needs an encoder with token_states and "
                     "a dataset whose info gives vocab_size and mask_id."
                 )
-            token_heads[m] = nn.Linear(int(module.width), int(info["vocab_size"]))
+            token_heads[m] = nn.Linear(token_width(module), int(info["vocab_size"]))
         elif x.dim() in (3, 4):
             patch = _default_patch(x, image_patch, sequence_patch)
             patches = patchify(x.float(), patch)
@@ -252,7 +260,16 @@ def build_masked(
         {m: ProjectionHead(embed_dim, embed_dim, predictor_hidden) for m in encoder.modalities}
     )
     return MaskedModellingMethod(
-        encoder, token_heads, decoders, patch_sizes, predictors, mask_prob,
-        int(info.get("mask_id", 3)), int(info.get("pad_id", 0)), modality_weight, lr,
-        weight_decay, seed,
+        encoder,
+        token_heads,
+        decoders,
+        patch_sizes,
+        predictors,
+        mask_prob,
+        int(info.get("mask_id", 3)),
+        int(info.get("pad_id", 0)),
+        modality_weight,
+        lr,
+        weight_decay,
+        seed,
     )

@@ -117,10 +117,14 @@ class SiameseMethod(L.LightningModule):
         heads = self.clip_projections if self.clip_projections is not None else None
         if heads is None:
             heads = self.encoder.projections
-        return {m: F.normalize(heads[m](r), dim=-1) for m, r in representations.items() if m in heads}
+        return {
+            m: F.normalize(heads[m](r), dim=-1) for m, r in representations.items() if m in heads
+        }
 
     # training -------------------------------------------------------------------------------
-    def _branches(self, batch: MultimodalBatch) -> tuple[dict[str, tuple[str, Tensor]], dict[str, Tensor]]:
+    def _branches(
+        self, batch: MultimodalBatch
+    ) -> tuple[dict[str, tuple[str, Tensor]], dict[str, Tensor]]:
         """Branch name → (modality, input), and branch presence masks."""
         if self.modality:
             m = self.modality
@@ -132,7 +136,9 @@ class SiameseMethod(L.LightningModule):
         return {m: (m, inputs[m]) for m in inputs}, dict(batch.present)
 
     @staticmethod
-    def _embed(encoder: MultimodalEncoder, branches: Mapping[str, tuple[str, Tensor]]) -> dict[str, Tensor]:
+    def _embed(
+        encoder: MultimodalEncoder, branches: Mapping[str, tuple[str, Tensor]]
+    ) -> dict[str, Tensor]:
         out = {}
         for name, (m, x) in branches.items():
             out[name] = encoder.projections[m](encoder.encoders[m](x))
@@ -167,8 +173,15 @@ class SiameseMethod(L.LightningModule):
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.compute_loss(batch, update_queue=stage == "train")
         size = batch.batch_size
-        self.log(f"{stage}/loss", out.loss.detach(), batch_size=size, prog_bar=True,
-                 on_step=False, on_epoch=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
         log_terms(self, stage, {k: v for k, v in out.terms.items() if "/" not in k}, size)
         return out.loss
 
@@ -187,8 +200,8 @@ class SiameseMethod(L.LightningModule):
             return
         for t, o in zip(self.target.parameters(), self.encoder.parameters()):
             t.lerp_(o.detach(), 1.0 - self.momentum)
-        for t, o in zip(self.target.buffers(), self.encoder.buffers()):
-            t.copy_(o)
+        for target_buffer, buffer in zip(self.target.buffers(), self.encoder.buffers()):
+            target_buffer.copy_(buffer)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW + cosine decay over everything that learns (not the EMA target)."""
@@ -234,8 +247,14 @@ def build_simclr(
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     return SiameseMethod(
-        encoder, NTXentLoss(temperature), modality, _augment(example, augment, seed), None, 0.0,
-        lr, weight_decay,
+        encoder,
+        NTXentLoss(temperature),
+        modality,
+        _augment(example, augment, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
     )
 
 
@@ -260,8 +279,16 @@ def build_slip(
     encoder.projections = _heads([modality], embed_dim, proj_dim, proj_hidden)
     clip_heads = _heads(encoder.modalities, embed_dim, proj_dim, 0)
     return SiameseMethod(
-        encoder, NTXentLoss(temperature), modality, _augment(example, True, seed), None, 0.0,
-        lr, weight_decay, clip=CLIPLoss(clip_temperature), clip_projections=clip_heads,
+        encoder,
+        NTXentLoss(temperature),
+        modality,
+        _augment(example, True, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
+        clip=CLIPLoss(clip_temperature),
+        clip_projections=clip_heads,
         clip_weight=clip_weight,
     )
 
@@ -290,12 +317,16 @@ def build_moco(
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     predictors = _heads(names, proj_dim, proj_dim, proj_hidden) if version == "v3" else None
-    loss = MoCoLoss(
-        names, proj_dim, queue_size if version == "v2" else 0, temperature, seed=seed
-    )
+    loss = MoCoLoss(names, proj_dim, queue_size if version == "v2" else 0, temperature, seed=seed)
     return SiameseMethod(
-        encoder, loss, modality, _augment(example, augment, seed), predictors, momentum,
-        lr, weight_decay,
+        encoder,
+        loss,
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        momentum,
+        lr,
+        weight_decay,
     )
 
 
@@ -319,8 +350,14 @@ def build_byol(
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
     return SiameseMethod(
-        encoder, BYOLLoss("byol"), modality, _augment(example, augment, seed), predictors,
-        momentum, lr, weight_decay,
+        encoder,
+        BYOLLoss("byol"),
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        momentum,
+        lr,
+        weight_decay,
     )
 
 
@@ -343,8 +380,14 @@ def build_simsiam(
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
     return SiameseMethod(
-        encoder, BYOLLoss("simsiam"), modality, _augment(example, augment, seed), predictors,
-        0.0, lr, weight_decay,
+        encoder,
+        BYOLLoss("simsiam"),
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        0.0,
+        lr,
+        weight_decay,
     )
 
 
@@ -393,8 +436,12 @@ def build_barlow(
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     return SiameseMethod(
-        encoder, BarlowTwinsLoss(redundancy_weight), modality, _augment(example, augment, seed),
-        None, 0.0, lr, weight_decay,
+        encoder,
+        BarlowTwinsLoss(redundancy_weight),
+        modality,
+        _augment(example, augment, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
     )
-
-

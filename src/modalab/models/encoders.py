@@ -243,3 +243,32 @@ def build_encoder(
     if name == "transformer":
         kwargs["vocab_size"] = vocab_size
     return builder(tuple(example.shape[1:]), embed_dim, **kwargs)
+
+
+def token_states(encoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token states ``[B, N, W]`` and mask ``[B, N]`` of an encoder that has them.
+
+    Args:
+        encoder: A :class:`ConvEncoder` (feature-map positions) or a
+            :class:`TokenTransformerEncoder` (per-token states).
+        x: The encoder's input batch.
+
+    Raises:
+        ValueError: If the encoder has no ``token_states`` (e.g. :class:`MLPEncoder`).
+    """
+    method = getattr(encoder, "token_states", None)
+    if method is None:
+        raise ValueError(
+            f"{type(encoder).__name__} has no token_states; token-level methods (masked "
+            "tokens, cross-attention fusion, captioning) need a CNN or Transformer encoder."
+        )
+    states, keep = method(x)
+    return states, keep
+
+
+def token_width(encoder: nn.Module) -> int:
+    """Width ``W`` of :func:`token_states` of an encoder."""
+    width = getattr(encoder, "width", None)
+    if not isinstance(width, int):
+        raise ValueError(f"{type(encoder).__name__} has no token width.")
+    return width

@@ -63,14 +63,18 @@ class CoAttentionLayer(nn.Module):
         self.feed_forward = nn.ModuleDict(
             {
                 m: nn.Sequential(
-                    nn.LayerNorm(width), nn.Linear(width, 2 * width), nn.GELU(),
+                    nn.LayerNorm(width),
+                    nn.Linear(width, 2 * width),
+                    nn.GELU(),
                     nn.Linear(2 * width, width),
                 )
                 for m in modalities
             }
         )
 
-    def forward(self, states: Mapping[str, Tensor], keep: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def forward(
+        self, states: Mapping[str, Tensor], keep: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
         """Update ``{m: [B, N_m, W]}`` with key masks ``{m: [B, N_m]}`` (True = attend)."""
         hidden = {
             m: self.self_attention[m](x, src_key_padding_mask=~keep[m]) for m, x in states.items()
@@ -84,7 +88,10 @@ class CoAttentionLayer(nn.Module):
             memory = torch.cat([hidden[o] for o in others], dim=1)
             memory_keep = torch.cat([keep[o] for o in others], dim=1)
             attended, _ = self.cross_attention[m](
-                self.norm[m](x), memory, memory, key_padding_mask=~memory_keep,
+                self.norm[m](x),
+                memory,
+                memory,
+                key_padding_mask=~memory_keep,
                 need_weights=False,
             )
             x = x + attended

@@ -152,6 +152,7 @@ def moco_infonce(query: Tensor, key: Tensor, queue: Tensor | None, temperature: 
         key: ``[N, D]`` L2-normalised keys (momentum encoder; no gradient flows into them).
         queue: ``[K, D]`` L2-normalised negative keys (MoCo v2), or ``None`` to use the other
             keys of the batch as negatives (MoCo v3).
+        temperature: Softmax temperature ``τ``.
 
     Returns:
         Scalar cross-entropy. With a queue, the logits of row ``i`` are

@@ -173,9 +173,7 @@ def vicreg_loss(
         cov = x.t() @ x / (n - 1)
         covariance = covariance + _off_diagonal(cov).pow(2).sum() / x.shape[1]
     total = (
-        invariance_weight * invariance
-        + variance_weight * variance
-        + covariance_weight * covariance
+        invariance_weight * invariance + variance_weight * variance + covariance_weight * covariance
     )
     return LossOutput(
         total,
