@@ -119,9 +119,10 @@ def to_markdown(
             "split per modality and on the fused (concatenated) representation, label = shape "
             "(4 classes; audio carries shape and size, image and text carry every factor). "
             "R@1: cross-modal retrieval Recall@1 in the method's joint space, averaged over "
-            "the six directions (— where a method trains no joint space across modalities: "
-            "unimodal two-view recipes, masked modelling compares raw representations of "
-            "different encoders and is listed for completeness; chance is 1/200 = 0.005). "
+            "the six directions (— where a method trains no joint space across modalities, "
+            "i.e. the unimodal two-view recipes; for `supervised`, `masked` and `fusion` it "
+            "compares representations that were never aligned and is listed for completeness; "
+            f"chance is 1/{round(0.25 * n_samples)} = {1 / round(0.25 * n_samples):.4f}). "
             "s / epoch: training wall time per epoch.",
             "",
             "This grid is deliberately tiny so that it runs in minutes on two CPU cores; it "

@@ -102,6 +102,12 @@ class SiameseMethod(L.LightningModule):
         self.clip = clip
         self.clip_projections = clip_projections
         self.clip_weight = clip_weight
+        if modality and clip is None:
+            # Only this modality's encoder is trained; the others stay as initialised (and
+            # out of DDP's gradient reduction, which would otherwise wait for them).
+            for other in encoder.modalities:
+                if other != modality:
+                    encoder.encoders[other].requires_grad_(False)
         self.target: MultimodalEncoder | None = None
         if momentum > 0:
             self.target = copy.deepcopy(encoder)
