@@ -143,8 +143,8 @@ def main() -> None:
     """Run the grid and write the page."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-samples", type=int, default=600)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--n-samples", type=int, default=1200)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("docs/methods.md"))
     parser.add_argument("--csv", type=Path, default=None, help="also write the per-seed rows")
     args = parser.parse_args()

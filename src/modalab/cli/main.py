@@ -74,13 +74,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold]modalab run[/bold] {label}")
         result = run(cfg, quiet=args.quiet)
         if not result.is_global_zero:
-            return 0  # a DDP worker process: rank 0 reports
+            continue  # a DDP worker process takes part in every run; rank 0 reports
         console.print(
             f"  run directory: {result.run_dir}  (train {result.train_seconds:.1f}s, "
             f"eval {result.eval_seconds:.1f}s)"
         )
         results.append((label, result))
-    console.print(_results_table(results))
+    if results:
+        console.print(_results_table(results))
     return 0
 
 

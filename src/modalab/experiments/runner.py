@@ -175,6 +175,8 @@ def _launched_rank() -> int:
 
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
     if _launched_rank() != 0 and RUN_DIR_ENV in os.environ:
+        # A DDP worker: it writes nothing (config, metrics, logs and checkpoints are written
+        # by global rank 0 only); the directory only needs to exist.
         return Path(os.environ[RUN_DIR_ENV])
     name = cfg["run_name"] or (
         f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg['data']['name']}-{cfg['method']['name']}"
