@@ -167,6 +167,18 @@ def test_caption_decoder_is_causal() -> None:
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
+def test_greedy_generation_follows_the_decoder_argmax() -> None:
+    torch.manual_seed(1)
+    decoder = CaptionDecoder(vocab_size=12, max_length=6, width=8, depth=1)
+    decoder.eval()
+    memory, keep = torch.randn(3, 4, 8), torch.ones(3, 4, dtype=torch.bool)
+    generated = decoder.generate(memory, keep, start_id=1, length=6)
+    assert generated[:, 0].tolist() == [1, 1, 1]
+    # Teacher-forcing the generated caption reproduces each greedy choice.
+    logits = decoder(generated, memory, keep)
+    assert torch.equal(logits[:, :-1].argmax(-1), generated[:, 1:])
+
+
 def test_patchify_layout_and_round_trip() -> None:
     x = torch.arange(16.0).view(1, 1, 4, 4)
     patches = patchify(x, 2)

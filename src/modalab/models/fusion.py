@@ -246,3 +246,35 @@ class CaptionDecoder(nn.Module):
             h, memory, tgt_mask=causal, tgt_is_causal=True, memory_key_padding_mask=~memory_keep
         )
         return self.out(self.norm(h))  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def generate(
+        self, memory: Tensor, memory_keep: Tensor, start_id: int, length: int, end_id: int = -1
+    ) -> Tensor:
+        """Greedy autoregressive decoding of ``length`` tokens.
+
+        Args:
+            memory: ``[B, M, W]`` conditioning tokens.
+            memory_keep: ``[B, M]`` bool.
+            start_id: First token of every caption (e.g. ``[CLS]``).
+            length: Total length including the start token (at most ``max_length``).
+            end_id: Token after which a caption is padded (``-1``: none).
+
+        Returns:
+            ``[B, length]`` token ids.
+
+        Example:
+            >>> dec = CaptionDecoder(vocab_size=10, max_length=5, width=8, depth=1)
+            >>> dec.generate(torch.randn(2, 3, 8), torch.ones(2, 3, dtype=torch.bool), 1, 5).shape
+            torch.Size([2, 5])
+        """
+        if length > self.position.shape[1]:
+            raise ValueError(f"length {length} exceeds max_length {self.position.shape[1]}.")
+        tokens = torch.full((memory.shape[0], 1), start_id, dtype=torch.long, device=memory.device)
+        finished = torch.zeros(memory.shape[0], dtype=torch.bool, device=memory.device)
+        for _ in range(length - 1):
+            following = self(tokens, memory, memory_keep)[:, -1].argmax(-1)
+            following = following.masked_fill(finished, self.pad_id)
+            finished |= following == end_id
+            tokens = torch.cat([tokens, following.unsqueeze(1)], dim=1)
+        return tokens
