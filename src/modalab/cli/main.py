@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modalab.cli.data import EPILOG_DATA, add_data_args, cmd_data
+from modalab.cli.methods import add_methods_args, cmd_methods
 from modalab.cli.sweep import EPILOG_SWEEP, add_sweep_args, cmd_sweep
 
 __all__ = ["COMMANDS", "main"]
@@ -78,13 +79,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         console.print(f"[bold]modalab run[/bold] {' '.join(overrides) or '(defaults)'}")
         label = " ".join(o for o in overrides if o not in shared) or cfg.method.name
         result = run(cfg, quiet=args.quiet)
+        if not result.is_global_zero:
+            continue  # a DDP worker process takes part in every run; rank 0 reports
         console.print(
             f"  run directory: {result.run_dir}  (train {result.train_seconds:.1f}s, "
             f"eval {result.eval_seconds:.1f}s)"
         )
         results.append((label, result))
-    for table in _results_tables(results):
-        console.print(table)
+    if results:
+        for table in _results_tables(results):
+            console.print(table)
     return 0
 
 
@@ -204,6 +208,7 @@ COMMANDS: dict[
         "list, download and verify the real datasets' files",
         EPILOG_DATA,
     ),
+    "methods": (add_methods_args, cmd_methods, "list the training methods and their keys", ""),
 }
 
 

@@ -237,6 +237,10 @@ def register_configs() -> None:
         cs.store(
             group="scenario", name=entry.name, node=entry.obj, package=f"scenario.{entry.name}"
         )
+    from modalab.experiments.method_configs import METHOD_CONFIGS
+
+    for name, node in METHOD_CONFIGS.items():
+        cs.store(group="method", name=name, node=node)
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True

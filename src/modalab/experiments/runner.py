@@ -19,6 +19,7 @@ import hashlib
 import inspect
 import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -86,6 +87,8 @@ class RunResult:
         config: The resolved config.
         train_seconds: Wall time of training.
         eval_seconds: Wall time of evaluation.
+        is_global_zero: False in the other processes of a DDP run, which neither evaluate
+            nor write results (their ``metrics`` are empty).
     """
 
     run_dir: Path
@@ -93,6 +96,7 @@ class RunResult:
     config: dict[str, Any]
     train_seconds: float
     eval_seconds: float
+    is_global_zero: bool = True
 
     def table(self) -> pd.DataFrame:
         """The metrics as a DataFrame, one row per metric × modality × condition."""
@@ -162,15 +166,31 @@ def build_encoders(model_cfg: Mapping[str, Any], splits: Splits) -> MultimodalEn
 
 
 def build_method(
-    method_cfg: Mapping[str, Any], encoder: MultimodalEncoder, splits: Splits, embed_dim: int
+    method_cfg: Mapping[str, Any],
+    encoder: MultimodalEncoder,
+    splits: Splits,
+    embed_dim: int,
+    seed: int = 0,
 ) -> L.LightningModule:
-    """Build the method recipe named by ``method_cfg["name"]``."""
+    """Build the method recipe named by ``method_cfg["name"]``.
+
+    Builders that declare the parameters ``example`` (a two-sample training batch),
+    ``data_info`` (the dataset's info, e.g. ``vocab_size`` and ``mask_id``) or ``seed`` (the
+    run's seed, for their own random state) receive them.
+    """
     kwargs = dict(method_cfg)
     name = kwargs.pop("name")
     try:
         builder = METHODS.get(name)
     except KeyError as error:
         raise ConfigError(str(error.args[0])) from None
+    params = inspect.signature(builder).parameters
+    context = {
+        "example": lambda: splits.train.__getitems__([0, 1]),
+        "data_info": lambda: dict(splits.info),
+        "seed": lambda: seed,
+    }
+    extra = {k: make() for k, make in context.items() if k in params and k not in kwargs}
     return _call_with_config(  # type: ignore[no-any-return]
         builder,
         kwargs,
@@ -178,6 +198,7 @@ def build_method(
         encoder=encoder,
         num_classes=splits.num_classes,
         embed_dim=embed_dim,
+        **extra,
     )
 
 
@@ -241,8 +262,25 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Environment variable through which the launching process hands its run directory to the
+#: processes Lightning's DDP strategy starts (they re-run the same command).
+RUN_DIR_ENV = "MODALAB_RUN_DIR"
+
+
+def _launched_rank() -> int:
+    """This process's rank as set by a launcher (0 for the process that launches the others)."""
+    for variable in ("RANK", "LOCAL_RANK"):
+        if variable in os.environ:
+            return int(os.environ[variable])
+    return 0
+
+
 def _run_dir(cfg: Mapping[str, Any]) -> Path:
     """The run directory: new, or the interrupted one to resume (checked against its config)."""
+    if _launched_rank() != 0 and RUN_DIR_ENV in os.environ:
+        # A DDP worker: it writes nothing (config, metrics, logs and checkpoints are written
+        # by global rank 0 only); the directory only needs to exist.
+        return Path(os.environ[RUN_DIR_ENV])
     if cfg["resume"] and not cfg["run_name"]:
         raise ConfigError(
             "resume=true needs the run_name= of the run to continue (its directory name under "
@@ -281,6 +319,7 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
                 f"{details}. Resume with the same config, or start a new run_name=."
             )
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     return run_dir
 
 
@@ -383,7 +422,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     }
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(plain["model"], splits)
-    method = build_method(plain["method"], encoder, splits, int(plain["model"]["embed_dim"]))
+    method = build_method(
+        plain["method"], encoder, splits, int(plain["model"]["embed_dim"]), seed=seed
+    )
     try:
         eval_cfg = EvalConfig(**plain["eval"])
     except TypeError as error:
@@ -399,7 +440,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         trainer_cfg["enable_progress_bar"] = False
 
     config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
-    if not (run_dir / "config.yaml").exists():
+    if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
         atomic_write_text(run_dir / "config.yaml", config_text)
     checkpoints = run_dir / "checkpoints"
     resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
@@ -437,6 +478,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
         raise TrainingError(message) from None
     train_seconds = time.perf_counter() - start
+    if not trainer.is_global_zero:
+        # Under DDP only global rank 0 evaluates and writes results.
+        return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
     save_weights(method, run_dir, config_text)
 
     start = time.perf_counter()

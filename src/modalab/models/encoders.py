@@ -79,6 +79,16 @@ class ConvEncoder(nn.Module):
         self.spatial_dims = spatial_dims
         self.out = nn.Linear(previous, embed_dim)
 
+    @property
+    def width(self) -> int:
+        """Channels of the feature map (the width of :meth:`token_states`)."""
+        return int(self.out.in_features)
+
+    def token_states(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Feature-map positions as tokens ``[B, N, width]`` and an all-true mask ``[B, N]``."""
+        h = self.features(x).flatten(2).transpose(1, 2)
+        return h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` of shape ``[B, C, *spatial]`` to ``[B, embed_dim]``."""
         h = self.features(x)
@@ -123,6 +133,8 @@ class TokenTransformerEncoder(nn.Module):
         )
         self.transformer = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.out = nn.Linear(width, embed_dim)
+        self.width = width
+        self.vocab_size = vocab_size
 
     def token_states(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Per-token hidden states ``[B, L, width]`` and the non-pad mask ``[B, L]``."""
@@ -233,3 +245,32 @@ def build_encoder(
     if name == "transformer":
         kwargs["vocab_size"] = vocab_size
     return builder(tuple(example.shape[1:]), embed_dim, **kwargs)
+
+
+def token_states(encoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-token states ``[B, N, W]`` and mask ``[B, N]`` of an encoder that has them.
+
+    Args:
+        encoder: A :class:`ConvEncoder` (feature-map positions) or a
+            :class:`TokenTransformerEncoder` (per-token states).
+        x: The encoder's input batch.
+
+    Raises:
+        ValueError: If the encoder has no ``token_states`` (e.g. :class:`MLPEncoder`).
+    """
+    method = getattr(encoder, "token_states", None)
+    if method is None:
+        raise ValueError(
+            f"{type(encoder).__name__} has no token_states; token-level methods (masked "
+            "tokens, cross-attention fusion, captioning) need a CNN or Transformer encoder."
+        )
+    states, keep = method(x)
+    return states, keep
+
+
+def token_width(encoder: nn.Module) -> int:
+    """Width ``W`` of :func:`token_states` of an encoder."""
+    width = getattr(encoder, "width", None)
+    if not isinstance(width, int):
+        raise ValueError(f"{type(encoder).__name__} has no token width.")
+    return width

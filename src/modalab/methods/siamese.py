@@ -1,0 +1,453 @@
+"""Two-branch self-supervised recipes: SimCLR, SLIP, MoCo v2/v3, BYOL, SimSiam, VICReg, Barlow.
+
+A recipe either works *within* one modality (``modality="image"``: two augmented views of the
+same input are the two branches) or *across* modalities (``modality=""``: every modality is a
+branch and every pair of modalities is contrasted/aligned, rows of absent modalities excluded).
+The objective module decides what is compared; the recipe only wires encoders, projection and
+prediction heads, the momentum (EMA) target and the augmentations.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from torch import Tensor, nn
+
+from modalab.data.augment import ModalityAugment
+from modalab.data.batch import MultimodalBatch
+from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.registry import METHODS
+from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
+from modalab.objectives.clip import CLIPLoss
+from modalab.objectives.contrastive import MoCoLoss, NTXentLoss
+from modalab.objectives.noncontrastive import BarlowTwinsLoss, BYOLLoss, VICRegLoss
+from modalab.objectives.output import LossOutput
+
+__all__ = [
+    "SiameseMethod",
+    "build_barlow",
+    "build_byol",
+    "build_moco",
+    "build_simclr",
+    "build_simsiam",
+    "build_slip",
+    "build_vicreg",
+]
+
+_VIEWS = ("view1", "view2")
+
+
+class SiameseMethod(L.LightningModule):
+    """Online encoder (+ projection, + optional predictor), optional EMA target, one objective.
+
+    Args:
+        encoder: Per-modality encoders with projection heads.
+        objective: :class:`NTXentLoss`, :class:`VICRegLoss`, :class:`BarlowTwinsLoss`
+            (compare projections), :class:`BYOLLoss` (predictions vs targets) or
+            :class:`MoCoLoss` (queries vs momentum keys).
+        modality: One modality (two augmented views) or ``""`` (across modalities).
+        augment: Augmentations keyed by modality (required within a modality).
+        predictors: Modality → predictor head (BYOL, SimSiam, MoCo v3), or ``None``.
+        momentum: EMA momentum of the target network; ``0`` uses no target network.
+        lr: Learning rate.
+        weight_decay: Weight decay.
+        clip: Optional CLIP loss across modalities on separate heads (SLIP).
+        clip_projections: Modality → CLIP projection head, with ``clip``.
+        clip_weight: Weight of the CLIP term.
+    """
+
+    def __init__(
+        self,
+        encoder: MultimodalEncoder,
+        objective: nn.Module,
+        modality: str,
+        augment: ModalityAugment | None,
+        predictors: nn.ModuleDict | None,
+        momentum: float,
+        lr: float,
+        weight_decay: float,
+        clip: CLIPLoss | None = None,
+        clip_projections: nn.ModuleDict | None = None,
+        clip_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if modality and modality not in encoder.modalities:
+            raise ValueError(
+                f"method.modality={modality!r} is not a modality of the data; valid: "
+                f"{list(encoder.modalities)} or '' (across modalities)."
+            )
+        if modality and augment is None:
+            raise ValueError("Two views of one modality need augmentations (augment=True).")
+        if not modality and len(encoder.modalities) < 2:
+            raise ValueError(
+                f"Across modalities needs at least two, the data has {list(encoder.modalities)};"
+                " set method.modality to one of them."
+            )
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}.")
+        self.encoder = encoder
+        self.objective = objective
+        self.modality = modality
+        self.augment = augment
+        self.predictors = predictors
+        self.momentum = momentum
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.clip = clip
+        self.clip_projections = clip_projections
+        self.clip_weight = clip_weight
+        if modality and clip is None:
+            # Only this modality's encoder is trained; the others stay as initialised (and
+            # out of DDP's gradient reduction, which would otherwise wait for them).
+            for other in encoder.modalities:
+                if other != modality:
+                    encoder.encoders[other].requires_grad_(False)
+        self.target: MultimodalEncoder | None = None
+        if momentum > 0:
+            self.target = copy.deepcopy(encoder)
+            self.target.requires_grad_(False)
+
+    # evaluation interface -------------------------------------------------------------------
+    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        """Per-modality representations (encoder outputs) of a batch."""
+        return self.encoder(batch.inputs)
+
+    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
+        """L2-normalised projections of the modalities that have a head (retrieval space)."""
+        heads = self.clip_projections if self.clip_projections is not None else None
+        if heads is None:
+            heads = self.encoder.projections
+        return {
+            m: F.normalize(heads[m](r), dim=-1) for m, r in representations.items() if m in heads
+        }
+
+    # training -------------------------------------------------------------------------------
+    def _branches(
+        self, batch: MultimodalBatch
+    ) -> tuple[dict[str, tuple[str, Tensor]], dict[str, Tensor]]:
+        """Branch name → (modality, input), and branch presence masks."""
+        if self.modality:
+            m = self.modality
+            assert self.augment is not None
+            x = {m: batch.inputs[m]}
+            views = {v: (m, self.augment(x)[m]) for v in _VIEWS}
+            return views, {v: batch.present[m] for v in _VIEWS}
+        inputs = self.augment(batch.inputs) if self.augment is not None else batch.inputs
+        return {m: (m, inputs[m]) for m in inputs}, dict(batch.present)
+
+    @staticmethod
+    def _embed(
+        encoder: MultimodalEncoder, branches: Mapping[str, tuple[str, Tensor]]
+    ) -> dict[str, Tensor]:
+        out = {}
+        for name, (m, x) in branches.items():
+            out[name] = encoder.projections[m](encoder.encoders[m](x))
+        return out
+
+    def compute_loss(self, batch: MultimodalBatch, update_queue: bool = False) -> LossOutput:
+        """The objective on one batch (and, for SLIP, the CLIP term)."""
+        branches, present = self._branches(batch)
+        z = self._embed(self.encoder, branches)
+        if isinstance(self.objective, (NTXentLoss, VICRegLoss, BarlowTwinsLoss)):
+            out: LossOutput = self.objective(z, present)
+        else:
+            predicted = z
+            if self.predictors is not None:
+                predicted = {b: self.predictors[branches[b][0]](v) for b, v in z.items()}
+            if self.target is not None:
+                with torch.no_grad():
+                    targets = self._embed(self.target, branches)
+            else:
+                targets = {b: v.detach() for b, v in z.items()}
+            out = self.objective(predicted, targets, present)
+            if isinstance(self.objective, MoCoLoss) and update_queue:
+                self.objective.enqueue(targets, present)
+        if self.clip is not None and self.clip_projections is not None:
+            reps = self.encoder(batch.inputs)
+            clip_z = {m: self.clip_projections[m](r) for m, r in reps.items()}
+            clip_out = self.clip(clip_z, batch.present)
+            terms = {"ssl": out.loss, "clip": clip_out.loss}
+            out = LossOutput(out.loss + self.clip_weight * clip_out.loss, terms, out.num_rows)
+        return out
+
+    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
+        out = self.compute_loss(batch, update_queue=stage == "train")
+        size = batch.batch_size
+        self.log(
+            f"{stage}/loss",
+            out.loss.detach(),
+            batch_size=size,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        log_terms(self, stage, {k: v for k, v in out.terms.items() if "/" not in k}, size)
+        return out.loss
+
+    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+        """One self-supervised step."""
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+        """Validation loss."""
+        return self._step(batch, "val")
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Move the target network towards the online one (EMA)."""
+        if self.target is None:
+            return
+        for t, o in zip(self.target.parameters(), self.encoder.parameters()):
+            t.lerp_(o.detach(), 1.0 - self.momentum)
+        for target_buffer, buffer in zip(self.target.buffers(), self.encoder.buffers()):
+            target_buffer.copy_(buffer)
+
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        """AdamW + cosine decay over everything that learns (not the EMA target)."""
+        params = [p for n, p in self.named_parameters() if not n.startswith("target.")]
+        return adamw_with_cosine(self, params, self.lr, self.weight_decay)
+
+
+# builders -----------------------------------------------------------------------------------
+
+
+def _heads(names: Any, in_dim: int, out_dim: int, hidden: int) -> nn.ModuleDict:
+    return nn.ModuleDict({m: ProjectionHead(in_dim, out_dim, hidden) for m in names})
+
+
+def _augment(example: MultimodalBatch | None, enabled: bool, seed: int) -> ModalityAugment | None:
+    if not enabled:
+        return None
+    if example is None:
+        raise ValueError("Augmentations need an example batch to choose per-modality defaults.")
+    return ModalityAugment.default(example.inputs, seed=seed)
+
+
+def _branch_modalities(encoder: MultimodalEncoder, modality: str) -> list[str]:
+    return [modality] if modality else list(encoder.modalities)
+
+
+@METHODS.register("simclr")
+def build_simclr(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    temperature: float = 0.2,
+    proj_dim: int = 64,
+    proj_hidden: int = 128,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """SimCLR NT-Xent: two augmented views of one modality, or across modalities (ICML 2020)."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    return SiameseMethod(
+        encoder,
+        NTXentLoss(temperature),
+        modality,
+        _augment(example, augment, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
+    )
+
+
+@METHODS.register("slip")
+def build_slip(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    temperature: float = 0.2,
+    clip_temperature: float = 0.07,
+    clip_weight: float = 1.0,
+    proj_dim: int = 64,
+    proj_hidden: int = 128,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """SLIP: CLIP across modalities plus SimCLR within one modality (Mu et al., ECCV 2022)."""
+    modality = modality or encoder.modalities[0]
+    encoder.projections = _heads([modality], embed_dim, proj_dim, proj_hidden)
+    clip_heads = _heads(encoder.modalities, embed_dim, proj_dim, 0)
+    return SiameseMethod(
+        encoder,
+        NTXentLoss(temperature),
+        modality,
+        _augment(example, True, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
+        clip=CLIPLoss(clip_temperature),
+        clip_projections=clip_heads,
+        clip_weight=clip_weight,
+    )
+
+
+@METHODS.register("moco")
+def build_moco(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    version: str = "v2",
+    queue_size: int = 1024,
+    temperature: float = 0.2,
+    momentum: float = 0.99,
+    proj_dim: int = 64,
+    proj_hidden: int = 128,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """MoCo: momentum encoder with a queue of negatives (v2) or a predictor (v3), per modality."""
+    if version not in ("v2", "v3"):
+        raise ValueError(f"method.version={version!r} is unknown; valid: 'v2', 'v3'.")
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    predictors = _heads(names, proj_dim, proj_dim, proj_hidden) if version == "v3" else None
+    loss = MoCoLoss(names, proj_dim, queue_size if version == "v2" else 0, temperature, seed=seed)
+    return SiameseMethod(
+        encoder,
+        loss,
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        momentum,
+        lr,
+        weight_decay,
+    )
+
+
+@METHODS.register("byol")
+def build_byol(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    momentum: float = 0.99,
+    proj_dim: int = 64,
+    proj_hidden: int = 128,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """BYOL: predictor + EMA target, no negatives (Grill et al., NeurIPS 2020)."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
+    return SiameseMethod(
+        encoder,
+        BYOLLoss("byol"),
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        momentum,
+        lr,
+        weight_decay,
+    )
+
+
+@METHODS.register("simsiam")
+def build_simsiam(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    proj_dim: int = 64,
+    proj_hidden: int = 128,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """SimSiam: predictor + stop-gradient, no EMA and no negatives (Chen & He, CVPR 2021)."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
+    return SiameseMethod(
+        encoder,
+        BYOLLoss("simsiam"),
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        0.0,
+        lr,
+        weight_decay,
+    )
+
+
+@METHODS.register("vicreg")
+def build_vicreg(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    invariance_weight: float = 25.0,
+    variance_weight: float = 25.0,
+    covariance_weight: float = 1.0,
+    proj_dim: int = 128,
+    proj_hidden: int = 256,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """VICReg: variance-invariance-covariance regularisation (Bardes et al., ICLR 2022)."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    loss = VICRegLoss(invariance_weight, variance_weight, covariance_weight)
+    return SiameseMethod(
+        encoder, loss, modality, _augment(example, augment, seed), None, 0.0, lr, weight_decay
+    )
+
+
+@METHODS.register("barlow")
+def build_barlow(
+    encoder: MultimodalEncoder,
+    num_classes: int,
+    embed_dim: int,
+    example: MultimodalBatch | None = None,
+    modality: str = "",
+    redundancy_weight: float = 5e-3,
+    proj_dim: int = 128,
+    proj_hidden: int = 256,
+    augment: bool = True,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+) -> SiameseMethod:
+    """Barlow Twins: cross-correlation towards identity (Zbontar et al., ICML 2021)."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    return SiameseMethod(
+        encoder,
+        BarlowTwinsLoss(redundancy_weight),
+        modality,
+        _augment(example, augment, seed),
+        None,
+        0.0,
+        lr,
+        weight_decay,
+    )
