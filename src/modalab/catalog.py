@@ -11,6 +11,7 @@ __all__ = ["registries"]
 
 def registries() -> dict[str, Registry[Any]]:
     """Kind → registry, after importing every module that registers components."""
+    import modalab.counterfactual
     import modalab.data
     import modalab.methods
     import modalab.models
@@ -21,4 +22,5 @@ def registries() -> dict[str, Registry[Any]]:
         "encoders": modalab.models.ENCODERS,
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,
+        "interventions": modalab.counterfactual.INTERVENTIONS,
     }

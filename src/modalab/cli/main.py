@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli import counterfactual as _counterfactual
+
 __all__ = ["COMMANDS", "main"]
 
 EPILOG_RUN = """\
@@ -151,6 +153,12 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+    "counterfactual": (
+        _counterfactual.add_arguments,
+        _counterfactual.command,
+        "counterfactual modality analysis of a finished run (Shapley, swap tests, ...)",
+        _counterfactual.EPILOG,
+    ),
 }
 
 

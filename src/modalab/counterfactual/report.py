@@ -54,7 +54,7 @@ class CounterfactualReport:
         pooled = self.table[(self.table["class"] == "all")]
         pooled = pooled[pooled["analysis"] != "interaction"]
         frame = pooled.assign(row=pooled["analysis"] + ":" + pooled["statistic"]
-                              + pooled["target"].map(lambda t: f" [{t}]" if t else ""))
+                              + pooled["target"].map(lambda t: f" ({t})" if t and t != "all" else ""))
         return frame.pivot_table(index="row", columns="modality", values="value", sort=False)
 
 
