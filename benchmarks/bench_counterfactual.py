@@ -33,11 +33,16 @@ def main() -> None:
     L.seed_everything(0, verbose=False)
     start = time.perf_counter()
     # test_fraction close to 1: the analysed split holds (almost) all n samples.
-    splits = make_shapes(n_samples=args.n_samples + 4, val_fraction=2 / (args.n_samples + 4),
-                         test_fraction=args.n_samples / (args.n_samples + 4))
+    splits = make_shapes(
+        n_samples=args.n_samples + 4,
+        val_fraction=2 / (args.n_samples + 4),
+        test_fraction=args.n_samples / (args.n_samples + 4),
+    )
     dataset = splits.test
-    print(f"data: {len(dataset)} samples, modalities {list(dataset.modalities)} "
-          f"({time.perf_counter() - start:.1f} s to generate); threads={args.threads}")
+    print(
+        f"data: {len(dataset)} samples, modalities {list(dataset.modalities)} "
+        f"({time.perf_counter() - start:.1f} s to generate); threads={args.threads}"
+    )
     encoder = build_encoders({"embed_dim": 128}, splits)
     method = build_method({"name": "supervised"}, encoder, splits, 128)
     predictor = FusionModelPredictor(method.model)
@@ -55,8 +60,10 @@ def main() -> None:
     rerun_s = time.perf_counter() - start
 
     print(f"coalitions: {cached.values.shape[1]}")
-    print(f"cached embeddings : {cached_s:8.2f} s  (encode once {encode_s:.2f} s + "
-          f"8 x fusion/head {heads_s:.2f} s)")
+    print(
+        f"cached embeddings : {cached_s:8.2f} s  (encode once {encode_s:.2f} s + "
+        f"8 x fusion/head {heads_s:.2f} s)"
+    )
     print(f"re-run whole model: {rerun_s:8.2f} s  (8 x encoders + fusion + head)")
     print(f"speed-up          : {rerun_s / cached_s:8.2f} x")
     diff = float((cached.values - rerun.values).abs().max())

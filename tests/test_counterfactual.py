@@ -25,7 +25,6 @@ from modalab.counterfactual import (
     mean_ci,
     perceptual_score,
     shapley_bars,
-    shapley_from_coalitions,
     shapley_values,
     shapley_weights,
     swap_matrix,
@@ -173,8 +172,9 @@ def test_sampled_shapley_is_efficient_and_close_to_exact() -> None:
     split = make_split(n=80)
     predictor = make_predictor(split)
     exact = shapley_values(predictor, split, metric="log_prob")
-    sampled = shapley_values(predictor, split, metric="log_prob", exact_max=2,
-                             num_permutations=400, seed=3)
+    sampled = shapley_values(
+        predictor, split, metric="log_prob", exact_max=2, num_permutations=400, seed=3
+    )
     assert not sampled.exact
     assert torch.allclose(sampled.values.sum(1), sampled.full - sampled.empty, atol=1e-9)
     # 3 players have 6 orderings; 400 draws estimate each ordering's frequency to ~±0.02
@@ -193,8 +193,9 @@ def test_cached_equals_rerunning_the_whole_model() -> None:
     )
     predictor = FusionModelPredictor(model)
     assert isinstance(predictor, EmbeddingPredictor)
-    cached = coalition_values(predictor, encode_dataset(predictor, dataset, batch_size=16),
-                              metric="log_prob")
+    cached = coalition_values(
+        predictor, encode_dataset(predictor, dataset, batch_size=16), metric="log_prob"
+    )
     rerun = coalition_values(predictor, dataset, metric="log_prob", batch_size=13)
     assert torch.allclose(cached.values, rerun.values, atol=1e-5)
     # absent in the data stays absent in every coalition
@@ -252,7 +253,9 @@ def test_perceptual_score_reference() -> None:
     split = one_hot_split()
     predictor = only_a_predictor()
     table = perceptual_score(predictor, split, num_permutations=3, seed=5)
-    pooled = table[(table["class"] == "all") & (table["statistic"] == "perceptual_score_normalised")]
+    pooled = table[
+        (table["class"] == "all") & (table["statistic"] == "perceptual_score_normalised")
+    ]
     score = dict(zip(pooled["modality"], pooled["value"]))
     assert score["b"] == 0.0  # ignored modality
     # a: accuracy 1; permuted accuracy = P(label[perm] == label); same seeds as the analysis
@@ -293,9 +296,7 @@ def test_swap_test_follows_the_modality_the_model_uses() -> None:
 def test_debias_hand_derived() -> None:
     # Z(all) = bias + a + b (log-softmaxed); debiased = Z(all) - Z({b}) keeps a's evidence.
     split = one_hot_split()
-    predictor = LinearPredictor(
-        {"a": 2 * torch.eye(4), "b": 3 * torch.eye(4)}, torch.zeros(4)
-    )
+    predictor = LinearPredictor({"a": 2 * torch.eye(4), "b": 3 * torch.eye(4)}, torch.zeros(4))
     result = counterfactual_debias(predictor, split, "b")
     assert result.accuracy < 0.5  # b (independent of the label) dominates
     assert result.debiased_accuracy == 1.0
@@ -320,19 +321,31 @@ def test_mean_ci_against_scipy() -> None:
 def test_analyse_table_and_plots() -> None:
     split = make_split(n=90)
     predictor = make_predictor(split)
-    report = analyse(predictor, split, analyses=["interventions", "ablation", "perceptual",
-                                                 "shapley", "swap", "debias"],
-                     debias_modality="a")
+    report = analyse(
+        predictor,
+        split,
+        analyses=["interventions", "ablation", "perceptual", "shapley", "swap", "debias"],
+        debias_modality="a",
+    )
     t = report.table
-    assert set(t["analysis"]) == {"interventions", "ablation", "perceptual", "shapley",
-                                  "interaction", "swap", "debias"}
+    assert set(t["analysis"]) == {
+        "interventions",
+        "ablation",
+        "perceptual",
+        "shapley",
+        "interaction",
+        "swap",
+        "debias",
+    }
     shap = t[(t["analysis"] == "shapley") & (t["statistic"] == "shapley") & (t["class"] == "all")]
     assert shap.set_index("modality")["value"].to_dict() == pytest.approx(
         dict(zip(split.modalities, report.shapley.values.mean(0).tolist()))
     )
     # per-class rows aggregate the same per-sample values
     for c in range(3):
-        rows = t[(t["analysis"] == "shapley") & (t["statistic"] == "shapley") & (t["class"] == str(c))]
+        rows = t[
+            (t["analysis"] == "shapley") & (t["statistic"] == "shapley") & (t["class"] == str(c))
+        ]
         mask = split.label == c
         assert rows["value"].tolist() == pytest.approx(report.shapley.values[mask].mean(0).tolist())
     assert math.isfinite(report.summary().loc["shapley:shapley", "a"])

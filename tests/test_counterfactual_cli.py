@@ -14,32 +14,62 @@ from modalab.experiments.counterfactual_run import load_run
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "data.n_samples=300", "trainer.max_epochs=1", "trainer.batch_size=32",
-    "model.embed_dim=16", "data.image_size=16", "data.audio_length=256", "eval.knn_k=5",
+    "data.n_samples=300",
+    "trainer.max_epochs=1",
+    "trainer.batch_size=32",
+    "model.embed_dim=16",
+    "data.image_size=16",
+    "data.audio_length=256",
+    "eval.knn_k=5",
 ]
 
 
 def make_run(tmp_path: Path, method: str) -> Path:
-    code = main(["run", f"method={method}", *TINY, f"output_dir={tmp_path}",
-                 f"run_name={method}", "--quiet"])
+    code = main(
+        [
+            "run",
+            f"method={method}",
+            *TINY,
+            f"output_dir={tmp_path}",
+            f"run_name={method}",
+            "--quiet",
+        ]
+    )
     assert code == 0
     return tmp_path / method
 
 
 def test_counterfactual_cli_on_supervised_run(tmp_path: Path, capsys) -> None:
     run_dir = make_run(tmp_path, "supervised")
-    code = main(["counterfactual", str(run_dir), "--analyses",
-                 "ablation,shapley,swap,debias", "--debias-modality", "text"])
+    code = main(
+        [
+            "counterfactual",
+            str(run_dir),
+            "--analyses",
+            "ablation,shapley,swap,debias",
+            "--debias-modality",
+            "text",
+        ]
+    )
     assert code == 0
     out_dir = run_dir / "counterfactual"
-    for name in ("counterfactual.parquet", "counterfactual.csv", "settings.json",
-                 "shapley_bars.png", "shapley_bars.pdf", "shapley_per_class.png",
-                 "swap_image.png", "swap_audio.pdf", "ablation_per_class.png"):
+    for name in (
+        "counterfactual.parquet",
+        "counterfactual.csv",
+        "settings.json",
+        "shapley_bars.png",
+        "shapley_bars.pdf",
+        "shapley_per_class.png",
+        "swap_image.png",
+        "swap_audio.pdf",
+        "ablation_per_class.png",
+    ):
         assert (out_dir / name).stat().st_size > 0, name
     assert not list(out_dir.glob(".*.tmp"))  # atomic writes leave no temporary files
     table = pd.read_parquet(out_dir / "counterfactual.parquet")
-    csv = pd.read_csv(out_dir / "counterfactual.csv", keep_default_na=False,
-                      dtype={"class": str, "target": str})
+    csv = pd.read_csv(
+        out_dir / "counterfactual.csv", keep_default_na=False, dtype={"class": str, "target": str}
+    )
     assert len(table) == len(csv) and list(table.columns) == list(csv.columns)
     pooled = table[(table["analysis"] == "shapley") & (table["class"] == "all")]
     values = pooled[pooled["statistic"] == "shapley"]["value"]
@@ -58,8 +88,18 @@ def test_counterfactual_cli_on_supervised_run(tmp_path: Path, capsys) -> None:
 
 def test_counterfactual_cli_on_clip_run(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, "clip")
-    code = main(["counterfactual", str(run_dir), "--analyses", "shapley,perceptual",
-                 "--max-samples", "50", "--head-hidden", "32"])
+    code = main(
+        [
+            "counterfactual",
+            str(run_dir),
+            "--analyses",
+            "shapley,perceptual",
+            "--max-samples",
+            "50",
+            "--head-hidden",
+            "32",
+        ]
+    )
     assert code == 0
     table = pd.read_parquet(run_dir / "counterfactual" / "counterfactual.parquet")
     assert table.loc[table["class"] == "all", "n"].max() == 50

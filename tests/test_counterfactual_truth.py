@@ -42,16 +42,26 @@ def with_modality_dropout(dataset: MultimodalTensorDataset, rate: float, seed: i
     """Each modality of each training sample absent with probability ``rate``."""
     g = torch.Generator().manual_seed(seed)
     present = {m: torch.rand(len(dataset), generator=g) >= rate for m in dataset.modalities}
-    return MultimodalTensorDataset(dataset.inputs, dataset.label, present=present,
-                                   index=dataset.index, num_classes=dataset.num_classes)
+    return MultimodalTensorDataset(
+        dataset.inputs,
+        dataset.label,
+        present=present,
+        index=dataset.index,
+        num_classes=dataset.num_classes,
+    )
 
 
 def train_fusion(splits: Splits, epochs: int) -> FusionModelPredictor:
     L.seed_everything(0, verbose=False)
     encoder = build_encoders({"embed_dim": 32}, splits)
     method = build_method({"name": "supervised", "hidden": 64}, encoder, splits, 32)
-    trainer = L.Trainer(max_epochs=epochs, enable_progress_bar=False, logger=False,
-                        enable_checkpointing=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     loader = make_loader(with_modality_dropout(splits.train, 0.3, 1), 64, shuffle=True)
     trainer.fit(method, loader)
     return FusionModelPredictor(method.model)
@@ -64,8 +74,9 @@ def pooled(table, statistic: str) -> dict[str, float]:
 
 def test_unique_information_goes_to_its_modality() -> None:
     # label = colour; only the image carries colour, the text carries an unrelated factor.
-    splits = make_shapes(**BASE, carries={"image": ["colour"], "text": ["shape"]},
-                         label_factors=["colour"])
+    splits = make_shapes(
+        **BASE, carries={"image": ["colour"], "text": ["shape"]}, label_factors=["colour"]
+    )
     predictor = train_fusion(splits, epochs=3)
     test = encode_dataset(predictor, splits.test)
     values = coalition_values(predictor, test)
@@ -83,10 +94,16 @@ def test_unique_information_goes_to_its_modality() -> None:
 
 
 def test_redundant_information_is_shared_equally() -> None:
-    splits = make_shapes(**BASE, carries={"image": ["colour"], "text": ["colour"]},
-                         label_factors=["colour"], noise={"image": 0.1, "text": 0.0})
+    splits = make_shapes(
+        **BASE,
+        carries={"image": ["colour"], "text": ["colour"]},
+        label_factors=["colour"],
+        noise={"image": 0.1, "text": 0.0},
+    )
     predictor = train_fusion(splits, epochs=3)
-    result = shapley_from_coalitions(coalition_values(predictor, encode_dataset(predictor, splits.test)))
+    result = shapley_from_coalitions(
+        coalition_values(predictor, encode_dataset(predictor, splits.test))
+    )
     shares = result.shares()
     assert shares["image"] == pytest.approx(0.5, abs=0.1)
     assert shares["text"] == pytest.approx(0.5, abs=0.1)
@@ -106,9 +123,13 @@ def test_synergy_shows_as_interaction() -> None:
     # label = (colour + shape) mod 4, colour only in the image, shape only in the text: each
     # modality alone is at chance, together they determine the label. End-to-end training
     # does not find this XOR in seconds, so the predictor is a head on frozen features.
-    splits = make_shapes(**BASE, carries={"image": ["colour"], "text": ["shape"]},
-                         label_factors=["shape", "colour"], label_rule="sum_mod",
-                         noise={"image": 0.05, "text": 0.0})
+    splits = make_shapes(
+        **BASE,
+        carries={"image": ["colour"], "text": ["shape"]},
+        label_factors=["shape", "colour"],
+        label_rule="sum_mod",
+        noise={"image": 0.05, "text": 0.0},
+    )
     frozen = FrozenEncoderPredictor(simple_features, torch.nn.Identity(), ["image", "text"])
     head = fit_fused_head(encode_dataset(frozen, splits.train), hidden=128, epochs=150)
     predictor = FrozenEncoderPredictor(simple_features, head, ["image", "text"])
@@ -130,10 +151,17 @@ def test_synergy_shows_as_interaction() -> None:
 def test_counterfactual_debiasing_removes_a_spurious_shortcut() -> None:
     # label = shape, carried by the image only; the text's colour equals the label in 90% of
     # training samples and is independent of it in the test split.
-    splits = make_shapes(n_samples=3000, image_size=16, seed=0,
-                         carries={"image": ["shape"], "text": []}, label_factors=["shape"],
-                         noise={"image": 0.2, "text": 0.0}, spurious_modality="text",
-                         spurious_factor="colour", spurious_rate=0.9)
+    splits = make_shapes(
+        n_samples=3000,
+        image_size=16,
+        seed=0,
+        carries={"image": ["shape"], "text": []},
+        label_factors=["shape"],
+        noise={"image": 0.2, "text": 0.0},
+        spurious_modality="text",
+        spurious_factor="colour",
+        spurious_rate=0.9,
+    )
     predictor = train_fusion(splits, epochs=6)
     val = counterfactual_debias(predictor, encode_dataset(predictor, splits.val), "text")
     test = counterfactual_debias(predictor, encode_dataset(predictor, splits.test), "text")

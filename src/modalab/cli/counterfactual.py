@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``modalab counterfactual``."""
     parser.add_argument("run_dir", help="a run directory written by `modalab run`")
     parser.add_argument(
-        "--analyses", default="interventions,ablation,perceptual,shapley,swap",
+        "--analyses",
+        default="interventions,ablation,perceptual,shapley,swap",
         help="comma-separated analyses (default: all but debias)",
     )
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -39,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-samples", type=int, default=0, help="0: the whole split")
     parser.add_argument("--debias-modality", default=None, help="dominant modality to debias")
     parser.add_argument(
-        "--head-hidden", type=int, default=0,
+        "--head-hidden",
+        type=int,
+        default=0,
         help="hidden width of the head fitted on frozen features of encoder-only runs (0: linear)",
     )
 
@@ -50,14 +53,21 @@ def command(args: argparse.Namespace) -> int:
 
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     report, written = analyse_run(
-        args.run_dir, analyses, split=args.split, metric=args.metric, seed=args.seed,
-        max_samples=args.max_samples, debias_modality=args.debias_modality,
+        args.run_dir,
+        analyses,
+        split=args.split,
+        metric=args.metric,
+        seed=args.seed,
+        max_samples=args.max_samples,
+        debias_modality=args.debias_modality,
         head_hidden=args.head_hidden,
     )
     console = Console()
     summary = report.summary()
-    table = Table(title=f"counterfactual analysis ({args.split} split, "
-                        f"{report.settings['num_samples']} samples)")
+    table = Table(
+        title=f"counterfactual analysis ({args.split} split, "
+        f"{report.settings['num_samples']} samples)"
+    )
     table.add_column("analysis:statistic")
     for column in summary.columns:
         table.add_column(str(column), justify="right")

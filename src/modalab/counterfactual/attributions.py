@@ -161,9 +161,7 @@ def _coalition_present(
     present: dict[str, Tensor], modalities: Sequence[str], key: int
 ) -> dict[str, Tensor]:
     """Data presence restricted to the coalition: outside it, a modality is absent."""
-    return {
-        m: present[m] & bool((key >> j) & 1) for j, m in enumerate(modalities)
-    }
+    return {m: present[m] & bool((key >> j) & 1) for j, m in enumerate(modalities)}
 
 
 @torch.no_grad()
@@ -299,8 +297,10 @@ class ShapleyResult:
         """Each modality's share of the total (mean value / sum of mean values)."""
         mean = self.values.mean(dim=0)
         total = float(mean.sum())
-        return {m: float(mean[j]) / total if total != 0 else math.nan
-                for j, m in enumerate(self.modalities)}
+        return {
+            m: float(mean[j]) / total if total != 0 else math.nan
+            for j, m in enumerate(self.modalities)
+        }
 
     def interaction(self, a: str, b: str) -> float:
         """Mean interaction index of a pair over samples."""
@@ -310,7 +310,7 @@ class ShapleyResult:
         return float(self.interactions[:, self.pairs.index(key)].mean())  # type: ignore[arg-type]
 
     def table(self, confidence: float = 0.95) -> pd.DataFrame:
-        """Long table: Shapley value, share and interaction per modality (pair), overall and per class.
+        """Long table of Shapley values, shares and interactions, overall and per class.
 
         Columns: ``analysis, modality, target, class, statistic, value, ci_low, ci_high, n``.
         """
@@ -354,8 +354,15 @@ def _row(
         return math.nan if x is None else float(x)
 
     return {
-        "analysis": analysis, "modality": modality, "target": target, "class": group,
-        "statistic": statistic, "value": f(value), "ci_low": f(low), "ci_high": f(high), "n": n,
+        "analysis": analysis,
+        "modality": modality,
+        "target": target,
+        "class": group,
+        "statistic": statistic,
+        "value": f(value),
+        "ci_low": f(low),
+        "ci_high": f(high),
+        "n": n,
     }
 
 
@@ -452,8 +459,9 @@ def ablation_importance(
         Long table (see :meth:`ShapleyResult.table`) with statistic ``ablation``, per modality,
         overall and per class.
     """
-    base = sample_values(predict_split(predictor, split.embeddings, split.present, batch_size),
-                         split.label, metric)
+    base = sample_values(
+        predict_split(predictor, split.embeddings, split.present, batch_size), split.label, metric
+    )
     rows = []
     for m in predictor.modalities:
         out = intervene(split, "remove", [m])
@@ -486,8 +494,9 @@ def perceptual_score(
     """
     if num_permutations < 1:
         raise ValueError(f"num_permutations must be >= 1, got {num_permutations}.")
-    base = sample_values(predict_split(predictor, split.embeddings, split.present, batch_size),
-                         split.label)
+    base = sample_values(
+        predict_split(predictor, split.embeddings, split.present, batch_size), split.label
+    )
     accuracy = float(base.mean())
     rows = []
     for j, m in enumerate(predictor.modalities):

@@ -66,14 +66,24 @@ class DebiasResult:
         groups += [(str(c), self.label == c) for c in sorted(self.label.unique().tolist())]
         for group, mask in groups:
             for name, values in (
-                ("accuracy", before), ("debiased_accuracy", after), ("gain", after - before)
+                ("accuracy", before),
+                ("debiased_accuracy", after),
+                ("gain", after - before),
             ):
                 mean, low, high = mean_ci(values[mask], confidence)
-                rows.append({
-                    "analysis": "debias", "modality": self.modality, "target": f"alpha={self.alpha:g}",
-                    "class": group, "statistic": name, "value": float(mean),
-                    "ci_low": float(low), "ci_high": float(high), "n": int(mask.sum()),
-                })
+                rows.append(
+                    {
+                        "analysis": "debias",
+                        "modality": self.modality,
+                        "target": f"alpha={self.alpha:g}",
+                        "class": group,
+                        "statistic": name,
+                        "value": float(mean),
+                        "ci_low": float(low),
+                        "ci_high": float(high),
+                        "n": int(mask.sum()),
+                    }
+                )
         frame = pd.DataFrame(rows)
         frame["metric"] = "accuracy"
         return frame
@@ -109,9 +119,7 @@ def counterfactual_debias(
         )
 
     def z(keep: set[str]) -> Tensor:
-        present = {
-            m: split.present[m] & (m in keep) for m in predictor.modalities
-        }
+        present = {m: split.present[m] & (m in keep) for m in predictor.modalities}
         logits = predict_split(predictor, split.embeddings, present, batch_size)
         return F.log_softmax(logits.double(), dim=1)
 

@@ -274,14 +274,18 @@ def fit_fused_head(
     names = train.modalities
     mean = {m: _masked_mean(train.embeddings[m], train.present[m]) for m in names}
     std = {
-        m: _masked_mean((train.embeddings[m] - mean[m]) ** 2, train.present[m]).sqrt().clamp_min(1e-6)
+        m: _masked_mean((train.embeddings[m] - mean[m]) ** 2, train.present[m])
+        .sqrt()
+        .clamp_min(1e-6)
         for m in names
     }
     in_dim = sum(train.embeddings[m].shape[1] for m in names) + len(names)
     net: nn.Module = (
         nn.Linear(in_dim, train.num_classes)
         if hidden == 0
-        else nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, train.num_classes))
+        else nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, train.num_classes)
+        )
     )
     head = _StandardisedHead(names, mean, std, net)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -310,7 +314,10 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 class _StandardisedHead(nn.Module):
-    """Standardises each modality block of a fused vector (absent blocks stay zero), then ``net``."""
+    """Standardises each modality block of a fused vector (absent ones stay 0), then ``net``."""
+
+    mean: Tensor
+    std: Tensor
 
     def __init__(
         self,

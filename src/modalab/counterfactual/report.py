@@ -28,7 +28,15 @@ __all__ = ["ANALYSES", "COLUMNS", "CounterfactualReport", "analyse", "interventi
 ANALYSES = ("interventions", "ablation", "perceptual", "shapley", "swap", "debias")
 #: Columns of every counterfactual table.
 COLUMNS = [
-    "analysis", "modality", "target", "class", "statistic", "value", "ci_low", "ci_high", "n",
+    "analysis",
+    "modality",
+    "target",
+    "class",
+    "statistic",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
     "metric",
 ]
 
@@ -53,8 +61,12 @@ class CounterfactualReport:
         """The pooled (``class="all"``) rows, pivoted to statistic × modality."""
         pooled = self.table[(self.table["class"] == "all")]
         pooled = pooled[pooled["analysis"] != "interaction"]
-        frame = pooled.assign(row=pooled["analysis"] + ":" + pooled["statistic"]
-                              + pooled["target"].map(lambda t: f" ({t})" if t and t != "all" else ""))
+        frame = pooled.assign(
+            row=pooled["analysis"]
+            + ":"
+            + pooled["statistic"]
+            + pooled["target"].map(lambda t: f" ({t})" if t and t != "all" else "")
+        )
         return frame.pivot_table(index="row", columns="modality", values="value", sort=False)
 
 
@@ -76,17 +88,22 @@ def intervention_effects(
     """
     for name in interventions:
         INTERVENTIONS.get(name)  # raises with the valid names
-    base = sample_values(predict_split(predictor, split.embeddings, split.present, batch_size),
-                         split.label, metric)
+    base = sample_values(
+        predict_split(predictor, split.embeddings, split.present, batch_size), split.label, metric
+    )
     rows = _rows("interventions", "(none)", "original", "value", base, split.label, confidence)
     for j, m in enumerate(predictor.modalities):
         for k, name in enumerate(interventions):
             out = intervene(split, name, [m], seed=seed + 100 * j + k)
             values = sample_values(
-                predict_split(predictor, out.embeddings, out.present, batch_size), split.label, metric
+                predict_split(predictor, out.embeddings, out.present, batch_size),
+                split.label,
+                metric,
             )
             rows += _rows("interventions", m, name, "value", values, split.label, confidence)
-            rows += _rows("interventions", m, name, "effect", values - base, split.label, confidence)
+            rows += _rows(
+                "interventions", m, name, "effect", values - base, split.label, confidence
+            )
     frame = pd.DataFrame(rows)
     frame["metric"] = metric
     return frame
@@ -106,11 +123,19 @@ def _rows(
     rows = []
     for group, mask in groups:
         mean, low, high = mean_ci(values[mask], confidence)
-        rows.append({
-            "analysis": analysis, "modality": modality, "target": target, "class": group,
-            "statistic": statistic, "value": float(mean), "ci_low": float(low),
-            "ci_high": float(high), "n": int(mask.sum()),
-        })
+        rows.append(
+            {
+                "analysis": analysis,
+                "modality": modality,
+                "target": target,
+                "class": group,
+                "statistic": statistic,
+                "value": float(mean),
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "n": int(mask.sum()),
+            }
+        )
     return rows
 
 
@@ -160,16 +185,26 @@ def analyse(
     tables = []
     shapley = debias = None
     if "interventions" in analyses:
-        tables.append(intervention_effects(predictor, split, metric=metric, seed=seed,
-                                           confidence=confidence, batch_size=batch_size))
+        tables.append(
+            intervention_effects(
+                predictor,
+                split,
+                metric=metric,
+                seed=seed,
+                confidence=confidence,
+                batch_size=batch_size,
+            )
+        )
     if "ablation" in analyses:
         tables.append(ablation_importance(predictor, split, metric, confidence, batch_size))
     if "perceptual" in analyses:
-        tables.append(perceptual_score(predictor, split, num_permutations, seed, confidence,
-                                       batch_size))
+        tables.append(
+            perceptual_score(predictor, split, num_permutations, seed, confidence, batch_size)
+        )
     if "shapley" in analyses:
-        shapley = shapley_values(predictor, split, metric, exact_max, max(num_permutations, 64),
-                                 seed, batch_size)
+        shapley = shapley_values(
+            predictor, split, metric, exact_max, max(num_permutations, 64), seed, batch_size
+        )
         tables.append(shapley.table(confidence))
     if "swap" in analyses:
         for m in predictor.modalities:
@@ -178,11 +213,14 @@ def analyse(
         assert debias_modality is not None
         debias = counterfactual_debias(predictor, split, debias_modality, debias_alpha, batch_size)
         tables.append(debias.table(confidence))
-    table = pd.concat(tables, ignore_index=True)[COLUMNS] if tables else pd.DataFrame(
-        columns=COLUMNS
+    table = (
+        pd.concat(tables, ignore_index=True)[COLUMNS] if tables else pd.DataFrame(columns=COLUMNS)
     )
     settings: dict[str, object] = {
-        "analyses": list(analyses), "metric": metric, "seed": seed,
-        "num_samples": split.num_samples, "modalities": list(predictor.modalities),
+        "analyses": list(analyses),
+        "metric": metric,
+        "seed": seed,
+        "num_samples": split.num_samples,
+        "modalities": list(predictor.modalities),
     }
     return CounterfactualReport(table, shapley, debias, settings)

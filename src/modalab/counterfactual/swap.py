@@ -78,7 +78,13 @@ def _swap_row(
     modality: str, a: str, b: str, outcome: str, count: int, total: int
 ) -> dict[str, object]:
     return {
-        "analysis": "swap", "modality": modality, "target": b, "class": a,
-        "statistic": outcome, "value": count / total if total else float("nan"),
-        "ci_low": float("nan"), "ci_high": float("nan"), "n": total,
+        "analysis": "swap",
+        "modality": modality,
+        "target": b,
+        "class": a,
+        "statistic": outcome,
+        "value": count / total if total else float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "n": total,
     }

@@ -139,10 +139,12 @@ def build_predictor(
     frozen = FrozenEncoderPredictor(encode, torch.nn.Identity(), modalities)
     train_set = loaded.splits.train
     train = encode_dataset(frozen, train_set)
-    train = replace(train, label=train_set.label).select(torch.nonzero(train_set.label_observed)
-                                                         .flatten())
-    head = fit_fused_head(train, hidden=head_hidden, modality_dropout=modality_dropout,
-                          epochs=head_epochs, seed=seed)
+    train = replace(train, label=train_set.label).select(
+        torch.nonzero(train_set.label_observed).flatten()
+    )
+    head = fit_fused_head(
+        train, hidden=head_hidden, modality_dropout=modality_dropout, epochs=head_epochs, seed=seed
+    )
     return FrozenEncoderPredictor(encode, head, modalities)
 
 
@@ -151,10 +153,13 @@ def _subset(dataset: MultimodalTensorDataset, max_samples: int) -> MultimodalTen
         return dataset
     rows = torch.arange(max_samples)
     return MultimodalTensorDataset(
-        {m: x[rows] for m, x in dataset.inputs.items()}, dataset.label[rows],
+        {m: x[rows] for m, x in dataset.inputs.items()},
+        dataset.label[rows],
         present={m: p[rows] for m, p in dataset.present.items()},
-        label_observed=dataset.label_observed[rows], clean_label=dataset.clean_label[rows],
-        index=dataset.index[rows], num_classes=dataset.num_classes,
+        label_observed=dataset.label_observed[rows],
+        clean_label=dataset.clean_label[rows],
+        index=dataset.index[rows],
+        num_classes=dataset.num_classes,
     )
 
 
@@ -230,13 +235,19 @@ def analyse_run(
     with torch.no_grad():
         encoded = encode_dataset(predictor, dataset, batch_size)
     try:
-        report = analyse(predictor, encoded, analyses, metric=metric, seed=seed,
-                         debias_modality=debias_modality)
+        report = analyse(
+            predictor, encoded, analyses, metric=metric, seed=seed, debias_modality=debias_modality
+        )
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    report.settings.update({
-        "run_dir": str(loaded.run_dir), "split": split, "method": loaded.config["method"]["name"],
-        "data": loaded.config["data"]["name"], "predictor": type(predictor).__name__,
-    })
+    report.settings.update(
+        {
+            "run_dir": str(loaded.run_dir),
+            "split": split,
+            "method": loaded.config["method"]["name"],
+            "data": loaded.config["data"]["name"],
+            "predictor": type(predictor).__name__,
+        }
+    )
     written = write_report(report, loaded.run_dir / OUTPUT_DIR)
     return report, written
