@@ -360,3 +360,16 @@ def test_analyse_table_and_plots() -> None:
         analyse(predictor, split, analyses=["debias"])
     with pytest.raises(ValueError, match="Unknown analyses"):
         analyse(predictor, split, analyses=["lime"])
+
+
+def test_docs_example_runs() -> None:
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).resolve().parents[1] / "docs" / "counterfactual.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    assert blocks
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), str(page), "exec"), namespace)
+    report = namespace["report"]
+    assert set(report.table["analysis"]) == {"shapley", "interaction", "swap"}
