@@ -50,6 +50,7 @@ class CounterfactualReport:
             class × statistic (``class="all"`` pools the classes).
         shapley: The per-sample Shapley values, if computed.
         debias: The debiasing result, if computed.
+        settings: The arguments of the analysis (written beside the table).
     """
 
     table: pd.DataFrame
@@ -149,6 +150,7 @@ def analyse(
     debias_alpha: float = 1.0,
     num_permutations: int = 5,
     exact_max: int = 8,
+    shapley_permutations: int = 64,
     confidence: float = 0.95,
     batch_size: int = 4096,
 ) -> CounterfactualReport:
@@ -163,8 +165,9 @@ def analyse(
         seed: Seed of every random intervention.
         debias_modality: The dominant modality for ``debias`` (required by it).
         debias_alpha: Weight of its direct effect.
-        num_permutations: Permutations of the perceptual score (and of sampled Shapley values).
+        num_permutations: Permutations of the perceptual score.
         exact_max: Largest number of modalities with exact Shapley values.
+        shapley_permutations: Sampled orderings of Shapley values beyond ``exact_max``.
         confidence: Coverage of the confidence intervals.
         batch_size: Batch size of the head passes.
 
@@ -203,7 +206,7 @@ def analyse(
         )
     if "shapley" in analyses:
         shapley = shapley_values(
-            predictor, split, metric, exact_max, max(num_permutations, 64), seed, batch_size
+            predictor, split, metric, exact_max, shapley_permutations, seed, batch_size
         )
         tables.append(shapley.table(confidence))
     if "swap" in analyses:
