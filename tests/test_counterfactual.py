@@ -348,7 +348,7 @@ def test_analyse_table_and_plots() -> None:
         ]
         mask = split.label == c
         assert rows["value"].tolist() == pytest.approx(report.shapley.values[mask].mean(0).tolist())
-    assert math.isfinite(report.summary().loc["shapley:shapley", "a"])
+    assert math.isfinite(report.summary().loc["shapley", "a"])
     fig = shapley_bars(t)
     assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx(shap["value"].tolist())
     heat = class_heatmap(t)

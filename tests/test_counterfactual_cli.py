@@ -83,7 +83,7 @@ def test_counterfactual_cli_on_supervised_run(tmp_path: Path, capsys) -> None:
         logits = loaded.method(test.__getitems__(list(range(len(test)))))
     assert v_full == pytest.approx(float((logits.argmax(1) == test.clean_label).float().mean()))
     assert set(table["modality"][table["analysis"] == "swap"]) == {"image", "text", "audio"}
-    assert "shapley:shapley" in capsys.readouterr().out
+    assert "shapley:share" in capsys.readouterr().out
 
 
 def test_counterfactual_cli_on_clip_run(tmp_path: Path) -> None:

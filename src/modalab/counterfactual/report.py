@@ -62,12 +62,14 @@ class CounterfactualReport:
         """The pooled (``class="all"``) rows, pivoted to statistic × modality."""
         pooled = self.table[(self.table["class"] == "all")]
         pooled = pooled[pooled["analysis"] != "interaction"]
-        frame = pooled.assign(
-            row=pooled["analysis"]
-            + ":"
-            + pooled["statistic"]
-            + pooled["target"].map(lambda t: f" ({t})" if t and t != "all" else "")
-        )
+        labels = [
+            (stat if stat.startswith(analysis) else f"{analysis}:{stat}")
+            + (f" ({target})" if target and target != "all" else "")
+            for analysis, stat, target in zip(
+                pooled["analysis"], pooled["statistic"], pooled["target"]
+            )
+        ]
+        frame = pooled.assign(row=labels)
         return frame.pivot_table(index="row", columns="modality", values="value", sort=False)
 
 
