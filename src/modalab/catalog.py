@@ -11,6 +11,7 @@ __all__ = ["registries"]
 
 def registries() -> dict[str, Registry[Any]]:
     """Kind → registry, after importing every module that registers components."""
+    import modalab.counterfactual
     import modalab.data
     import modalab.methods
     import modalab.models
@@ -24,4 +25,5 @@ def registries() -> dict[str, Registry[Any]]:
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,
         "scenarios": modalab.scenarios.SCENARIOS,
+        "interventions": modalab.counterfactual.INTERVENTIONS,
     }

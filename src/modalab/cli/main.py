@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli import counterfactual as _counterfactual
 from modalab.cli.data import EPILOG_DATA, add_data_args, cmd_data
 from modalab.cli.methods import add_methods_args, cmd_methods
 from modalab.cli.sweep import EPILOG_SWEEP, add_sweep_args, cmd_sweep
@@ -209,6 +210,12 @@ COMMANDS: dict[
         EPILOG_DATA,
     ),
     "methods": (add_methods_args, cmd_methods, "list the training methods and their keys", ""),
+    "counterfactual": (
+        _counterfactual.add_arguments,
+        _counterfactual.command,
+        "counterfactual modality analysis of a finished run (Shapley, swap tests, ...)",
+        _counterfactual.EPILOG,
+    ),
 }
 
 

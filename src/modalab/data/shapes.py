@@ -122,6 +122,13 @@ class ShapesConfig:
         val_fraction: Fraction of samples in the validation split.
         test_fraction: Fraction of samples in the test split.
         seed: Seed of the generator.
+        spurious_modality: Optional modality given a shortcut: in the train and validation
+            splits, its rendering of ``spurious_factor`` equals ``label % levels`` with
+            probability ``spurious_rate`` (else the nuisance draw); in the test split it stays
+            independent of the label. Empty: no shortcut.
+        spurious_factor: The factor that carries the shortcut (a factor the modality does not
+            carry and the label does not depend on).
+        spurious_rate: Probability of the shortcut in the train and validation splits.
     """
 
     n_samples: int = 6000
@@ -145,6 +152,9 @@ class ShapesConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     seed: int = 0
+    spurious_modality: str = ""
+    spurious_factor: str = "size"
+    spurious_rate: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field if the configuration is inconsistent."""
@@ -204,6 +214,24 @@ class ShapesConfig:
                 f"data.val_fraction={self.val_fraction} and data.test_fraction="
                 f"{self.test_fraction} must be in (0, 1) and sum to less than 1."
             )
+        if self.spurious_modality:
+            if self.spurious_modality not in self.carries:
+                raise ValueError(
+                    f"data.spurious_modality={self.spurious_modality!r} is not generated; "
+                    f"choose one of data.carries: {list(self.carries)}."
+                )
+            if self.spurious_factor not in FACTORS or self.spurious_factor in (
+                set(self.carries[self.spurious_modality]) | set(self.label_factors)
+            ):
+                raise ValueError(
+                    f"data.spurious_factor={self.spurious_factor!r} must be a factor of "
+                    f"{list(FACTORS)} that {self.spurious_modality!r} does not carry and the "
+                    "label does not depend on."
+                )
+            if not 0 <= self.spurious_rate <= 1:
+                raise ValueError(
+                    f"data.spurious_rate={self.spurious_rate} must be a probability in [0, 1]."
+                )
 
 
 @dataclass
@@ -457,6 +485,8 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         columns = []
         for k, f in enumerate(names):
             nuisance = torch.randint(FACTORS[f], (n,), generator=generator)
+            if modality == config.spurious_modality and f == config.spurious_factor:
+                nuisance = _add_shortcut(nuisance, label, config)
             columns.append(latent[:, k] if f in carried else nuisance)
         rendered[modality] = torch.stack(columns, dim=1)
         noise = float(config.noise.get(modality, 0.0))
@@ -473,6 +503,32 @@ def generate_shapes(config: ShapesConfig) -> tuple[dict[str, Tensor], Tensor, Sh
         rendered=rendered,
     )
     return inputs, label, truth
+
+
+def _split_rows(config: ShapesConfig) -> dict[str, Tensor]:
+    """Sample rows of the test, validation and train splits."""
+    n = config.n_samples
+    n_test = max(1, round(n * config.test_fraction))
+    n_val = max(1, round(n * config.val_fraction))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 1))
+    return {
+        "test": order[:n_test],
+        "val": order[n_test : n_test + n_val],
+        "train": order[n_test + n_val :],
+    }
+
+
+def _add_shortcut(nuisance: Tensor, label: Tensor, config: ShapesConfig) -> Tensor:
+    """Set the nuisance to ``label % levels`` at rate ``spurious_rate``, outside the test split.
+
+    Drawn from its own generator so that the rest of the data is the same with or without it.
+    """
+    if config.spurious_rate == 0:
+        return nuisance
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    hit = torch.rand(nuisance.shape[0], generator=generator) < config.spurious_rate
+    hit[_split_rows(config)["test"]] = False
+    return torch.where(hit, label % FACTORS[config.spurious_factor], nuisance)
 
 
 def _slice_truth(truth: ShapesTruth, rows: Tensor) -> ShapesTruth:
@@ -505,15 +561,7 @@ def make_shapes(**kwargs: Any) -> Splits:
     """
     config = ShapesConfig(**kwargs)
     inputs, label, truth = generate_shapes(config)
-    n = config.n_samples
-    n_test = max(1, round(n * config.test_fraction))
-    n_val = max(1, round(n * config.val_fraction))
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed + 1))
-    parts = {
-        "test": order[:n_test],
-        "val": order[n_test : n_test + n_val],
-        "train": order[n_test + n_val :],
-    }
+    parts = _split_rows(config)
     datasets = {}
     for split, rows in parts.items():
         datasets[split] = MultimodalTensorDataset(

@@ -1,0 +1,253 @@
+"""Counterfactual analysis of a finished run directory (the ``modalab counterfactual`` command).
+
+A run written by ``modalab run`` holds its resolved ``config.yaml`` and a Lightning checkpoint.
+The model is rebuilt from the config with the runner's builders, its weights are loaded safely
+(``torch.load(weights_only=True)`` of the state dict), the data are regenerated from the config,
+and the analyses of :mod:`modalab.counterfactual` run on the chosen split. Tables (Parquet and
+CSV) and figures (PNG and PDF) are written atomically into ``RUN_DIR/counterfactual/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from matplotlib.figure import Figure
+
+from modalab.counterfactual import (
+    ANALYSES,
+    CounterfactualReport,
+    EmbeddingPredictor,
+    FrozenEncoderPredictor,
+    FusionModelPredictor,
+    analyse,
+    class_heatmap,
+    encode_dataset,
+    fit_fused_head,
+    shapley_bars,
+    swap_matrix,
+)
+from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.experiments.config import ConfigError
+from modalab.experiments.io import atomic_write_bytes, atomic_write_text
+from modalab.experiments.runner import build_data, build_encoders, build_method
+from modalab.models.multimodal import LateFusionClassifier
+
+__all__ = ["LoadedRun", "analyse_run", "build_predictor", "load_run"]
+
+OUTPUT_DIR = "counterfactual"
+
+
+@dataclass
+class LoadedRun:
+    """A run rebuilt from its directory.
+
+    Attributes:
+        run_dir: The run directory.
+        config: The resolved config of the run.
+        splits: The data, regenerated from the config.
+        method: The trained method (LightningModule) with the checkpoint's weights, in eval mode.
+    """
+
+    run_dir: Path
+    config: dict[str, Any]
+    splits: Splits
+    method: L.LightningModule
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/last.ckpt") -> LoadedRun:
+    """Rebuild a run's data and trained method from its directory.
+
+    Args:
+        run_dir: A directory written by ``modalab run``.
+        checkpoint: Checkpoint path relative to ``run_dir``.
+
+    Returns:
+        The loaded run.
+
+    Raises:
+        ConfigError: If the directory lacks the config or checkpoint, or they do not match.
+    """
+    run_dir = Path(run_dir)
+    config_path, ckpt_path = run_dir / "config.yaml", run_dir / checkpoint
+    for path, what in ((config_path, "config.yaml"), (ckpt_path, "checkpoint")):
+        if not path.is_file():
+            raise ConfigError(
+                f"{path} does not exist: point `modalab counterfactual` at a run directory "
+                f"written by `modalab run` (it needs the {what})."
+            )
+    config = yaml.safe_load(config_path.read_text())
+    seed = int(config["seed"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    splits = build_data(config["data"])
+    L.seed_everything(seed, workers=True, verbose=False)
+    encoder = build_encoders(config["model"], splits)
+    method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    try:
+        method.load_state_dict(state["state_dict"])
+    except (KeyError, RuntimeError) as error:
+        raise ConfigError(
+            f"The checkpoint {ckpt_path} does not match the model rebuilt from {config_path}: "
+            f"{error}"
+        ) from None
+    return LoadedRun(run_dir, config, splits, method.eval())
+
+
+def build_predictor(
+    loaded: LoadedRun,
+    head_hidden: int = 0,
+    modality_dropout: float = 0.3,
+    head_epochs: int = 100,
+    seed: int = 0,
+) -> EmbeddingPredictor:
+    """The downstream predictor of a run.
+
+    A method with a late-fusion classifier (``method=supervised``) is analysed as trained. A
+    method that only trains encoders (e.g. ``method=clip``) gets a downstream head fitted on its
+    frozen features of the training split (labels as observed), with modality dropout so that
+    absent modalities are in-distribution (:func:`~modalab.counterfactual.fit_fused_head`).
+
+    Args:
+        loaded: The loaded run.
+        head_hidden: Hidden width of the fitted head (``0``: linear probe).
+        modality_dropout: Modality dropout of the fitted head.
+        head_epochs: Epochs of the fitted head.
+        seed: Seed of the fitted head.
+
+    Returns:
+        The predictor.
+    """
+    method = loaded.method
+    model = getattr(method, "model", None)
+    if isinstance(model, LateFusionClassifier):
+        return FusionModelPredictor(model)
+    encode = getattr(method, "representations", None)
+    if encode is None:
+        raise ConfigError(
+            f"Method {type(method).__name__} has neither a late-fusion classifier nor "
+            "`representations`; it cannot be analysed."
+        )
+    modalities = loaded.splits.modalities
+    frozen = FrozenEncoderPredictor(encode, torch.nn.Identity(), modalities)
+    train_set = loaded.splits.train
+    train = encode_dataset(frozen, train_set)
+    train = replace(train, label=train_set.label).select(
+        torch.nonzero(train_set.label_observed).flatten()
+    )
+    head = fit_fused_head(
+        train, hidden=head_hidden, modality_dropout=modality_dropout, epochs=head_epochs, seed=seed
+    )
+    return FrozenEncoderPredictor(encode, head, modalities)
+
+
+def _subset(dataset: MultimodalTensorDataset, max_samples: int) -> MultimodalTensorDataset:
+    if max_samples <= 0 or max_samples >= len(dataset):
+        return dataset
+    rows = torch.arange(max_samples)
+    return MultimodalTensorDataset(
+        {m: x[rows] for m, x in dataset.inputs.items()},
+        dataset.label[rows],
+        present={m: p[rows] for m, p in dataset.present.items()},
+        label_observed=dataset.label_observed[rows],
+        clean_label=dataset.clean_label[rows],
+        index=dataset.index[rows],
+        num_classes=dataset.num_classes,
+    )
+
+
+def _write_figure(figure: Figure, stem: Path) -> list[Path]:
+    paths = []
+    for fmt in ("png", "pdf"):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=fmt, dpi=150)
+        atomic_write_bytes(stem.with_suffix(f".{fmt}"), buffer.getvalue())
+        paths.append(stem.with_suffix(f".{fmt}"))
+    return paths
+
+
+def write_report(report: CounterfactualReport, out_dir: Path) -> list[Path]:
+    """Write the table (Parquet + CSV), the settings (JSON) and the figures, atomically."""
+    table = report.table
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    atomic_write_bytes(out_dir / "counterfactual.parquet", buffer.getvalue())
+    atomic_write_text(out_dir / "counterfactual.csv", table.to_csv(index=False))
+    written = [out_dir / "counterfactual.parquet", out_dir / "counterfactual.csv"]
+    analyses = set(table["analysis"])
+    if "shapley" in analyses:
+        written += _write_figure(shapley_bars(table), out_dir / "shapley_bars")
+        written += _write_figure(class_heatmap(table), out_dir / "shapley_per_class")
+    if "ablation" in analyses:
+        written += _write_figure(
+            class_heatmap(table, "ablation", "ablation"), out_dir / "ablation_per_class"
+        )
+    if "swap" in analyses:
+        for modality in sorted(set(table.loc[table["analysis"] == "swap", "modality"])):
+            written += _write_figure(swap_matrix(table, modality), out_dir / f"swap_{modality}")
+    atomic_write_text(out_dir / "settings.json", json.dumps(report.settings, indent=2))
+    written.append(out_dir / "settings.json")
+    return written
+
+
+def analyse_run(
+    run_dir: str | Path,
+    analyses: Sequence[str] = ("interventions", "ablation", "perceptual", "shapley", "swap"),
+    split: str = "test",
+    metric: str = "accuracy",
+    seed: int = 0,
+    max_samples: int = 0,
+    debias_modality: str | None = None,
+    head_hidden: int = 0,
+    batch_size: int = 512,
+) -> tuple[CounterfactualReport, list[Path]]:
+    """Load a run, analyse one of its splits and write tables and figures into the run.
+
+    Args:
+        run_dir: A directory written by ``modalab run``.
+        analyses: Any of :data:`~modalab.counterfactual.ANALYSES`.
+        split: ``train``, ``val`` or ``test``.
+        metric: ``accuracy`` or ``log_prob`` (value function of Shapley values and ablation).
+        seed: Seed of the interventions (and of the fitted head of encoder-only methods).
+        max_samples: Analyse only the first ``max_samples`` samples of the split (0: all).
+        debias_modality: Dominant modality for the ``debias`` analysis.
+        head_hidden: Hidden width of the head fitted for encoder-only methods.
+        batch_size: Batch size of the encoding pass.
+
+    Returns:
+        The report and the paths written under ``RUN_DIR/counterfactual/``.
+    """
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split={split!r} is unknown; valid: train, val, test.")
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown:
+        raise ConfigError(f"Unknown analyses {unknown}; valid: {list(ANALYSES)}.")
+    loaded = load_run(run_dir)
+    predictor = build_predictor(loaded, head_hidden=head_hidden, seed=seed)
+    dataset = _subset(getattr(loaded.splits, split), max_samples)
+    with torch.no_grad():
+        encoded = encode_dataset(predictor, dataset, batch_size)
+    try:
+        report = analyse(
+            predictor, encoded, analyses, metric=metric, seed=seed, debias_modality=debias_modality
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    report.settings.update(
+        {
+            "run_dir": str(loaded.run_dir),
+            "split": split,
+            "method": loaded.config["method"]["name"],
+            "data": loaded.config["data"]["name"],
+            "predictor": type(predictor).__name__,
+        }
+    )
+    written = write_report(report, loaded.run_dir / OUTPUT_DIR)
+    return report, written
