@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
+from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
 
 __all__ = [
     "ClipMethodConfig",
@@ -141,6 +142,8 @@ def register_configs() -> None:
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="method", name="clip", node=ClipMethodConfig)
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
+    for name, node in REPAIR_METHOD_CONFIGS.items():
+        cs.store(group="method", name=name, node=node)
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True

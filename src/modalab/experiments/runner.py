@@ -36,6 +36,7 @@ from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateC
 from modalab.experiments.checkpoint import save_weights
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_text, load_yaml
+from modalab.experiments.teachers import load_run_encoder as _register_run_teacher  # noqa: F401
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder

@@ -8,6 +8,7 @@ from modalab.models.encoders import (
     build_encoder,
     default_encoder_name,
 )
+from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
 from modalab.models.multimodal import (
     ConcatFusion,
     LateFusionClassifier,
@@ -18,8 +19,10 @@ from modalab.models.multimodal import (
 
 __all__ = [
     "ENCODERS",
+    "AbsentEmbeddings",
     "ConcatFusion",
     "ConvEncoder",
+    "EmbeddingImputer",
     "LateFusionClassifier",
     "MLPEncoder",
     "MeanFusion",
@@ -28,4 +31,5 @@ __all__ = [
     "TokenTransformerEncoder",
     "build_encoder",
     "default_encoder_name",
+    "fill_missing",
 ]
