@@ -14,6 +14,7 @@ from torch import nn
 from modalab.experiments.checkpoint import load_weights
 from modalab.experiments.io import load_yaml
 from modalab.methods.distill import TEACHER_LOADERS
+from modalab.models.multimodal import MultimodalEncoder
 
 __all__ = ["load_run_encoder"]
 
@@ -55,8 +56,9 @@ def load_run_encoder(run_dir: str, modality: str) -> tuple[nn.Module, int]:
     method = build_method(cfg["method"], encoder, splits, embed_dim)
     load_weights(method, path)
     trained = getattr(method, "encoder", None)
-    if not isinstance(trained, nn.Module) or not hasattr(trained, "encoders"):
+    if not isinstance(trained, MultimodalEncoder):
         raise ValueError(
             f"The teacher run's method {cfg['method']['name']!r} has no per-modality encoders."
         )
-    return trained.encoders[modality], embed_dim
+    module: nn.Module = trained.encoders[modality]
+    return module, embed_dim
