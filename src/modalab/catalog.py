@@ -12,6 +12,7 @@ __all__ = ["registries"]
 def registries() -> dict[str, Registry[Any]]:
     """Kind → registry, after importing every module that registers components."""
     import modalab.data
+    import modalab.experiments.teachers
     import modalab.methods
     import modalab.models
     import modalab.objectives
@@ -21,4 +22,5 @@ def registries() -> dict[str, Registry[Any]]:
         "encoders": modalab.models.ENCODERS,
         "objectives": modalab.objectives.OBJECTIVES,
         "methods": modalab.methods.METHODS,
+        "teacher_loaders": modalab.methods.TEACHER_LOADERS,
     }

@@ -141,7 +141,7 @@ class DistillationMethod(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         """Freeze the teacher when its phase ends."""
-        if self.current_epoch == self.teacher_epochs:
+        if self.current_epoch >= self.teacher_epochs:
             self._freeze_teacher()
 
     def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
