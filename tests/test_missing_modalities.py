@@ -120,3 +120,27 @@ def test_missing_rate_curve_counts_missing_entries_and_accuracy():
     assert points[0].accuracy == 1.0 and points[0].missing_fraction == 0.0
     assert points[1].missing_fraction == pytest.approx(0.5 - 0.25 / 2, abs=0.03)
     assert points[1].accuracy == pytest.approx(1 - (0.5 - 0.25 / 2), abs=0.03)
+
+
+def test_training_step_imputes_against_true_masks_after_dropout():
+    method = _method("impute", rate=0.5)
+    torch.manual_seed(1)
+    batch = MultimodalBatch.from_inputs(
+        {"a": torch.randn(16, 3), "b": torch.randn(16, 2)},
+        label=torch.randint(0, 2, (16,)),
+        present={"b": torch.tensor([True, False] * 8)},
+    )
+    logged: dict[str, float] = {}
+    method.log = lambda name, value, **_: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    method.training_step(batch, 0)
+    # the same dropout masks, from the recipe's seeded generator at step 0
+    dropped = modality_dropout(batch.present, 0.5, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        emb = method.encoder(batch.inputs)
+        predicted, has_source = method.imputer(emb, dropped)
+        rows = {m: batch.present[m] & has_source[m] for m in "ab"}
+        terms = [
+            ((predicted[m][rows[m]] - emb[m][rows[m]]) ** 2).mean() for m in "ab" if rows[m].any()
+        ]
+    assert logged["train/imputation"] == pytest.approx(float(sum(terms) / len(terms)), rel=1e-5)
+    assert not rows["b"][1::2].any()  # rows where b is truly absent never train its imputer

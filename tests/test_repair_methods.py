@@ -136,3 +136,32 @@ def test_clip_rince_pair_losses_are_rince_over_present_rows():
             )
     assert torch.allclose(losses, 0.5 * (expected[0] + expected[1]), rtol=1e-4)
     assert isinstance(batch, MultimodalBatch) and F is not None
+
+
+def test_clip_rince_filter_logs_flag_precision_against_misaligned_mask():
+    cfg = compose_config(
+        [
+            *TINY,
+            "method=clip_rince",
+            "method.modalities=[image,text]",
+            "method.loss=infonce",
+            "method.keep_fraction=0.5",
+            "method.filter_warmup_epochs=0",
+        ]
+    )
+    splits = build_data(dict(cfg.data))
+    method = build_method(dict(cfg.method), build_encoders(dict(cfg.model), splits), splits, 16)
+    batch = splits.train.__getitems__(list(range(8)))
+    batch.extras["misaligned"] = torch.tensor([True, True, False, False, True, False, False, False])
+    logged: dict[str, float] = {}
+    method.log = lambda name, value, **_: logged.__setitem__(name, float(value))  # type: ignore[method-assign]
+    loss = method.training_step(batch, 0)
+    losses, _ = method.pair_losses(batch)
+    keep = torch.sort(losses.detach(), stable=True).indices[:4]
+    assert loss.item() == pytest.approx(losses[keep].mean().item(), rel=1e-6)
+    flagged = torch.ones(8, dtype=torch.bool)
+    flagged[keep] = False
+    truth = batch.extras["misaligned"]
+    hits = float((flagged & truth).sum())
+    assert logged["train/flag_precision"] == pytest.approx(hits / 4)
+    assert logged["train/flag_recall"] == pytest.approx(hits / 3)
