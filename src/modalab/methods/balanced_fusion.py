@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
@@ -30,6 +29,7 @@ from modalab.methods.tricks import (
     ogm_ge_coefficients,
 )
 from modalab.models.multimodal import MultimodalEncoder
+from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = ["BLENDS", "MODULATIONS", "BalancedFusionMethod", "build_grad_blend", "build_ogm_ge"]
 
@@ -138,41 +138,44 @@ class BalancedFusionMethod(L.LightningModule):
 
     def _head_losses(
         self, batch: MultimodalBatch, label: Tensor, rows: Tensor
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Per-head losses over ``rows`` and the per-modality contributions."""
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, tuple[Tensor, Tensor]]]:
+        """Per-head losses over ``rows``, the per-modality shares, and the logged views.
+
+        Returns:
+            ``(losses {head: scalar}, shares {m: [B, C]}, views {log name: (logits, rows)})``
+            where the views are the fused logits (``acc``), each modality's share
+            (``acc_<m>``) and each auxiliary head (``aux_acc_<m>``), with the rows where they
+            are defined.
+        """
         embeddings = self.encoder(batch.inputs)
         shares = self.contributions(embeddings, batch.present)
         fused = torch.stack(list(shares.values())).sum(0)
-        losses = {FUSED: F.cross_entropy(fused[rows], label[rows])}
+        losses = {FUSED: masked_cross_entropy(fused, label, rows)}
+        everyone = torch.ones_like(rows)
+        views = {"acc": (fused, everyone)}
+        views.update({f"acc_{m}": (shares[m], batch.present[m]) for m in self.names})
         if self.aux_heads is not None:
             for m in self.names:
+                aux = self.aux_heads[m](embeddings[m])
+                views[f"aux_acc_{m}"] = (aux, batch.present[m])
                 keep = rows & batch.present[m]
                 if bool(keep.any()):
-                    losses[m] = F.cross_entropy(self.aux_heads[m](embeddings[m][keep]), label[keep])
-        logits = {FUSED: fused, **{f"share_{m}": shares[m] for m in self.names}}
-        if self.aux_heads is not None:
-            logits.update({f"aux_{m}": self.aux_heads[m](embeddings[m]) for m in self.names})
-        return losses, logits
+                    losses[m] = masked_cross_entropy(aux, label, keep)
+        return losses, shares, views
 
     def _log_accuracies(
-        self, stage: str, logits: dict[str, Tensor], batch: MultimodalBatch
+        self, stage: str, views: dict[str, tuple[Tensor, Tensor]], batch: MultimodalBatch
     ) -> None:
-        size = batch.batch_size
-        for key, value in logits.items():
-            rows = (
-                batch.present[key.split("_", 1)[1]]
-                if key != FUSED
-                else torch.ones_like(batch.label, dtype=torch.bool)
-            )
-            if not bool(rows.any()):
-                continue
-            acc = (value[rows].argmax(1) == batch.clean_label[rows]).float().mean()
-            name = (
-                "acc"
-                if key == FUSED
-                else ("acc_" + key[6:] if key.startswith("share_") else "aux_acc_" + key[4:])
-            )
-            self.log(f"{stage}/{name}", acc, batch_size=size, on_step=False, on_epoch=True)
+        for name, (logits, rows) in views.items():
+            if bool(rows.any()):
+                correct = logits[rows].argmax(1) == batch.clean_label[rows]
+                self.log(
+                    f"{stage}/{name}",
+                    correct.float().mean(),
+                    batch_size=int(rows.sum()),
+                    on_step=False,
+                    on_epoch=True,
+                )
 
     def _record(self, stage: str, losses: dict[str, Tensor]) -> None:
         for head, value in losses.items():
@@ -181,13 +184,12 @@ class BalancedFusionMethod(L.LightningModule):
     def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
         """Weighted head losses; OGM-GE coefficients for the backward hook."""
         rows = batch.label_observed
-        losses, logits = self._head_losses(batch, batch.label, rows)
+        losses, shares, views = self._head_losses(batch, batch.label, rows)
         total = sum(self.blend_weights[h] * v for h, v in losses.items())
         assert isinstance(total, Tensor)
         self._record("train", losses)
         size = batch.batch_size
         if self._modulating() and bool(rows.any()):
-            shares = {m: logits[f"share_{m}"] for m in self.names}
             scores = modality_scores(shares, batch.label, rows)
             self._coefficients = ogm_ge_coefficients(scores, self.alpha)
             for m in self.names:
@@ -213,7 +215,7 @@ class BalancedFusionMethod(L.LightningModule):
             self.log(
                 f"train/loss_{head}", value.detach(), batch_size=size, on_step=False, on_epoch=True
             )
-        self._log_accuracies("train", logits, batch)
+        self._log_accuracies("train", views, batch)
         return total
 
     def on_after_backward(self) -> None:
@@ -232,11 +234,11 @@ class BalancedFusionMethod(L.LightningModule):
     def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
         """Per-head validation losses (clean labels) and per-modality accuracies."""
         rows = torch.ones_like(batch.label, dtype=torch.bool)
-        losses, logits = self._head_losses(batch, batch.clean_label, rows)
+        losses, _, views = self._head_losses(batch, batch.clean_label, rows)
         self._record("val", losses)
         size = batch.batch_size
         self.log("val/loss", losses[FUSED], batch_size=size, on_step=False, on_epoch=True)
-        self._log_accuracies("val", logits, batch)
+        self._log_accuracies("val", views, batch)
         return losses[FUSED]
 
     def on_validation_epoch_end(self) -> None:
