@@ -17,6 +17,7 @@ The same comparisons, as studies for ``modalab sweep`` with the scenario layer, 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.loggers import CSVLogger
 import pandas as pd
 import torch
 
@@ -49,7 +51,12 @@ def splits_for(seed: int, modalities: Sequence[str], n: int) -> Splits:
 
 
 def fit(
-    method_overrides: Sequence[str], splits: Splits, seed: int, epochs: int, embed_dim: int = 32
+    method_overrides: Sequence[str],
+    splits: Splits,
+    seed: int,
+    epochs: int,
+    embed_dim: int = 32,
+    log_dir: str | None = None,
 ) -> L.LightningModule:
     """Train one recipe exactly as ``modalab run method=...`` builds it (without a run dir)."""
     cfg = compose_config([*method_overrides, f"seed={seed}", f"model.embed_dim={embed_dim}"])
@@ -60,7 +67,7 @@ def fit(
     trainer = L.Trainer(
         max_epochs=epochs,
         accelerator="cpu",
-        logger=False,
+        logger=CSVLogger(log_dir, name="", version="") if log_dir else False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -223,7 +230,14 @@ def exp_imbalance(seed: int) -> None:
         "gradient blending (OGB)": ["method=grad_blend"],
     }
     for name, overrides in variants.items():
-        method = fit(overrides, splits, seed, epochs=5)
+        log_dir = tempfile.mkdtemp(prefix="repair-imbalance-")
+        method = fit(overrides, splits, seed, epochs=5, log_dir=log_dir)
+        curves = pd.read_csv(f"{log_dir}/metrics.csv")
+        for m in ("image", "audio"):
+            per_epoch = curves[["epoch", f"val/acc_{m}"]].dropna()
+            for epoch, value in per_epoch.itertuples(index=False):
+                record("imbalance: per-modality learning curves (val accuracy of the share)",
+                       name, seed, f"{m} share", f"epoch {int(epoch)}", value)
         table = probe(method, splits, seed, (1.0,))
         for m in ("image", "audio", "fused"):
             record(
