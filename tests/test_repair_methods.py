@@ -165,3 +165,38 @@ def test_clip_rince_filter_logs_flag_precision_against_misaligned_mask():
     hits = float((flagged & truth).sum())
     assert logged["train/flag_precision"] == pytest.approx(hits / 4)
     assert logged["train/flag_recall"] == pytest.approx(hits / 3)
+
+
+@pytest.mark.slow
+def test_in_run_teacher_is_frozen_after_its_phase():
+    import lightning as L
+
+    from modalab.data.tensor_dataset import make_loader
+
+    cfg = compose_config(
+        [*TINY, "method=distill", "method.teacher_epochs=1", "data.modalities=[image,audio]"]
+    )
+    splits = build_data(dict(cfg.data))
+    method = build_method(dict(cfg.method), build_encoders(dict(cfg.model), splits), splits, 16)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    class Snapshot(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            snapshots.append({k: v.clone() for k, v in module.teacher.state_dict().items()})
+
+    student_before = {k: v.clone() for k, v in method.student.state_dict().items()}
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Snapshot()],
+    )
+    trainer.fit(method, make_loader(splits.train, 64, shuffle=True, drop_last=True))
+    after_teacher_phase, final = snapshots[0], snapshots[-1]
+    assert all(torch.equal(after_teacher_phase[k], final[k]) for k in final)
+    assert not any(p.requires_grad for p in method.teacher.parameters())
+    assert any(
+        not torch.equal(student_before[k], v) for k, v in method.student.state_dict().items()
+    )
