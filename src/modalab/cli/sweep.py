@@ -95,10 +95,11 @@ def print_summary(console: Console, store: str, metric: str, modality: str, base
         console.print(f"no {metric} ({modality}) rows in {store} yet", markup=False)
         return
     table = Table(title=f"{metric} ({modality}) vs severity, mean ± std over seeds")
-    for column in ("scenario", "severity key", "method", "severity", "value", "seeds"):
+    for column in ("data", "scenario", "severity key", "method", "severity", "value", "seeds"):
         table.add_column(column, justify="right" if column in ("value", "seeds") else "left")
     for row in curves.itertuples():
         table.add_row(
+            str(row.data),
             str(row.scenario),
             str(row.severity_key),
             str(row.method),
@@ -109,10 +110,22 @@ def print_summary(console: Console, store: str, metric: str, modality: str, base
     console.print(table)
     scores = robustness_scores(curves, baseline)
     table = Table(title=f"robustness summaries (effective robustness vs {baseline})")
-    for column in ("scenario", "method", "clean", "hardest", "AUC", "relative", "effective"):
-        table.add_column(column, justify="left" if column in ("scenario", "method") else "right")
+    for column in (
+        "data",
+        "scenario",
+        "method",
+        "clean",
+        "hardest",
+        "AUC",
+        "relative",
+        "effective",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("data", "scenario", "method") else "right"
+        )
     for row in scores.itertuples():
         table.add_row(
+            str(row.data),
             str(row.scenario),
             str(row.method),
             f"{row.clean:.3f}",

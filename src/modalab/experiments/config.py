@@ -26,6 +26,7 @@ from modalab.data.medmnist import MedMNISTConfig
 from modalab.data.sanity import SanityConfig
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
+from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
 from modalab.scenarios import SCENARIOS
 
 __all__ = [
@@ -199,6 +200,8 @@ class RunConfig:
     study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
     severity_key: str = ""  # config key recorded as the severity; default: first scenario's
     scenario_label: str = ""  # the store's scenario column; default: the scenario names
+    method_label: str = ""  # the store's method column; default: method.name
+    data_label: str = ""  # the store's data column; default: data.name
 
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -239,7 +242,7 @@ def register_configs() -> None:
         )
     from modalab.experiments.method_configs import METHOD_CONFIGS
 
-    for name, node in METHOD_CONFIGS.items():
+    for name, node in {**METHOD_CONFIGS, **REPAIR_METHOD_CONFIGS}.items():
         cs.store(group="method", name=name, node=node)
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)

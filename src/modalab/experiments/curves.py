@@ -23,7 +23,7 @@ from modalab.scenarios import SCENARIOS
 
 __all__ = ["harder_is_higher", "robustness_curves", "robustness_scores"]
 
-_CURVE_KEYS = ["study", "scenario", "severity_key", "method"]
+_CURVE_KEYS = ["study", "data", "scenario", "severity_key", "method"]
 
 
 def harder_is_higher(severity_key: str) -> bool:
@@ -58,7 +58,7 @@ def robustness_curves(
         condition: Optional condition filter (e.g. ``labels=1``).
 
     Returns:
-        One row per study × scenario × method × severity, ordered from clean to hardest,
+        One row per study × data × scenario × method × severity, ordered from clean to hardest,
         with columns ``mean``, ``std`` and ``seeds``.
     """
     rows = frame[(frame["metric"] == metric) & (frame["modality"] == modality)]
@@ -92,8 +92,8 @@ def robustness_scores(curves: pd.DataFrame, baseline: str = "supervised") -> pd.
         baseline has no curve at the same levels).
     """
     out = []
-    for (study, scenario, key), group in curves.groupby(
-        ["study", "scenario", "severity_key"], dropna=False, sort=False
+    for (study, data, scenario, key), group in curves.groupby(
+        ["study", "data", "scenario", "severity_key"], dropna=False, sort=False
     ):
         by_method = {m: g for m, g in group.groupby("method", sort=False)}
         base = by_method.get(baseline)
@@ -107,6 +107,7 @@ def robustness_scores(curves: pd.DataFrame, baseline: str = "supervised") -> pd.
             out.append(
                 {
                     "study": study,
+                    "data": data,
                     "scenario": scenario,
                     "severity_key": key,
                     "method": method,

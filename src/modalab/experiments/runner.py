@@ -50,6 +50,7 @@ from modalab.experiments.checkpoint import save_weights
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.store import ResultsStore
+from modalab.experiments.teachers import load_run_encoder as _register_run_teacher  # noqa: F401
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
@@ -70,7 +71,16 @@ __all__ = [
 
 # Keys that say where results go or how a run proceeds, not what it computes: left out of
 # the hashes that identify a run.
-_PLACEMENT_KEYS = ("output_dir", "run_name", "store", "resume", "scenario_label", "defaults")
+_PLACEMENT_KEYS = (
+    "output_dir",
+    "run_name",
+    "store",
+    "resume",
+    "scenario_label",
+    "method_label",
+    "data_label",
+    "defaults",
+)
 
 
 class TrainingError(RuntimeError):
@@ -529,8 +539,8 @@ def _store_rows(result: RunResult) -> list[dict[str, Any]]:
         "run_id": run_id(cfg),
         "study": str(cfg.get("study") or ""),
         "config_hash": config_hash(cfg),
-        "method": cfg["method"]["name"],
-        "data": cfg["data"]["name"],
+        "method": cfg.get("method_label") or cfg["method"]["name"],
+        "data": cfg.get("data_label") or cfg["data"]["name"],
         "scenario": cfg.get("scenario_label") or "+".join(cfg.get("scenario") or {}) or "none",
         "severity": severity,
         "severity_key": key,

@@ -80,11 +80,14 @@ class SmokeSpec:
 
     Attributes:
         overrides: Overrides appended to the study's (smaller data, one epoch).
+        datasets: Dataset label → overrides appended for that dataset only (e.g.
+            ``avmnist: [data.max_images=300]``).
         seeds: Seeds of the smoke run.
         levels: Severities kept per scenario (the first and last, then evenly spaced).
     """
 
     overrides: list[str] = field(default_factory=list)
+    datasets: dict[str, list[str]] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     levels: int = 2
 
@@ -98,6 +101,8 @@ class StudySpec:
         store: Results store folder (relative paths are relative to the working directory).
         output_dir: Parent folder of the run directories.
         overrides: Overrides shared by every run.
+        datasets: Dataset label → overrides (e.g. ``avmnist: [data=avmnist]``); the label is
+            recorded in the store's ``data`` column. Empty: one dataset, the overrides' own.
         methods: Method label → extra overrides; ``method=<label>`` is added unless the
             extra overrides select a method themselves.
         scenarios: Scenario label → :class:`ScenarioSpec`.
@@ -110,6 +115,7 @@ class StudySpec:
     store: str = "results/study"
     output_dir: str = "runs/study"
     overrides: list[str] = field(default_factory=list)
+    datasets: dict[str, list[str]] = field(default_factory=dict)
     methods: dict[str, list[str]] = field(default_factory=dict)
     scenarios: dict[str, ScenarioSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -141,6 +147,12 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
             raise ConfigError(
                 f"Scenario {label!r} of study {file} needs a severity key and values."
             )
+    unknown = set(spec.smoke.datasets) - set(spec.datasets)
+    if unknown:
+        raise ConfigError(
+            f"smoke.datasets of study {file} names {sorted(unknown)}, not among its datasets "
+            f"{sorted(spec.datasets)}."
+        )
     if not spec.seeds or spec.jobs < 1 or spec.smoke.levels < 1:
         raise ConfigError(f"Study {file} needs seeds, jobs >= 1 and smoke.levels >= 1.")
     return spec
@@ -162,6 +174,7 @@ class GridRun:
     Attributes:
         overrides: The complete Hydra overrides of the run.
         run_id: Its id in the results store.
+        dataset: Dataset label (``""`` when the study has no ``datasets:``).
         method: Method label.
         scenario: Scenario label.
         severity: Severity value.
@@ -170,6 +183,7 @@ class GridRun:
 
     overrides: list[str]
     run_id: str
+    dataset: str
     method: str
     scenario: str
     severity: float
@@ -178,7 +192,8 @@ class GridRun:
     @property
     def label(self) -> str:
         """A short human-readable name."""
-        return f"{self.method} {self.scenario}={self.severity:g} seed={self.seed}"
+        where = f"{self.dataset} " if self.dataset else ""
+        return f"{where}{self.method} {self.scenario}={self.severity:g} seed={self.seed}"
 
 
 def _fmt(value: float) -> str:
@@ -208,40 +223,48 @@ def expand_study(
     seeds = spec.smoke.seeds if smoke else spec.seeds
     extra = spec.smoke.overrides if smoke else []
     runs = []
-    for method, method_overrides in spec.methods.items():
-        selects = any(o.split("=")[0].lstrip("+~") == "method" for o in method_overrides)
-        chosen = list(method_overrides) if selects else [f"method={method}", *method_overrides]
-        for label, scenario in spec.scenarios.items():
-            values = _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
-            for value in values:
-                for seed in seeds:
-                    overrides = [
-                        *spec.overrides,
-                        *extra,
-                        *chosen,
-                        *scenario.overrides,
-                        f"{scenario.severity}={_fmt(value)}",
-                        f"seed={seed}",
-                        f"severity_key={scenario.severity}",
-                        f"scenario_label={label}",
-                        f"study={spec.name}",
-                        f"store={store}",
-                        f"output_dir={output_dir}",
-                    ]
-                    cfg = compose_config(overrides)
-                    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-                    plain.pop("defaults", None)
-                    rid = run_id(plain)
-                    runs.append(
-                        GridRun(
-                            [*overrides, f"run_name={rid}", "resume=true"],
-                            rid,
-                            method,
-                            label,
-                            value,
-                            seed,
+    for dataset, data_overrides in (spec.datasets or {"": []}).items():
+        for method, method_overrides in spec.methods.items():
+            selects = any(o.split("=")[0].lstrip("+~") == "method" for o in method_overrides)
+            chosen = list(method_overrides) if selects else [f"method={method}", *method_overrides]
+            for label, scenario in spec.scenarios.items():
+                values = (
+                    _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
+                )
+                for value in values:
+                    for seed in seeds:
+                        overrides = [
+                            *spec.overrides,
+                            *data_overrides,
+                            *extra,
+                            *(spec.smoke.datasets.get(dataset, []) if smoke else []),
+                            *chosen,
+                            *scenario.overrides,
+                            f"{scenario.severity}={_fmt(value)}",
+                            f"seed={seed}",
+                            f"severity_key={scenario.severity}",
+                            f"scenario_label={label}",
+                            f"method_label={method}",
+                            *([f"data_label={dataset}"] if dataset else []),
+                            f"study={spec.name}",
+                            f"store={store}",
+                            f"output_dir={output_dir}",
+                        ]
+                        cfg = compose_config(overrides)
+                        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+                        plain.pop("defaults", None)
+                        rid = run_id(plain)
+                        runs.append(
+                            GridRun(
+                                [*overrides, f"run_name={rid}", "resume=true"],
+                                rid,
+                                dataset,
+                                method,
+                                label,
+                                value,
+                                seed,
+                            )
                         )
-                    )
     return runs, store
 
 
@@ -345,7 +368,7 @@ def run_sweep(
 
 
 def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") -> list[str]:
-    """Equivalent Hydra multirun commands, one per (method, scenario), for a cluster launcher.
+    """Equivalent Hydra multirun commands, one per (dataset, method, scenario), for a launcher.
 
     Each command sweeps severities and seeds with Hydra's comma syntax and runs through
     ``python -m modalab.experiments.hydra_app``, which skips runs already in the store, so
@@ -358,9 +381,9 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
     Returns:
         Shell command lines.
     """
-    groups: dict[tuple[str, str], list[GridRun]] = {}
+    groups: dict[tuple[str, str, str], list[GridRun]] = {}
     for run in runs:
-        groups.setdefault((run.method, run.scenario), []).append(run)
+        groups.setdefault((run.dataset, run.method, run.scenario), []).append(run)
     commands = []
     for group in groups.values():
         first = group[0]

@@ -8,6 +8,7 @@ from modalab.models.encoders import (
     build_encoder,
     default_encoder_name,
 )
+from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
 from modalab.models.multimodal import (
     ConcatFusion,
     LateFusionClassifier,
@@ -19,8 +20,10 @@ from modalab.models.pretrained import PretrainedTextEncoder
 
 __all__ = [
     "ENCODERS",
+    "AbsentEmbeddings",
     "ConcatFusion",
     "ConvEncoder",
+    "EmbeddingImputer",
     "LateFusionClassifier",
     "MLPEncoder",
     "MeanFusion",
@@ -30,4 +33,5 @@ __all__ = [
     "TokenTransformerEncoder",
     "build_encoder",
     "default_encoder_name",
+    "fill_missing",
 ]

@@ -8,7 +8,15 @@ from modalab.objectives.contrastive import (
     nt_xent,
     nt_xent_loss,
 )
+from modalab.objectives.distillation import (
+    DistillationOutput,
+    FeatureDistillationLoss,
+    SoftLabelDistillationLoss,
+    feature_distillation_loss,
+    soft_label_distillation_loss,
+)
 from modalab.objectives.distributed import gather_with_grad, is_distributed
+from modalab.objectives.imputation import ImputationOutput, imputation_loss
 from modalab.objectives.masked import (
     MaskedModalityLoss,
     captioning_loss,
@@ -28,6 +36,18 @@ from modalab.objectives.noncontrastive import (
 )
 from modalab.objectives.output import LossOutput
 from modalab.objectives.registry import OBJECTIVES
+from modalab.objectives.robust import (
+    GCELoss,
+    RINCELoss,
+    RobustLossOutput,
+    SCELoss,
+    generalized_cross_entropy,
+    pairwise_info_nce,
+    rince_loss,
+    rince_pair,
+    small_loss_selection,
+    symmetric_cross_entropy,
+)
 from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = [
@@ -36,16 +56,27 @@ __all__ = [
     "BarlowTwinsLoss",
     "CLIPLoss",
     "ContrastiveLossOutput",
+    "DistillationOutput",
+    "FeatureDistillationLoss",
+    "GCELoss",
+    "ImputationOutput",
     "LossOutput",
     "MaskedModalityLoss",
     "MoCoLoss",
     "NTXentLoss",
+    "RINCELoss",
+    "RobustLossOutput",
+    "SCELoss",
+    "SoftLabelDistillationLoss",
     "VICRegLoss",
     "barlow_twins_loss",
     "byol_loss",
     "captioning_loss",
     "clip_loss",
+    "feature_distillation_loss",
     "gather_with_grad",
+    "generalized_cross_entropy",
+    "imputation_loss",
     "info_nce_pair",
     "is_distributed",
     "masked_cross_entropy",
@@ -56,6 +87,12 @@ __all__ = [
     "moco_infonce",
     "nt_xent",
     "nt_xent_loss",
+    "pairwise_info_nce",
+    "rince_loss",
+    "rince_pair",
     "simsiam_loss",
+    "small_loss_selection",
+    "soft_label_distillation_loss",
+    "symmetric_cross_entropy",
     "vicreg_loss",
 ]
