@@ -15,6 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from modalab.cli import report as report_cli
+
 __all__ = ["COMMANDS", "main"]
 
 EPILOG_RUN = """\
@@ -169,6 +171,18 @@ COMMANDS: dict[
 ] = {
     "run": (_add_run_args, _cmd_run, "train and evaluate one or more configurations", EPILOG_RUN),
     "list": (_add_list_args, _cmd_list, "list registered datasets, encoders, methods, ...", ""),
+    "report": (
+        report_cli.add_report_args,
+        report_cli.cmd_report,
+        "write the Markdown + HTML report (tables, plots) of a run, sweep or results store",
+        report_cli.EPILOG_REPORT,
+    ),
+    "compare": (
+        report_cli.add_compare_args,
+        report_cli.cmd_compare,
+        "side-by-side table of several runs, sweeps or results stores",
+        report_cli.EPILOG_COMPARE,
+    ),
 }
 
 

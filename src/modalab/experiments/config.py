@@ -25,6 +25,7 @@ from modalab.evaluation.features import EvalConfig
 __all__ = [
     "ClipMethodConfig",
     "ConfigError",
+    "MlflowConfig",
     "ModelConfig",
     "RunConfig",
     "SupervisedMethodConfig",
@@ -103,6 +104,19 @@ class TrainerConfig:
 
 
 @dataclass
+class MlflowConfig:
+    """``mlflow.*``: where the optional ``mlflow`` logger writes (``loggers=[...,mlflow]``).
+
+    Attributes:
+        tracking_uri: MLflow tracking URI; empty: the local file store ``<output_dir>/mlruns``.
+        experiment_name: MLflow experiment the runs are grouped under.
+    """
+
+    tracking_uri: str = ""
+    experiment_name: str = "modalab"
+
+
+@dataclass
 class RunConfig:
     """The root config of ``modalab run``."""
 
@@ -125,6 +139,8 @@ class RunConfig:
     output_dir: str = "runs"  # parent folder of run directories
     run_name: str = ""  # run directory name; default: <time>-<data>-<method>-s<seed>
     resume: bool = False  # continue an interrupted run (needs run_name) from its last checkpoint
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + mlflow
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
 _REGISTERED = False

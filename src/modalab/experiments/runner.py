@@ -20,7 +20,6 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -34,8 +33,9 @@ from modalab.evaluation.features import (
 )
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.checkpoint import save_weights
-from modalab.experiments.config import ConfigError
+from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.io import atomic_write_text, load_yaml
+from modalab.experiments.loggers import build_loggers
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
@@ -197,7 +197,8 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
     elif saved_config.exists():
         previous = _flatten(load_yaml(saved_config))
         current = _flatten(cfg)
-        ignore = {"resume", "trainer.enable_progress_bar"}
+        ignore = {"resume", "trainer.enable_progress_bar", "loggers"}
+        ignore |= {k for k in set(previous) | set(current) if k.startswith("mlflow.")}
         differ = sorted(
             k
             for k in set(previous) | set(current)
@@ -294,10 +295,12 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
-        logger=[
-            CSVLogger(str(run_dir), name="logs", version=""),
-            TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        ],
+        logger=build_loggers(
+            plain.get("loggers", ["csv", "tensorboard"]),
+            run_dir,
+            MlflowConfig(**plain.get("mlflow", {})),
+            params=_flatten(plain),
+        ),
         callbacks=[
             ModelCheckpoint(dirpath=str(checkpoints), save_last=True),
             FiniteGuard(),
