@@ -327,6 +327,14 @@ def test_run_dirs_become_store_rows(tiny_sweep: Path) -> None:
     assert table.groupby("method")["config_hash"].first().nunique() == 2
     one = next(iter(collected.run_dirs.values()))
     assert rows_from_run_dir(one)["run_id"].unique().tolist() == [one.name]
+    single = collect_results(one)  # a single run directory is a valid PATH too
+    assert list(single.run_dirs) == [one.name] and single.table["run_id"].nunique() == 1
+    (one.parent / "unfinished").mkdir()
+    (one.parent / "unfinished" / "config.yaml").write_text("seed: 0\n")
+    try:
+        assert [p.name for p in collect_results(tiny_sweep).unfinished] == ["unfinished"]
+    finally:
+        shutil.rmtree(one.parent / "unfinished")
 
 
 @pytest.mark.slow

@@ -198,32 +198,36 @@ def summarize(
     missing = [c for c in (*QUANTITY, "method", "seed", "value") if c not in table.columns]
     if missing:
         raise ValueError(f"The results table lacks the columns {missing}.")
-    keys = [*QUANTITY, "method"]
-    grouped = table.groupby(keys, dropna=False, sort=False)["value"]
-    summary = grouped.agg(n="count", mean="mean", std="std").reset_index()
-    p_values = []
-    for row in summary.itertuples(index=False):
-        quantity = tuple(getattr(row, k) for k in QUANTITY)
-        if row.method == baseline:
-            p_values.append(float("nan"))
-            continue
-        values = {m: _seed_values(table, quantity, m) for m in (baseline, str(row.method))}
-        if values[baseline].empty:
-            p_values.append(float("nan"))
-            continue
-        p_values.append(_p_value(values[baseline], values[str(row.method)], test))
-    summary["p_value"] = p_values
-    summary["marker"] = [significance_marker(p, alpha) for p in p_values]
-    return summary
-
-
-def _seed_values(table: pd.DataFrame, quantity: tuple[Any, ...], method: str) -> pd.Series:
-    mask = table["method"] == method
-    for key, value in zip(QUANTITY, quantity):
-        column = table[key]
-        mask &= column.isna() if isinstance(value, float) and math.isnan(value) else column == value
-    rows = table[mask]
-    return rows.groupby("seed")["value"].mean()
+    # Severity is a float that is NaN when there is no scenario: group on its text label.
+    keyed = table.assign(_severity=[_label(v) for v in table["severity"]])
+    keys = [*(("_severity" if c == "severity" else c) for c in QUANTITY), "method"]
+    per_seed: dict[tuple[Any, ...], pd.Series] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, part in keyed.groupby(keys, sort=False, dropna=False):
+        per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
+        first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
+    rows = []
+    for key, values in per_seed.items():
+        method = key[-1]
+        reference = per_seed.get((*key[:-1], baseline))
+        p_value = (
+            float("nan")
+            if method == baseline or reference is None
+            else _p_value(reference, values, test)
+        )
+        rows.append(
+            {
+                **first[key],
+                "n": len(values),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                "p_value": p_value,
+                "marker": significance_marker(p_value, alpha),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[*QUANTITY, "method", "n", "mean", "std", "p_value", "marker"]
+    )
 
 
 def _cell(mean: float, std: float, marker: str) -> str:
@@ -457,7 +461,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
 h2{margin-top:1.6em;border-bottom:1px solid #eee}
-table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f5f5f5}
 td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{font-size:13px;color:#555}
@@ -495,7 +499,7 @@ def _to_html(title: str, blocks: Sequence[_Block]) -> str:
             )
         elif block.kind == "code":
             out.append(
-                "<details open><summary>config.yaml</summary>"
+                "<details><summary>config.yaml (click to open)</summary>"
                 f"<pre>{html.escape(block.text)}</pre></details>"
             )
     out.append("</body></html>")
@@ -703,6 +707,11 @@ def _tables_section(
         notes.append(
             f"No significance markers: the baseline method `{config.baseline}` is not among the "
             f"results ({', '.join(methods)}); choose one with --baseline."
+        )
+    if config.curve_metric not in set(summary["metric"]):
+        notes.append(
+            f"No bar chart or robustness curve: --metric {config.curve_metric} is not among the "
+            f"metrics ({', '.join(sorted(set(summary['metric'])))})."
         )
     main = summary[~_is_counterfactual(summary["metric"])]
     plain = main[~main["modality"].str.contains("->", regex=False)]
