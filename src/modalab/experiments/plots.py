@@ -79,7 +79,14 @@ def save_figure(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 110,
 ) -> list[Path]:
-    """Write ``figure`` as ``directory/name.<format>`` for each format; returns the paths."""
+    """Write ``figure`` as ``directory/name.<format>`` for each format; returns the paths.
+
+    Example:
+        >>> import tempfile
+        >>> figure = _figure(2, 2)
+        >>> [p.suffix for p in save_figure(figure, tempfile.mkdtemp(), "empty")]
+        ['.png', '.pdf']
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -158,6 +165,13 @@ def grouped_bars(summary: pd.DataFrame, title: str, ylabel: str) -> Figure:
         summary: Columns ``group`` (x-axis category), ``method``, ``mean``, ``std``.
         title: Panel title.
         ylabel: Y-axis label.
+
+    Example:
+        >>> table = pd.DataFrame({"group": ["image", "text"], "method": "clip",
+        ...                       "mean": [0.5, 0.7], "std": [0.1, 0.0]})
+        >>> figure = grouped_bars(table, "probe", "accuracy")
+        >>> [round(float(bar.get_height()), 2) for bar in figure.axes[0].patches]
+        [0.5, 0.7]
     """
     with _style():
         groups = list(dict.fromkeys(summary["group"]))
@@ -277,6 +291,12 @@ def embedding_map(
         modalities: ``[N]`` modality of each point; a clear separation by modality on the
             right is the *modality gap* (Liang et al., NeurIPS 2022).
         title: Figure title (the method).
+
+    Example:
+        >>> points = np.random.default_rng(0).normal(size=(6, 2))
+        >>> figure = embedding_map(points, np.array([0, 1, 0, 1, 0, 1]), ["a"] * 3 + ["b"] * 3, "m")
+        >>> [ax.get_title() for ax in figure.axes]
+        ['coloured by label', 'coloured by modality']
     """
     if points.ndim != 2 or points.shape[1] != 2 or len(points) != len(labels) != len(modalities):
         raise ValueError(
