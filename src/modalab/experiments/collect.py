@@ -195,7 +195,9 @@ def _normalise(table: pd.DataFrame) -> pd.DataFrame:
     table = table.loc[:, list(RESULT_COLUMNS)].copy()
     for column in ("scenario", "modality", "condition", "git_revision", "method", "data"):
         table[column] = table[column].fillna("").astype(str)
-    table["severity"] = pd.to_numeric(table["severity"], errors="raise").astype(float)
+    # no severity: NaN (a store may write None or an empty string)
+    severity = table["severity"].map(lambda v: float("nan") if v is None or v == "" else v)
+    table["severity"] = pd.to_numeric(severity, errors="raise").astype(float)
     table["seed"] = table["seed"].astype(int)
     table["value"] = table["value"].astype(float)
     return table.reset_index(drop=True)

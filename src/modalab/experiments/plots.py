@@ -249,6 +249,7 @@ def direction_matrices(summary: pd.DataFrame, metric_label: str) -> Figure:
         figure = _figure(min(DOUBLE_COLUMN, 2.3 * len(methods) + 0.8), 2.3)
         axes = figure.subplots(1, len(methods), squeeze=False)[0]
         vmax = float(data["mean"].max())
+        vmin = min(0.0, float(data["mean"].min()))  # 0 unless the metric goes negative
         image = None
         for ax, method in zip(axes, methods):
             part = data[data["method"] == method]
@@ -257,7 +258,7 @@ def direction_matrices(summary: pd.DataFrame, metric_label: str) -> Figure:
                 grid[names.index(str(row.source)), names.index(str(row.target))] = float(
                     row.mean  # type: ignore[arg-type]
                 )
-            image = ax.imshow(grid, vmin=0.0, vmax=max(vmax, 1e-9), cmap="viridis")
+            image = ax.imshow(grid, vmin=vmin, vmax=max(vmax, vmin + 1e-9), cmap="viridis")
             for (i, j), value in np.ndenumerate(grid):
                 if not np.isnan(value):
                     ax.text(
