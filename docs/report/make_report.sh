@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/report/: CLIP against the supervised baseline on `shapes`, 3 seeds each.
-# Usage (from anywhere): bash docs/report/make_report.sh     (about 3-5 minutes on 2 CPU cores)
+# Usage (from anywhere): bash docs/report/make_report.sh
+# Takes about 18 minutes on 2 busy CPU cores (6 runs of 2-4 minutes, then the report).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python}"

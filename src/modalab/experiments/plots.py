@@ -264,7 +264,7 @@ def direction_matrices(summary: pd.DataFrame, metric_label: str) -> Figure:
                     ax.text(
                         j,
                         i,
-                        f"{value:.2f}",
+                        f"{value:.2g}",
                         ha="center",
                         va="center",
                         fontsize=6,
@@ -305,7 +305,7 @@ def embedding_map(
             f"{len(labels)} labels, {len(modalities)} modalities."
         )
     with _style():
-        figure = _figure(SINGLE_COLUMN * 1.6, 2.3)
+        figure = _figure(DOUBLE_COLUMN, 2.6)
         by_label, by_modality = figure.subplots(1, 2)
         names = list(dict.fromkeys(modalities))
         markers = ["o", "^", "s", "D", "v", "P"]
@@ -336,7 +336,9 @@ def embedding_map(
                 alpha=0.8,
             )
         _legend_classes(by_label, classes, cmap)
-        by_modality.legend(frameon=False, markerscale=2.5, loc="best")
+        by_modality.legend(
+            frameon=False, markerscale=2.5, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+        )
         by_label.set_title("coloured by label")
         by_modality.set_title("coloured by modality")
         for ax in (by_label, by_modality):
@@ -352,4 +354,11 @@ def _legend_classes(ax: Axes, classes: np.ndarray, cmap: Any) -> None:
         return
     for c in classes:
         ax.scatter([], [], color=cmap(int(c) % 10), s=8, label=str(int(c)))
-    ax.legend(frameon=False, title="label", markerscale=1.5, loc="best", fontsize=6)
+    ax.legend(
+        frameon=False,
+        title="label",
+        markerscale=1.5,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize=6,
+    )
