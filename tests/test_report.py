@@ -533,3 +533,17 @@ def test_progress_bar_and_quiet_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODALAB_QUIET", "1")
     assert list(track(range(4), "x", console=Console(file=quiet))) == [0, 1, 2, 3]
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.slow
+def test_python_example_of_the_docs_runs(tiny_sweep: Path, tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "docs" / "reporting.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    code = code.replace('"runs/cmp/report"', repr(str(tmp_path / "r"))).replace(
+        '"runs/cmp"', repr(str(tiny_sweep))
+    )
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["files"].html.exists()
+    summary = namespace["summary"]
+    assert set(summary["method"]) == {"clip", "supervised"} and (summary["n"] == 2).all()
