@@ -547,3 +547,17 @@ def test_python_example_of_the_docs_runs(tiny_sweep: Path, tmp_path: Path) -> No
     assert namespace["files"].html.exists()
     summary = namespace["summary"]
     assert set(summary["method"]) == {"clip", "supervised"} and (summary["n"] == 2).all()
+
+
+@pytest.mark.slow
+def test_run_with_mlflow_logger_matches_csv_log(tmp_path: Path) -> None:
+    mlflow = pytest.importorskip("mlflow", reason="the optional [mlflow] extra is not installed")
+    args = ["run", "--quiet", "method=supervised", *TINY, "data.n_samples=300"]
+    assert main([*args, f"output_dir={tmp_path}", "run_name=r", "loggers=[csv,mlflow]"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("modalab").experiment_id])
+    assert run.info.run_name == "r" and run.data.params["method.name"] == "supervised"
+    logged = [m.value for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    csv = pd.read_csv(tmp_path / "r" / "logs" / "metrics.csv")["val/loss"].dropna()
+    np.testing.assert_allclose(sorted(logged), sorted(csv), rtol=1e-6)
+    assert not (tmp_path / "r" / "tensorboard").exists()  # only the loggers asked for
