@@ -561,3 +561,17 @@ def test_run_with_mlflow_logger_matches_csv_log(tmp_path: Path) -> None:
     csv = pd.read_csv(tmp_path / "r" / "logs" / "metrics.csv")["val/loss"].dropna()
     np.testing.assert_allclose(sorted(logged), sorted(csv), rtol=1e-6)
     assert not (tmp_path / "r" / "tensorboard").exists()  # only the loggers asked for
+
+
+@pytest.mark.slow
+def test_unloadable_run_leaves_a_note_not_a_crash(tiny_sweep: Path, tmp_path: Path) -> None:
+    source = next(p for p in collect_results(tiny_sweep).run_dirs.values() if "clip" in p.name)
+    run_dir = tmp_path / "runs" / source.name
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    config = (run_dir / "config.yaml").read_text().replace("name: shapes", "name: nosuchdata")
+    (run_dir / "config.yaml").write_text(config)
+    files = build_report(tmp_path / "runs", tmp_path / "r", ReportConfig(formats=("png",)))
+    (note,) = [n for n in files.notes if n.startswith("No embedding map for clip")]
+    assert "nosuchdata" in note
+    assert "## Embedding maps" in files.markdown.read_text()
+    assert "Modality gap" not in files.markdown.read_text()

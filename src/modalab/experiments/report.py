@@ -362,6 +362,12 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
     space, source = (
         ("joint", features.joint) if len(dims) == 1 else ("representation", features.features)
     )
+    if len({v.shape[1] for v in source.values()}) != 1:
+        raise ValueError(
+            f"The modalities of {run_dir.name} have embeddings of different sizes "
+            f"{ {k: v.shape[1] for k, v in source.items()} } and no shared joint space: "
+            "one map cannot hold them."
+        )
     blocks, labels, names = [], [], []
     for modality, values in source.items():
         rows = features.present[modality]
@@ -839,7 +845,11 @@ def _embedding_section(
     )
     gaps = []
     for method, run_id in chosen.items():
-        sample = embedding_features(collected.run_dirs[run_id], config.embedding_samples)
+        try:
+            sample = embedding_features(collected.run_dirs[run_id], config.embedding_samples)
+        except (OSError, ValueError, KeyError) as error:  # ConfigError is a ValueError
+            notes.append(f"No embedding map for {method}: {error}")
+            continue
         points = _tsne(sample.embeddings)
         writer.figure(
             embedding_map(points, sample.labels, sample.modalities, f"{method} ({run_id})"),
@@ -854,8 +864,9 @@ def _embedding_section(
                 **{k: f"{v:.3f}" for k, v in modality_gap(sample).items()},
             }
         )
-    writer.heading("Modality gap", 3)
-    writer.table(pd.DataFrame(gaps).fillna(""))
+    if gaps:
+        writer.heading("Modality gap", 3)
+        writer.table(pd.DataFrame(gaps).fillna(""))
 
 
 # --------------------------------------------------------------------------- compare
