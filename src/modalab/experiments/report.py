@@ -468,7 +468,8 @@ margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
 h2{margin-top:1.6em;border-bottom:1px solid #eee}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em;display:block;overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}th{background:#f5f5f5}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#f5f5f5}
 td:first-child,th:first-child{text-align:left}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{font-size:13px;color:#555}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:12px}
