@@ -24,6 +24,7 @@ def _frame() -> pd.DataFrame:
                     rows.append(
                         {
                             "study": "s",
+                            "data": "shapes",
                             "scenario": "gaussian_noise",
                             "severity_key": "scenario.gaussian_noise.snr_db",
                             "method": method,

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modalab.cli import counterfactual as _counterfactual
+from modalab.cli import report as report_cli
 from modalab.cli.data import EPILOG_DATA, add_data_args, cmd_data
 from modalab.cli.methods import add_methods_args, cmd_methods
 from modalab.cli.sweep import EPILOG_SWEEP, add_sweep_args, cmd_sweep
@@ -215,6 +216,18 @@ COMMANDS: dict[
         _counterfactual.command,
         "counterfactual modality analysis of a finished run (Shapley, swap tests, ...)",
         _counterfactual.EPILOG,
+    ),
+    "report": (
+        report_cli.add_report_args,
+        report_cli.cmd_report,
+        "write the Markdown + HTML report (tables, plots) of a run, sweep or results store",
+        report_cli.EPILOG_REPORT,
+    ),
+    "compare": (
+        report_cli.add_compare_args,
+        report_cli.cmd_compare,
+        "side-by-side table of several runs, sweeps or results stores",
+        report_cli.EPILOG_COMPARE,
     ),
 }
 

@@ -32,6 +32,7 @@ from modalab.scenarios import SCENARIOS
 __all__ = [
     "ClipMethodConfig",
     "ConfigError",
+    "MlflowConfig",
     "ModelConfig",
     "RunConfig",
     "SupervisedMethodConfig",
@@ -172,6 +173,19 @@ class TrainerConfig:
 
 
 @dataclass
+class MlflowConfig:
+    """``mlflow.*``: where the optional ``mlflow`` logger writes (``loggers=[...,mlflow]``).
+
+    Attributes:
+        tracking_uri: MLflow tracking URI; empty: the local file store ``<output_dir>/mlruns``.
+        experiment_name: MLflow experiment the runs are grouped under.
+    """
+
+    tracking_uri: str = ""
+    experiment_name: str = "modalab"
+
+
+@dataclass
 class RunConfig:
     """The root config of ``modalab run``."""
 
@@ -202,6 +216,8 @@ class RunConfig:
     scenario_label: str = ""  # the store's scenario column; default: the scenario names
     method_label: str = ""  # the store's method column; default: method.name
     data_label: str = ""  # the store's data column; default: data.name
+    loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + mlflow
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:

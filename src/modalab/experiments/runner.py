@@ -31,7 +31,6 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -47,8 +46,9 @@ from modalab.evaluation.features import (
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.checkpoint import save_weights
-from modalab.experiments.config import ConfigError
+from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.io import atomic_write_text, load_yaml
+from modalab.experiments.loggers import build_loggers
 from modalab.experiments.store import ResultsStore
 from modalab.experiments.teachers import load_run_encoder as _register_run_teacher  # noqa: F401
 from modalab.methods.registry import METHODS, RepresentationLearner
@@ -65,6 +65,7 @@ __all__ = [
     "build_run_scenarios",
     "config_hash",
     "load_finished",
+    "result_rows",
     "run",
     "run_id",
 ]
@@ -79,6 +80,8 @@ _PLACEMENT_KEYS = (
     "scenario_label",
     "method_label",
     "data_label",
+    "loggers",
+    "mlflow",
     "defaults",
 )
 
@@ -316,7 +319,8 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
     elif saved_config.exists():
         previous = _flatten(load_yaml(saved_config))
         current = _flatten(cfg)
-        ignore = {"resume", "trainer.enable_progress_bar"}
+        ignore = {"resume", "trainer.enable_progress_bar", "loggers"}
+        ignore |= {k for k in set(previous) | set(current) if k.startswith("mlflow.")}
         differ = sorted(
             k
             for k in set(previous) | set(current)
@@ -459,10 +463,12 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
-        logger=[
-            CSVLogger(str(run_dir), name="logs", version=""),
-            TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        ],
+        logger=build_loggers(
+            plain.get("loggers", ["csv", "tensorboard"]),
+            run_dir,
+            MlflowConfig(**plain.get("mlflow", {})),
+            params=_flatten(plain),
+        ),
         callbacks=[
             ModelCheckpoint(dirpath=str(checkpoints), save_last=True),
             FiniteGuard(),
@@ -532,9 +538,25 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
 
 def _store_rows(result: RunResult) -> list[dict[str, Any]]:
     """One results-store row per metric record of a run."""
-    cfg = result.config
+    return result_rows(result.config, result.metrics)
+
+
+def result_rows(
+    cfg: Mapping[str, Any],
+    metrics: Sequence[MetricRecord],
+    versions: Mapping[str, str] | None = None,
+    timestamp: str | None = None,
+) -> list[dict[str, Any]]:
+    """The results-store rows (:data:`~modalab.experiments.store.COLUMNS`) of a run's metrics.
+
+    Args:
+        cfg: The run's resolved config.
+        metrics: Its metric records.
+        versions: Library versions and git revision (default: this process's).
+        timestamp: ISO time of the results (default: now).
+    """
     key, severity = _severity(cfg)
-    versions = _versions()
+    versions = dict(versions) if versions is not None else _versions()
     common = {
         "run_id": run_id(cfg),
         "study": str(cfg.get("study") or ""),
@@ -545,9 +567,9 @@ def _store_rows(result: RunResult) -> list[dict[str, Any]]:
         "severity": severity,
         "severity_key": key,
         "seed": int(cfg["seed"]),
-        "git_revision": versions["git_revision"],
+        "git_revision": str(versions.get("git_revision", "")),
         "versions": json.dumps(versions, sort_keys=True),
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "timestamp": timestamp or datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     return [
         {
@@ -557,7 +579,7 @@ def _store_rows(result: RunResult) -> list[dict[str, Any]]:
             "condition": r.condition,
             "value": float(r.value),
         }
-        for r in result.metrics
+        for r in metrics
     ]
 
 

@@ -1,0 +1,914 @@
+"""Reports of runs and sweeps: a Markdown file and a self-contained HTML page with figures.
+
+:func:`build_report` reads the results under a path (a results store or run directories, see
+:mod:`modalab.experiments.collect`) and writes ``report.md``, ``report.html`` (every figure
+embedded as a data URI, no external file, script or style sheet) and ``figures/`` (PNG and
+PDF of every figure). It contains the config, the learning curves, the result tables
+(mean ± std over seeds with a significance marker against a baseline method), robustness
+curves (metric against severity per method, when the results have scenarios),
+counterfactual tables and plots (when the results have counterfactual metrics), retrieval
+matrices, and a 2-D map of each method's test embeddings coloured by label and by modality.
+
+The significance marker compares each method with the baseline method (default
+``supervised``) over seeds with Welch's two-sided t-test (Welch, Biometrika 1947; unequal
+variances) or, with ``test="paired"``, a paired t-test over the seeds both methods share.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from modalab.experiments.collect import CollectedResults, collect_results
+from modalab.experiments.io import atomic_write_text, load_yaml
+from modalab.experiments.plots import (
+    direction_matrices,
+    embedding_map,
+    figure_png,
+    grouped_bars,
+    learning_curves,
+    robustness_curves,
+    save_figure,
+)
+from modalab.experiments.progress import progress_bar
+
+__all__ = [
+    "COUNTERFACTUAL_PREFIXES",
+    "ReportConfig",
+    "ReportFiles",
+    "build_report",
+    "compare_results",
+    "embedding_features",
+    "markdown_table",
+    "modality_gap",
+    "read_learning_curves",
+    "significance_marker",
+    "summarize",
+    "wide_table",
+]
+
+#: Metric-name prefixes of counterfactual analyses (ablation, perceptual score, Shapley values,
+#: swap tests); rows with these metrics are reported in their own section.
+COUNTERFACTUAL_PREFIXES: tuple[str, ...] = (
+    "ablation",
+    "perceptual_score",
+    "shapley",
+    "swap",
+    "counterfactual",
+)
+
+#: Columns that identify one measured quantity (besides the method and the seed).
+QUANTITY = ("data", "scenario", "severity", "metric", "modality", "condition")
+#: Scenario values of rows without a scenario (run directories: ``none``; older rows: empty).
+NO_SCENARIO = ("", "none")
+
+TESTS = {
+    "welch": "Welch's two-sided t-test (unequal variances, scipy.stats.ttest_ind with "
+    "equal_var=False) over seeds",
+    "paired": "a two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both methods share",
+}
+
+
+@dataclass
+class ReportConfig:
+    """Settings of a report.
+
+    Attributes:
+        baseline: Method every other method is tested against.
+        test: ``welch`` (independent seeds) or ``paired`` (pairs by seed).
+        alpha: Significance levels of ``*``, ``**``, ``***``.
+        formats: Figure files written beside the report (``png``, ``pdf``, ``svg``).
+        dpi: Resolution of the PNG figures (the page embeds these).
+        embedding: Draw the embedding maps (needs the runs' ``model.safetensors``).
+        embedding_samples: Test samples per map.
+        curve_metric: Metric of the robustness curves and of the bar chart.
+        title: Page title; default: the name of the results folder.
+    """
+
+    baseline: str = "supervised"
+    test: str = "welch"
+    alpha: tuple[float, float, float] = (0.05, 0.01, 0.001)
+    formats: tuple[str, ...] = ("png", "pdf")
+    dpi: int = 110
+    embedding: bool = True
+    embedding_samples: int = 300
+    curve_metric: str = "linear_probe_acc"
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        if self.test not in TESTS:
+            raise ValueError(f"test={self.test!r} is unknown; use one of {sorted(TESTS)}.")
+        if self.embedding_samples < 10:
+            raise ValueError(f"embedding_samples={self.embedding_samples} must be at least 10.")
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`build_report` wrote.
+
+    Attributes:
+        markdown: ``report.md``.
+        html: ``report.html`` (self-contained).
+        figures: Figure files (PNG/PDF).
+        notes: What was left out and why (e.g. no weights for the embedding maps).
+    """
+
+    markdown: Path
+    html: Path
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def significance_marker(p_value: float, alpha: Sequence[float] = (0.05, 0.01, 0.001)) -> str:
+    """``*``, ``**`` or ``***`` for p below each level of ``alpha``; empty otherwise or for NaN.
+
+    Example:
+        >>> significance_marker(0.003), significance_marker(0.2), significance_marker(float("nan"))
+        ('**', '', '')
+    """
+    if math.isnan(p_value):
+        return ""
+    return "*" * sum(p_value < a for a in alpha)
+
+
+def _p_value(baseline: pd.Series, other: pd.Series, test: str) -> float:
+    """Two-sided p-value of ``other`` against ``baseline`` (values indexed by seed)."""
+    if test == "paired":
+        seeds = baseline.index.intersection(other.index)
+        if len(seeds) < 2:
+            return float("nan")
+        diff = other.loc[seeds].to_numpy(float) - baseline.loc[seeds].to_numpy(float)
+        if np.allclose(diff, diff[0]):
+            return float("nan") if diff[0] == 0 else 0.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return float(stats.ttest_rel(other.loc[seeds], baseline.loc[seeds]).pvalue)
+    if len(baseline) < 2 or len(other) < 2:
+        return float("nan")
+    if baseline.var() == 0 and other.var() == 0:
+        return float("nan")  # no spread at all: the t statistic is undefined
+    with warnings.catch_warnings():
+        # scipy warns about precision loss for nearly equal seeds; the p-value is still valid.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(other, baseline, equal_var=False).pvalue)
+
+
+def summarize(
+    table: pd.DataFrame,
+    baseline: str = "supervised",
+    test: str = "welch",
+    alpha: Sequence[float] = (0.05, 0.01, 0.001),
+) -> pd.DataFrame:
+    """Mean ± std over seeds of every quantity and method, with a test against ``baseline``.
+
+    Args:
+        table: Results rows (:data:`~modalab.experiments.collect.RESULT_COLUMNS`).
+        baseline: The reference method; its own rows and quantities it lacks get no p-value.
+        test: ``welch`` or ``paired`` (see :data:`TESTS`).
+        alpha: Significance levels of the marker.
+
+    Returns:
+        One row per quantity × method: ``n`` (seeds), ``mean``, ``std`` (sample std, ddof=1),
+        ``p_value`` and ``marker``.
+
+    Example:
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"data": "d", "scenario": "", "severity": float("nan"),
+        ...     "metric": "acc", "modality": "", "condition": "",
+        ...     "method": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+        ...     "value": [0.5, 0.7, 0.9, 0.9]})
+        >>> summarize(rows, baseline="a")[["method", "n", "mean", "std"]].round(3).values.tolist()
+        [['a', 2, 0.6, 0.141], ['b', 2, 0.9, 0.0]]
+    """
+    if test not in TESTS:
+        raise ValueError(f"test={test!r} is unknown; use one of {sorted(TESTS)}.")
+    missing = [c for c in (*QUANTITY, "method", "seed", "value") if c not in table.columns]
+    if missing:
+        raise ValueError(f"The results table lacks the columns {missing}.")
+    # Severity is a float that is NaN when there is no scenario: group on its text label.
+    keyed = table.assign(_severity=[_label(v) for v in table["severity"]])
+    keys = [*(("_severity" if c == "severity" else c) for c in QUANTITY), "method"]
+    per_seed: dict[tuple[Any, ...], pd.Series] = {}
+    first: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for key, part in keyed.groupby(keys, sort=False, dropna=False):
+        per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
+        first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
+    rows = []
+    for key, values in per_seed.items():
+        method = key[-1]
+        reference = per_seed.get((*key[:-1], baseline))
+        p_value = (
+            float("nan")
+            if method == baseline or reference is None
+            else _p_value(reference, values, test)
+        )
+        rows.append(
+            {
+                **first[key],
+                "n": len(values),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                "p_value": p_value,
+                "marker": significance_marker(p_value, alpha),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[*QUANTITY, "method", "n", "mean", "std", "p_value", "marker"]
+    )
+
+
+def _cell(mean: float, std: float, marker: str) -> str:
+    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    return f"{text} {marker}".rstrip()
+
+
+def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
+    """Quantities as rows, methods as columns, cells ``mean ± std marker``.
+
+    Columns that are constant and empty (no scenario, no severity) are dropped.
+    """
+    methods = list(methods or dict.fromkeys(summary["method"]))
+    frame = summary.assign(
+        cell=[_cell(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary["marker"])]
+    )
+    index = [c for c in QUANTITY if _informative(frame[c])] or ["metric"]
+    return _pivot(frame, index, "method", "cell", methods)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:g}"
+    return str(value)
+
+
+def _pivot(
+    frame: pd.DataFrame, index: list[str], column: str, value: str, columns: Sequence[str]
+) -> pd.DataFrame:
+    """Rows of ``index`` values (first-seen order), one column per ``column`` value."""
+    rows: dict[tuple[str, ...], dict[str, str]] = {}
+    for record in frame.to_dict("records"):
+        key = tuple(_label(record[c]) for c in index)
+        rows.setdefault(key, {})[str(record[column])] = str(record[value])
+    present = [c for c in columns if any(c in cells for cells in rows.values())]
+    return pd.DataFrame(
+        [[*key, *(cells.get(c, "") for c in present)] for key, cells in rows.items()],
+        columns=[*index, *present],
+    )
+
+
+def _informative(column: pd.Series) -> bool:
+    values = column.dropna()
+    if values.empty:
+        return False
+    return not (values.astype(str) == "").all() and (
+        values.nunique() > 1 or column.name in ("metric", "modality", "condition")
+    )
+
+
+# --------------------------------------------------------------------------- run data
+
+
+def read_learning_curves(run_dirs: dict[str, Path], table: pd.DataFrame) -> pd.DataFrame:
+    """Epoch-level losses of every run from its Lightning CSV log (``logs/metrics.csv``).
+
+    Returns:
+        Columns ``run_id``, ``method``, ``seed``, ``epoch``, ``series`` and ``value`` for the
+        logged ``*/loss`` columns (the last logged value of each epoch).
+    """
+    meta = table.drop_duplicates("run_id").set_index("run_id")
+    frames = []
+    for run_id, run_dir in run_dirs.items():
+        path = run_dir / "logs" / "metrics.csv"
+        if not path.exists() or run_id not in meta.index:
+            continue
+        log = pd.read_csv(path)
+        losses = [c for c in log.columns if c.endswith("/loss")]
+        if not losses or "epoch" not in log.columns:
+            continue
+        long = log.melt(id_vars=["epoch"], value_vars=losses, var_name="series").dropna()
+        long = long.groupby(["epoch", "series"], as_index=False)["value"].last()
+        long["run_id"] = run_id
+        long["method"] = meta.loc[run_id, "method"]
+        long["seed"] = int(meta.loc[run_id, "seed"])
+        frames.append(long)
+    if not frames:
+        return pd.DataFrame(columns=["run_id", "method", "seed", "epoch", "series", "value"])
+    return pd.concat(frames, ignore_index=True)
+
+
+@dataclass
+class EmbeddingSample:
+    """Test-split embeddings of one run, stacked over modalities.
+
+    Attributes:
+        embeddings: ``[N * M, D]`` embeddings (the joint space when all modalities share it).
+        labels: ``[N * M]`` clean labels.
+        modalities: ``[N * M]`` modality names.
+        space: ``"joint"`` or ``"representation"``.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray
+    modalities: list[str]
+    space: str
+
+
+def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSample:
+    """Embeddings of the first ``n_samples`` test samples of a finished run.
+
+    The data, encoders and method are rebuilt from the run's ``config.yaml`` and its trained
+    weights loaded from ``model.safetensors`` (no pickle). Only present modalities are kept.
+
+    Args:
+        run_dir: A finished run directory.
+        n_samples: Test samples to embed.
+
+    Returns:
+        The stacked embeddings with their labels and modalities.
+    """
+    import torch
+
+    from modalab.evaluation.features import extract_features
+    from modalab.experiments.checkpoint import load_weights
+    from modalab.experiments.runner import build_data, build_encoders, build_method
+
+    run_dir = Path(run_dir)
+    config = load_yaml(run_dir / "config.yaml")
+    splits = build_data(config["data"])
+    encoder = build_encoders(config["model"], splits)
+    method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
+    load_weights(method, run_dir)
+    method.eval()
+    subset = splits.test.subset(torch.arange(min(n_samples, len(splits.test))))
+    features = extract_features(
+        method.representations,  # type: ignore[arg-type]
+        subset,
+        method.joint_embeddings,  # type: ignore[arg-type]
+    )
+    dims = {v.shape[1] for v in features.joint.values()}
+    space, source = (
+        ("joint", features.joint) if len(dims) == 1 else ("representation", features.features)
+    )
+    if len({v.shape[1] for v in source.values()}) != 1:
+        raise ValueError(
+            f"The modalities of {run_dir.name} have embeddings of different sizes "
+            f"{ {k: v.shape[1] for k, v in source.items()} } and no shared joint space: "
+            "one map cannot hold them."
+        )
+    blocks, labels, names = [], [], []
+    for modality, values in source.items():
+        rows = features.present[modality]
+        blocks.append(values[rows].numpy())
+        labels.append(features.clean_label[rows].numpy())
+        names.extend([modality] * int(rows.sum()))
+    return EmbeddingSample(np.concatenate(blocks), np.concatenate(labels), names, space)
+
+
+def modality_gap(sample: EmbeddingSample) -> dict[str, float]:
+    """Distance between the centroids of L2-normalised embeddings of each modality pair.
+
+    The *modality gap* of Liang, Zhang, Kwon, Yeung and Zou, "Mind the Gap", NeurIPS 2022.
+
+    Example:
+        >>> s = EmbeddingSample(np.array([[1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0]]),
+        ...                     np.zeros(4), ["a", "a", "b", "b"], "joint")
+        >>> round(modality_gap(s)["a-b"], 4)
+        1.4142
+    """
+    normed = sample.embeddings / np.linalg.norm(sample.embeddings, axis=1, keepdims=True).clip(
+        1e-12
+    )
+    names = list(dict.fromkeys(sample.modalities))
+    modality = np.asarray(sample.modalities)
+    centroids = {n: normed[modality == n].mean(axis=0) for n in names}
+    return {
+        f"{a}-{b}": float(np.linalg.norm(centroids[a] - centroids[b]))
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    }
+
+
+def _tsne(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30.0, max(5.0, (len(embeddings) - 1) / 4)))
+    return np.asarray(
+        TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(
+            embeddings
+        )
+    )
+
+
+# --------------------------------------------------------------------------- document
+
+
+@dataclass
+class _Block:
+    kind: str  # heading | text | table | figure | code
+    text: str = ""
+    level: int = 2
+    frame: pd.DataFrame | None = None
+    name: str = ""
+    png: bytes = b""
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    r"""A DataFrame as a Markdown pipe table (no index).
+
+    Example:
+        >>> print(markdown_table(pd.DataFrame({"a": [1], "b": ["x|y"]})))
+        | a | b |
+        |---|---|
+        | 1 | x\|y |
+    """
+
+    def clean(value: Any) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(clean(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = [
+        "| " + " | ".join(clean(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *rows])
+
+
+def _to_markdown(title: str, blocks: Sequence[_Block]) -> str:
+    out = [f"# {title}", ""]
+    for block in blocks:
+        if block.kind == "heading":
+            out += ["#" * block.level + " " + block.text, ""]
+        elif block.kind == "text":
+            out += [block.text, ""]
+        elif block.kind == "table" and block.frame is not None:
+            out += [markdown_table(block.frame), ""]
+        elif block.kind == "figure":
+            out += [f"![{block.text}](figures/{block.name}.png)", "", f"*{block.text}*", ""]
+        elif block.kind == "code":
+            out += ["```yaml", block.text.rstrip(), "```", ""]
+    return "\n".join(out)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
+h2{margin-top:1.6em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0 1.2em;display:block;overflow-x:auto}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#f5f5f5}
+td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}figure img{max-width:100%;height:auto}figcaption{font-size:13px;color:#555}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:12px}
+code{background:#f2f2f2;padding:0 3px}
+"""
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+
+
+def _to_html(title: str, blocks: Sequence[_Block]) -> str:
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    for block in blocks:
+        if block.kind == "heading":
+            out.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif block.kind == "text":
+            out.append(f"<p>{_inline(block.text)}</p>")
+        elif block.kind == "table" and block.frame is not None:
+            out.append(block.frame.to_html(index=False, border=0, escape=True))
+        elif block.kind == "figure":
+            data = base64.b64encode(block.png).decode("ascii")
+            out.append(
+                f'<figure id="fig-{html.escape(block.name)}"><img alt="{html.escape(block.text)}" '
+                f'src="data:image/png;base64,{data}"><figcaption>{_inline(block.text)}'
+                "</figcaption></figure>"
+            )
+        elif block.kind == "code":
+            out.append(
+                "<details><summary>config.yaml (click to open)</summary>"
+                f"<pre>{html.escape(block.text)}</pre></details>"
+            )
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- report
+
+
+class _Writer:
+    """Collects blocks and writes each figure to disk as it is added."""
+
+    def __init__(self, out_dir: Path, config: ReportConfig) -> None:
+        self.blocks: list[_Block] = []
+        self.files: list[Path] = []
+        self.out_dir = out_dir
+        self.config = config
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(_Block("heading", text, level=level))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(_Block("text", text))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(_Block("table", frame=frame))
+
+    def code(self, text: str) -> None:
+        self.blocks.append(_Block("code", text))
+
+    def figure(self, figure: Any, name: str, caption: str) -> None:
+        self.files += save_figure(
+            figure, self.out_dir / "figures", name, self.config.formats, self.config.dpi
+        )
+        self.blocks.append(
+            _Block("figure", caption, name=name, png=figure_png(figure, self.config.dpi))
+        )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def build_report(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    config: ReportConfig | None = None,
+    quiet: bool = True,
+) -> ReportFiles:
+    """Write the Markdown and HTML report of the results under ``path``.
+
+    Args:
+        path: A results store, a sweep folder of run directories, or one run directory.
+        out_dir: Where to write ``report.md``, ``report.html`` and ``figures/``; default
+            ``<path>/report``.
+        config: Report settings.
+        quiet: No progress bar.
+
+    Returns:
+        The written files and notes on what was left out.
+    """
+    config = config or ReportConfig()
+    collected = collect_results(path)
+    out = Path(out_dir) if out_dir is not None else Path(path) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _Writer(out, config)
+    notes: list[str] = []
+    table = collected.table
+    methods = _ordered_methods(table, config.baseline)
+    summary = summarize(table, config.baseline, config.test, config.alpha)
+
+    steps = ["overview", "curves", "tables", "robustness", "counterfactual", "embeddings"]
+    with progress_bar(len(steps), "report", quiet=quiet) as bar:
+        _overview(writer, collected, methods, notes)
+        bar.advance()
+        _curves_section(writer, collected, notes)
+        bar.advance()
+        _tables_section(writer, table, summary, methods, config, notes)
+        bar.advance()
+        _robustness_section(writer, summary, config)
+        bar.advance()
+        _counterfactual_section(writer, summary, methods)
+        bar.advance()
+        if config.embedding:
+            _embedding_section(writer, collected, methods, config, notes)
+        else:
+            notes.append("Embedding maps not drawn (disabled).")
+        bar.advance()
+    if notes:
+        writer.heading("Notes")
+        for note in notes:
+            writer.text(f"- {note}")
+    title = config.title or f"modalab report: {Path(path).resolve().name}"
+    md_path, html_path = out / "report.md", out / "report.html"
+    atomic_write_text(md_path, _to_markdown(title, writer.blocks))
+    atomic_write_text(html_path, _to_html(title, writer.blocks))
+    return ReportFiles(md_path, html_path, writer.files, notes)
+
+
+def _ordered_methods(table: pd.DataFrame, baseline: str) -> list[str]:
+    methods = sorted(table["method"].unique())
+    return [baseline, *[m for m in methods if m != baseline]] if baseline in methods else methods
+
+
+def _overview(
+    writer: _Writer, collected: CollectedResults, methods: list[str], notes: list[str]
+) -> None:
+    table = collected.table
+    runs = table.drop_duplicates("run_id")
+    writer.heading("Overview")
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    writer.text(
+        f"{len(runs)} runs: methods {', '.join(f'`{m}`' for m in methods)}; data "
+        f"{', '.join(f'`{d}`' for d in sorted(runs['data'].unique()))}; seeds {seeds}."
+    )
+    per_method = runs.groupby("method").agg(runs=("run_id", "count"), seeds=("seed", "nunique"))
+    writer.table(per_method.reindex(methods).reset_index())
+    revisions = sorted(r for r in runs["git_revision"].unique() if r)
+    if revisions:
+        writer.text(f"Git revisions: {', '.join(revisions)}.")
+    versions = sorted({v for v in runs["versions"].unique() if v and v != "{}"})
+    if len(versions) == 1:
+        pairs = json.loads(versions[0])
+        writer.text("Versions: " + ", ".join(f"{k} {v}" for k, v in sorted(pairs.items())) + ".")
+    elif len(versions) > 1:
+        notes.append(f"The runs used {len(versions)} different sets of package versions.")
+    if collected.unfinished:
+        names = ", ".join(p.name for p in collected.unfinished)
+        notes.append(f"Unfinished runs skipped (no metrics.json): {names}.")
+    writer.heading("Config")
+    configs = {
+        run_id: load_yaml(collected.run_dirs[run_id] / "config.yaml")
+        for run_id in runs["run_id"]
+        if run_id in collected.run_dirs
+    }
+    if not configs:
+        writer.text(
+            "The run directories were not found beside the results store; the configs are "
+            "identified by their hash: "
+            + ", ".join(f"`{h}`" for h in sorted(runs["config_hash"].unique()))
+            + "."
+        )
+        return
+    flat = {k: _flatten(v) for k, v in configs.items()}
+    keys = sorted(set().union(*flat.values()))
+    varying = [
+        k
+        for k in keys
+        if k not in ("run_name", "output_dir")
+        and len({json.dumps(f.get(k), default=str) for f in flat.values()}) > 1
+    ]
+    if varying:
+        writer.text("What differs between the runs:")
+        frame = pd.DataFrame(
+            [{"run": r, **{k: flat[r].get(k, "") for k in varying}} for r in sorted(flat)]
+        )
+        writer.table(frame.astype(str))
+    first = sorted(configs)[0]
+    writer.text(f"The config of `{first}` (the others differ only as listed above):")
+    writer.code((collected.run_dirs[first] / "config.yaml").read_text())
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _curves_section(writer: _Writer, collected: CollectedResults, notes: list[str]) -> None:
+    curves = read_learning_curves(collected.run_dirs, collected.table)
+    writer.heading("Learning curves")
+    if curves.empty:
+        notes.append("No learning curves: no run directory with logs/metrics.csv was found.")
+        writer.text("No training logs were found.")
+        return
+    writer.figure(
+        learning_curves(curves),
+        "learning_curves",
+        "Training and validation loss per epoch (mean over seeds, band: ±1 std).",
+    )
+
+
+def _tables_section(
+    writer: _Writer,
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    methods: list[str],
+    config: ReportConfig,
+    notes: list[str],
+) -> None:
+    writer.heading("Results")
+    if config.baseline in methods:
+        levels = ", ".join(f"{'*' * (i + 1)} p < {a:g}" for i, a in enumerate(config.alpha))
+        writer.text(
+            f"Mean ± std (sample std) over seeds. Marker: {TESTS[config.test]} of each method "
+            f"against the baseline `{config.baseline}` for the same row: {levels}; no mark: not "
+            "significant or fewer than two seeds. No correction for multiple comparisons."
+        )
+    else:
+        writer.text("Mean ± std (sample std) over seeds.")
+        notes.append(
+            f"No significance markers: the baseline method `{config.baseline}` is not among the "
+            f"results ({', '.join(methods)}); choose one with --baseline."
+        )
+    if config.curve_metric not in set(summary["metric"]):
+        notes.append(
+            f"No bar chart or robustness curve: --metric {config.curve_metric} is not among the "
+            f"metrics ({', '.join(sorted(set(summary['metric'])))})."
+        )
+    main = summary[~_is_counterfactual(summary["metric"])]
+    plain = main[~main["modality"].str.contains("->", regex=False)]
+    directional = main[main["modality"].str.contains("->", regex=False)]
+    if not plain.empty:
+        writer.heading("Representation quality", 3)
+        writer.table(wide_table(plain, methods))
+        bars = plain[(plain["metric"] == config.curve_metric) & plain["scenario"].isin(NO_SCENARIO)]
+        for condition, part in bars.groupby("condition", sort=False):
+            name = f"bars_{_slug(config.curve_metric)}_{_slug(str(condition))}"
+            writer.figure(
+                grouped_bars(
+                    part.assign(group=part["modality"])
+                    .groupby(["group", "method"], sort=False)
+                    .agg(mean=("mean", "mean"), std=("std", "mean"))
+                    .reset_index(),
+                    f"{config.curve_metric} ({condition})" if condition else config.curve_metric,
+                    config.curve_metric,
+                ),
+                name,
+                f"`{config.curve_metric}` per modality and method ({condition}); error bars ±1 std "
+                "over seeds.",
+            )
+    if not directional.empty:
+        writer.heading("Cross-modal retrieval", 3)
+        writer.table(wide_table(directional, methods))
+        first = directional[directional["metric"] == sorted(directional["metric"].unique())[0]]
+        first = first[first["scenario"].isin(NO_SCENARIO)]
+        if not first.empty:
+            metric = str(first["metric"].iloc[0])
+            writer.figure(
+                direction_matrices(first, metric),
+                f"matrix_{_slug(metric)}",
+                f"`{metric}` from each source modality (rows) to each target (columns), mean "
+                "over seeds.",
+            )
+
+
+def _is_counterfactual(metric: pd.Series) -> pd.Series:
+    return metric.str.startswith(COUNTERFACTUAL_PREFIXES)
+
+
+def _robustness_section(writer: _Writer, summary: pd.DataFrame, config: ReportConfig) -> None:
+    scenarios = summary[~summary["scenario"].isin(NO_SCENARIO) & summary["severity"].notna()]
+    if scenarios.empty:
+        return
+    writer.heading("Robustness")
+    writer.text("Metric against scenario severity per method (mean over seeds, band: ±1 std).")
+    curves = scenarios[scenarios["metric"] == config.curve_metric]
+    for (modality, condition), part in curves.groupby(["modality", "condition"], sort=False):
+        name = "_".join(
+            ["robustness", *(_slug(str(x)) for x in (config.curve_metric, modality, condition))]
+        )
+        label = f"{config.curve_metric} ({modality})" if modality else config.curve_metric
+        writer.figure(
+            robustness_curves(part, label),
+            name,
+            f"`{config.curve_metric}` of `{modality or 'all'}` {condition} against severity, per "
+            "scenario and method.",
+        )
+
+
+def _counterfactual_section(writer: _Writer, summary: pd.DataFrame, methods: list[str]) -> None:
+    rows = summary[_is_counterfactual(summary["metric"])]
+    if rows.empty:
+        return
+    writer.heading("Counterfactual analysis")
+    writer.text(
+        "Counterfactual attributions per modality (mean ± std over seeds): what the downstream "
+        "prediction would have been had a modality been removed, replaced or swapped."
+    )
+    writer.table(wide_table(rows, methods))
+    for metric, part in rows.groupby("metric", sort=False):
+        directional = part["modality"].str.contains("->", regex=False)
+        if directional.all():
+            writer.figure(
+                direction_matrices(part, str(metric)),
+                f"counterfactual_{_slug(str(metric))}",
+                f"`{metric}` per source → target modality and method.",
+            )
+        else:
+            plain = part[~directional]
+            groups = plain.assign(
+                group=[f"{m} {c}".strip() for m, c in zip(plain["modality"], plain["condition"])]
+            )
+            writer.figure(
+                grouped_bars(groups, str(metric), str(metric)),
+                f"counterfactual_{_slug(str(metric))}",
+                f"`{metric}` per modality and method; error bars ±1 std over seeds.",
+            )
+
+
+def _embedding_section(
+    writer: _Writer,
+    collected: CollectedResults,
+    methods: list[str],
+    config: ReportConfig,
+    notes: list[str],
+) -> None:
+    runs = collected.table.drop_duplicates("run_id").sort_values(["method", "seed", "run_id"])
+    chosen = {}
+    for method in methods:
+        for run_id in runs.loc[runs["method"] == method, "run_id"]:
+            if (
+                run_id in collected.run_dirs
+                and (collected.run_dirs[run_id] / "model.safetensors").exists()
+            ):
+                chosen[method] = run_id
+                break
+    missing = [m for m in methods if m not in chosen]
+    if missing:
+        notes.append(
+            f"No embedding map for {', '.join(missing)}: no run directory with model.safetensors."
+        )
+    if not chosen:
+        return
+    writer.heading("Embedding maps")
+    writer.text(
+        f"t-SNE (van der Maaten and Hinton, JMLR 2008) of the test embeddings of up to "
+        f"{config.embedding_samples} test samples per modality, one run per method (the lowest "
+        "seed). Left: coloured by label (marker: modality); right: coloured by modality. "
+        "Separate clusters per modality on the right are the modality gap (Liang et al., "
+        "NeurIPS 2022), measured below as the distance between the modality centroids of the "
+        "L2-normalised embeddings."
+    )
+    gaps = []
+    for method, run_id in chosen.items():
+        try:
+            sample = embedding_features(collected.run_dirs[run_id], config.embedding_samples)
+        except (OSError, ValueError, KeyError) as error:  # ConfigError is a ValueError
+            notes.append(f"No embedding map for {method}: {error}")
+            continue
+        points = _tsne(sample.embeddings)
+        writer.figure(
+            embedding_map(points, sample.labels, sample.modalities, f"{method} ({run_id})"),
+            f"embedding_{_slug(method)}",
+            f"`{method}`: t-SNE of the {sample.space} embeddings of run `{run_id}`.",
+        )
+        gaps.append(
+            {
+                "method": method,
+                "run": run_id,
+                "space": sample.space,
+                **{k: f"{v:.3f}" for k, v in modality_gap(sample).items()},
+            }
+        )
+    if gaps:
+        writer.heading("Modality gap", 3)
+        writer.table(pd.DataFrame(gaps).fillna(""))
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def compare_results(
+    paths: Sequence[str | Path],
+    labels: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Side-by-side table of several runs or sweeps: one column per (source, method).
+
+    Args:
+        paths: Results stores, sweep folders or run directories.
+        labels: Column labels of the sources; default: the folder names.
+        metrics: Keep only these metrics.
+
+    Returns:
+        Quantities as rows; cells ``mean ± std (n)`` over seeds.
+    """
+    if labels is not None and len(labels) != len(paths):
+        raise ValueError(f"{len(labels)} labels for {len(paths)} paths; give one per path.")
+    names = list(labels) if labels is not None else [Path(p).resolve().name for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{i}:{n}" for i, n in enumerate(names)]
+    frames = []
+    for name, path in zip(names, paths):
+        table = collect_results(path).table
+        if metrics:
+            table = table[table["metric"].isin(metrics)]
+        summary = summarize(table)
+        summary["column"] = [f"{name}/{m}" for m in summary["method"]]
+        frames.append(summary)
+    if not frames or all(f.empty for f in frames):
+        raise ValueError(f"No results to compare (metrics filter: {metrics}).")
+    combined = pd.concat(frames, ignore_index=True)
+    combined["cell"] = [
+        f"{_cell(m, s, '')} ({n})"
+        for m, s, n in zip(combined["mean"], combined["std"], combined["n"])
+    ]
+    index = [c for c in QUANTITY if _informative(combined[c])] or ["metric"]
+    return _pivot(combined, index, "column", "cell", list(dict.fromkeys(combined["column"])))
