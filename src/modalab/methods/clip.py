@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import lightning as L
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
-from modalab.objectives.clip import CLIPLoss
+from modalab.objectives.clip import CLIPLoss, ContrastiveLossOutput
 
 __all__ = ["CLIPMethod", "build_clip"]
 
 
-class CLIPMethod(L.LightningModule):
+class CLIPMethod(LossStepMethod):
     """Encoders + projection heads trained with the CLIP loss over every modality pair.
 
     Radford et al., ICML 2021. The encoders' outputs (before projection) are the
@@ -47,40 +45,20 @@ class CLIPMethod(L.LightningModule):
         """L2-normalised projections into the joint space."""
         return {k: F.normalize(v, dim=-1) for k, v in self.encoder.project(representations).items()}
 
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.loss(self.encoder.project(self.encoder(batch.inputs)), batch.present)
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, out.terms, size)
+    def compute_loss(self, batch: MultimodalBatch) -> ContrastiveLossOutput:
+        """The CLIP loss over every modality pair of the batch."""
+        return self.loss(self.encoder.project(self.encoder(batch.inputs)), batch.present)
+
+    def log_extra(self, stage: str, batch_size: int) -> None:
+        """The learned temperature's logit scale, during training."""
         if stage == "train":
             self.log(
                 "train/logit_scale",
                 self.loss.logit_scale.detach(),
-                batch_size=size,
+                batch_size=batch_size,
                 on_step=False,
                 on_epoch=True,
             )
-        return out.loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One contrastive step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation contrastive loss."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay over encoders, heads and temperature."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("clip")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states, token_width
 from modalab.models.fusion import CaptionDecoder
@@ -30,7 +28,7 @@ from modalab.objectives.output import LossOutput
 __all__ = ["CoCaMethod", "build_coca"]
 
 
-class CoCaMethod(L.LightningModule):
+class CoCaMethod(LossStepMethod):
     """CLIP + autoregressive captioning conditioned on the other modalities.
 
     Args:
@@ -99,33 +97,6 @@ class CoCaMethod(L.LightningModule):
         return LossOutput(
             clip.loss + self.caption_weight * caption, {"clip": clip.loss, "caption": caption}
         )
-
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.compute_loss(batch)
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, out.terms, size)
-        return out.loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One CoCa step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("coca")

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states
 from modalab.models.fusion import CrossAttentionFusion, FusionOutput
@@ -37,7 +35,7 @@ from modalab.objectives.output import LossOutput
 __all__ = ["CrossAttentionFusionMethod", "build_fusion"]
 
 
-class CrossAttentionFusionMethod(L.LightningModule):
+class CrossAttentionFusionMethod(LossStepMethod):
     """Encoders → token streams → co-attention fusion; masked modelling + matching.
 
     Args:
@@ -159,33 +157,6 @@ class CrossAttentionFusionMethod(L.LightningModule):
         terms["matching"] = matching_loss(logits, is_match, valid)
         total = total + self.match_weight * terms["matching"]
         return LossOutput(total, terms)
-
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.compute_loss(batch)
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, out.terms, size)
-        return out.loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One fusion pre-training step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("fusion")

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states, token_width
 from modalab.models.multimodal import MeanFusion, MultimodalEncoder, ProjectionHead
@@ -72,7 +70,7 @@ def _is_tokens(example: Tensor) -> bool:
     return not example.is_floating_point() and example.dim() == 2
 
 
-class MaskedModellingMethod(L.LightningModule):
+class MaskedModellingMethod(LossStepMethod):
     """Masked token / patch prediction per modality plus masked-modality prediction.
 
     Args:
@@ -178,33 +176,6 @@ class MaskedModellingMethod(L.LightningModule):
             terms["masked_modality"] = modality.loss
             total = total + self.modality_weight * modality.loss
         return LossOutput(total, terms)
-
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.compute_loss(batch)
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, out.terms, size)
-        return out.loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One masked-modelling step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
 
 
 def _default_patch(x: Tensor, image_patch: int, sequence_patch: int) -> int:
