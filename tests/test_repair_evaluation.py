@@ -183,3 +183,19 @@ def test_welch_p_matches_the_textbook_formula():
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     assert tables.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df))
     assert math.isnan(tables.welch_p(a[:1], b))
+
+
+def test_sweep_datasets_option_keeps_only_the_named_datasets(capsys):
+    from pathlib import Path
+
+    from modalab.cli.main import main
+
+    study = str(Path(__file__).resolve().parents[1] / "studies" / "repair_imbalance.yaml")
+    assert main(["sweep", study, "--dry-run", "--smoke", "--datasets", "shapes"]) == 0
+    lines = [
+        x for x in capsys.readouterr().out.splitlines() if x.split()[:1] in (["todo"], ["done"])
+    ]
+    # 4 methods x 1 severity x 1 smoke seed, all on shapes
+    assert len(lines) == 4 and all(" shapes " in x for x in lines)
+    assert main(["sweep", study, "--dry-run", "--datasets", "mnist"]) == 2
+    assert "not among the study's datasets" in capsys.readouterr().out
