@@ -1,457 +1,345 @@
-"""Results tables of the repair methods on ``shapes``, each against its baseline, ≥ 3 seeds.
+"""Results tables of the repair methods (docs/repair.md), read from the sweeps' results stores.
 
-Each experiment builds the adverse condition it targets directly on the training split (the
-scenario layer is not needed), trains every variant with the same Lightning Trainer settings for
-each seed, and prints a Markdown table of mean ± std over seeds. The per-run rows are also
-written to ``--out`` as CSV (one row per experiment × variant × seed × metric × condition).
+Each table compares the methods of one ``studies/repair_*.yaml`` study on one dataset: every
+cell is the mean ± standard deviation over seeds of one metric, and ``p`` is Welch's t-test
+(:func:`scipy.stats.ttest_ind` with ``equal_var=False``) of the method's per-seed values
+against its baseline's at the same severity (``n/a`` for the baseline itself or with fewer
+than two seeds). Nothing is trained here: run the studies first::
 
-Usage::
+    MODALAB_DATA=/work/shared/data modalab sweep studies/repair_distill.yaml   # ... each study
+    python scripts/repair_tables.py                      # reads results/repair_<study>
+    python scripts/repair_tables.py --smoke              # reads results/repair_<study>_smoke
+    python scripts/repair_tables.py --results DIR --out tables.md --studies missing imbalance
 
-    python scripts/repair_tables.py --seeds 0 1 2 --out repair_results.csv
-    python scripts/repair_tables.py --only distill missing   # a subset of experiments
-
-The same comparisons, as studies for ``modalab sweep`` with the scenario layer, are in
-``studies/repair_*.yaml`` (for the embedded dataset and AV-MNIST).
+A study without a store, or a dataset without rows, is reported as missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
+import math
+import sys
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import lightning as L
+import numpy as np
 import pandas as pd
-import torch
-from lightning.pytorch.loggers import CSVLogger
+from scipy import stats
 
-from modalab.data.tensor_dataset import Splits, make_loader
-from modalab.evaluation.features import EvalConfig, evaluate_representations, extract_features
-from modalab.evaluation.missing import missing_rate_curve
-from modalab.evaluation.noisy_labels import noisy_label_probe
-from modalab.evaluation.probes import label_subset
-from modalab.experiments.config import compose_config
-from modalab.experiments.runner import build_data, build_encoders, build_method
-from modalab.objectives.robust import small_loss_selection
+from modalab.experiments.curves import robustness_curves, robustness_scores
+from modalab.experiments.store import ResultsStore
 
-warnings.filterwarnings("ignore")
-BATCH = 32
-ROWS: list[dict[str, Any]] = []
+STUDIES = ("distill", "missing", "imbalance", "misaligned", "wrong_labels")
+#: The poor (student) modality of the distillation study per dataset label.
+POOR = {"shapes": "image", "avmnist": "audio"}
+Spec = Mapping[str, object]
 
 
-def splits_for(seed: int, modalities: Sequence[str], n: int) -> Splits:
-    cfg = compose_config(
-        [f"data.n_samples={n}", f"data.modalities=[{','.join(modalities)}]", f"data.seed={seed}"]
-    )
-    return build_data(dict(cfg.data))
+@dataclass
+class Table:
+    """Rows × columns of cells; a cell is the merge of its row's and its column's filters.
+
+    Attributes:
+        title: Heading.
+        rows: Row label → filter (``method``, ``metric``, ``modality``, ``condition``,
+            ``severity``; any subset).
+        cols: Column label → filter.
+        baseline: Row label → the row it is tested against.
+        notes: Lines printed under the table.
+    """
+
+    title: str
+    rows: dict[str, Spec]
+    cols: dict[str, Spec]
+    baseline: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
-def fit(
-    method_overrides: Sequence[str],
-    splits: Splits,
-    seed: int,
-    epochs: int,
-    embed_dim: int = 32,
-    log_dir: str | None = None,
-) -> L.LightningModule:
-    """Train one recipe exactly as ``modalab run method=...`` builds it (without a run dir)."""
-    cfg = compose_config([*method_overrides, f"seed={seed}", f"model.embed_dim={embed_dim}"])
-    plain: dict[str, Any] = {k: v for k, v in dict(cfg.method).items()}
-    L.seed_everything(seed, verbose=False)
-    encoder = build_encoders(dict(cfg.model), splits)
-    method = build_method(plain, encoder, splits, embed_dim)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        logger=CSVLogger(log_dir, name="", version="") if log_dir else False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(
-        method,
-        make_loader(splits.train, BATCH, shuffle=True, drop_last=True, seed=seed),
-        make_loader(splits.val, 256),
-    )
-    method.eval()
-    return method
+def seed_values(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
+    """Per-seed values of the rows matching ``spec`` (one value per seed)."""
+    rows = frame
+    for key, value in spec.items():
+        if key == "severity":
+            rows = rows[np.isclose(rows["severity"].astype(float), float(value))]  # type: ignore[arg-type]
+        else:
+            rows = rows[rows[key] == value]
+    if rows.duplicated(["seed"]).any():
+        raise ValueError(f"Several rows per seed match {dict(spec)}: the filter is ambiguous.")
+    return rows.sort_values("seed")["value"].to_numpy(dtype=float)
 
 
-def probe(method: Any, splits: Splits, seed: int, fractions: Sequence[float]) -> pd.DataFrame:
-    feats = [
-        extract_features(method.representations, s, method.joint_embeddings)
-        for s in (splits.train, splits.val, splits.test)
+def welch_p(values: np.ndarray, base: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value (NaN with < 2 values a side or no variance at all)."""
+    if len(values) < 2 or len(base) < 2:
+        return math.nan
+    if np.var(values) == 0 and np.var(base) == 0:
+        return math.nan
+    with warnings.catch_warnings():  # near-identical per-seed values: p is still defined
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(values, base, equal_var=False).pvalue)
+
+
+def cell(values: np.ndarray, p: float | None) -> str:
+    """``mean ± std`` (and ``p``) of per-seed values."""
+    if len(values) == 0 or bool(np.isnan(values).all()):
+        return "—"
+    values = values[~np.isnan(values)]
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    text = f"{np.mean(values):.3f} ± {std:.3f}" if not math.isnan(std) else f"{values[0]:.3f}"
+    if p is not None:
+        text += f" (p={p:.3f})" if not math.isnan(p) else " (p=n/a)"
+    return text
+
+
+def render(frame: pd.DataFrame, table: Table) -> str:
+    """The table as Markdown."""
+    lines = [f"#### {table.title}", ""]
+    lines.append("| | " + " | ".join(table.cols) + " |")
+    lines.append("|---" * (len(table.cols) + 1) + "|")
+    for label, row in table.rows.items():
+        cells = []
+        base_label = table.baseline.get(label)
+        for col in table.cols.values():
+            values = seed_values(frame, {**row, **col})
+            p = None
+            if base_label is not None and base_label != label:
+                base = seed_values(frame, {**table.rows[base_label], **col})
+                p = welch_p(values, base)
+            cells.append(cell(values, p))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    seeds = sorted(frame["seed"].unique())
+    lines += [
+        "",
+        f"Mean ± std over seeds {[int(s) for s in seeds]}; "
+        "p: Welch's t-test against the baseline row.",
     ]
-    cfg = EvalConfig(label_fractions=list(fractions), l2_grid=[1e-3, 1e-2, 1e-1], knn_k=10)
-    records = evaluate_representations(*feats, splits.num_classes, cfg, seed=seed)
-    return pd.DataFrame([r.__dict__ for r in records])
+    lines += table.notes
+    return "\n".join(lines) + "\n"
 
 
-def record(
-    experiment: str, variant: str, seed: int, metric: str, condition: str, value: float
-) -> None:
-    ROWS.append(
-        dict(
-            experiment=experiment,
-            variant=variant,
-            seed=seed,
-            metric=metric,
-            condition=condition,
-            value=float(value),
+def pct(value: float) -> str:
+    return f"{value:g}"
+
+
+def severities(frame: pd.DataFrame) -> list[float]:
+    return sorted(float(s) for s in frame["severity"].unique())
+
+
+# ------------------------------------------------------------------ the five studies
+def distill_tables(frame: pd.DataFrame, data: str) -> list[Table]:
+    poor = POOR.get(data, "")
+    cols = {f"{poor} probe, {pct(100 * s)}% labels": {"severity": s} for s in severities(frame)}
+    methods = {
+        "supervised on the few labels (no transfer)": "supervised",
+        "CLIP, no teacher": "clip",
+        "distill: cosine to teacher": "distill_cosine",
+        "distill: soft labels (KD, T=4)": "distill_kd",
+        "distill: contrastive to frozen teacher (LiT)": "distill_lit",
+    }
+    rows: dict[str, Spec] = {
+        label: {
+            "method": m,
+            "metric": "linear_probe_acc",
+            "modality": poor,
+            "condition": "labels=1",
+        }
+        for label, m in methods.items()
+    }
+    out = []
+    for versus, name in (
+        ("supervised", "supervised on the few labels (no transfer)"),
+        ("clip", "CLIP, no teacher"),
+    ):
+        out.append(
+            Table(
+                f"Distillation on {data}: {poor}-only linear probe accuracy, p vs {versus}",
+                rows,
+                cols,
+                baseline={label: name for label in rows},
+            )
         )
-    )
+    return out
 
 
-def probe_value(
-    table: pd.DataFrame, modality: str, condition: str, metric: str = "linear_probe_acc"
-) -> float:
-    hit = table[
-        (table.metric == metric) & (table.modality == modality) & (table.condition == condition)
+def missing_tables(frame: pd.DataFrame, data: str) -> list[Table]:
+    cols = {f"missing rate {pct(s)}": {"severity": s} for s in severities(frame)}
+    labels = {
+        "no dropout (baseline)": "baseline",
+        "modality dropout 0.5": "dropout",
+        "dropout + learned absent embedding": "dropout_absent",
+        "dropout + imputation": "dropout_impute",
+    }
+    rows = {
+        label: {"method": m, "metric": "head_acc", "modality": "fused", "condition": ""}
+        for label, m in labels.items()
+    }
+    curves = robustness_curves(frame, metric="head_acc", modality="fused")
+    scores = robustness_scores(curves, baseline="baseline").set_index("method")
+    notes = [
+        "Area under each mean curve (normalised; robustness_scores): "
+        + ", ".join(f"{m} {scores.loc[m, 'auc']:.3f}" for m in labels.values() if m in scores.index)
+        + "."
     ]
-    return float(hit.value.iloc[0]) if len(hit) else float("nan")
-
-
-# ------------------------------------------------------------------ 1. distillation
-def exp_distill(seed: int) -> None:
-    rich, poor = "text", "image"
-    splits = splits_for(seed, [rich, poor], 1200)
-    fractions = (0.01, 0.1)
-    common = [
-        "method=distill",
-        f"method.teacher_modality={rich}",
-        f"method.student_modality={poor}",
-        "method.teacher_epochs=2",
+    return [
+        Table(
+            f"Missing modalities on {data}: fused head accuracy vs test-time missing rate",
+            rows,
+            cols,
+            baseline={label: "no dropout (baseline)" for label in rows},
+            notes=notes,
+        )
     ]
-    variants: dict[str, list[str]] = {
-        "distill cosine": [*common, "method.objective=cosine"],
-        "distill kd (T=4)": [*common, "method.objective=kd"],
-        "distill contrastive (LiT)": [
-            *common,
-            "method.objective=contrastive",
-            "method.temperature=0.1",
-        ],
-        "clip (no teacher)": ["method=clip"],
+
+
+def modalities_of(frame: pd.DataFrame) -> list[str]:
+    found = frame[(frame["metric"] == "linear_probe_acc")]["modality"].unique()
+    return [m for m in found if m != "fused"]
+
+
+def imbalance_tables(frame: pd.DataFrame, data: str) -> list[Table]:
+    mods = modalities_of(frame)
+    cols: dict[str, Spec] = {"head, fused": {"metric": "head_acc", "modality": "fused"}}
+    cols |= {f"head, {m} share": {"metric": "head_acc", "modality": m} for m in mods}
+    cols |= {
+        f"{m} encoder probe": {"metric": "linear_probe_acc", "modality": m, "condition": "labels=1"}
+        for m in mods
     }
-    for name, overrides in variants.items():
-        table = probe(fit(overrides, splits, seed, epochs=6), splits, seed, fractions)
-        for f in fractions:
-            record(
-                "distill",
-                name,
-                seed,
-                f"{poor}_probe_acc",
-                f"labels={f:g}",
-                probe_value(table, poor, f"labels={f:g}"),
+    labels = {
+        "joint training (baseline)": "joint",
+        "OGM-GE (alpha=0.5)": "ogm_ge",
+        "unimodal aux. losses (fixed)": "aux_fixed",
+        "gradient blending (OGB)": "grad_blend",
+    }
+    # Probe columns carry their own condition; head columns have none.
+    rows: dict[str, Spec] = {label: {"method": m} for label, m in labels.items()}
+    cols = {k: {"condition": "", **v} for k, v in cols.items()}
+    return [
+        Table(
+            f"Imbalance on {data}: per-modality accuracy",
+            rows,
+            cols,
+            baseline={label: "joint training (baseline)" for label in rows},
+        )
+    ]
+
+
+def misaligned_tables(frame: pd.DataFrame, data: str) -> list[Table]:
+    mods = modalities_of(frame)
+    cols: dict[str, Spec] = {
+        f"{m} probe (10% labels)": {
+            "metric": "linear_probe_acc",
+            "modality": m,
+            "condition": "labels=0.1",
+        }
+        for m in mods
+    }
+    if len(mods) == 2:
+        cols[f"R@1 {mods[0]}->{mods[1]}"] = {
+            "metric": "recall@1",
+            "modality": f"{mods[0]}->{mods[1]}",
+            "condition": "",
+        }
+    flagged = frame[frame["metric"] == "flag_precision"]["modality"].unique()
+    pair = str(flagged[0]) if len(flagged) else "|".join(mods)
+    cols["flag precision of broken pairs"] = {
+        "metric": "flag_precision",
+        "modality": pair,
+        "condition": "train pairs",
+    }
+    labels = {
+        "InfoNCE (baseline)": "infonce",
+        "RINCE q=1": "rince_q1",
+        "InfoNCE + small-loss filter (keep 0.5)": "small_loss",
+    }
+    out = []
+    for s in severities(frame):
+        rows = {label: {"method": m, "severity": s} for label, m in labels.items()}
+        out.append(
+            Table(
+                f"Misaligned pairs on {data}: {pct(100 * s)}% of training pairs broken",
+                rows,
+                cols,
+                baseline={label: "InfoNCE (baseline)" for label in rows},
+                notes=["Flag precision: chance is the broken fraction (— without broken pairs)."],
             )
-    # No transfer: the student trained end-to-end on the same few labels alone.
-    for f in fractions:
-        rows = label_subset(splits.train.label, f, seed, splits.num_classes)
-        observed = torch.zeros(len(splits.train), dtype=torch.bool)
-        observed[rows] = True
-        poor_only = Splits(
-            train=splits.train.replace(label_observed=observed).subset(
-                torch.arange(len(splits.train))
-            ),
-            val=splits.val,
-            test=splits.test,
-            num_classes=splits.num_classes,
-            info=splits.info,
         )
-        poor_only = Splits(
-            train=poor_only.train.replace(
-                inputs={poor: poor_only.train.inputs[poor]},
-                present={poor: poor_only.train.present[poor]},
-            ),
-            val=splits.val.replace(
-                inputs={poor: splits.val.inputs[poor]}, present={poor: splits.val.present[poor]}
-            ),
-            test=splits.test.replace(
-                inputs={poor: splits.test.inputs[poor]}, present={poor: splits.test.present[poor]}
-            ),
-            num_classes=splits.num_classes,
-            info=splits.info,
-        )
-        method = fit(["method=supervised"], poor_only, seed, epochs=6)
-        table = probe(method, poor_only, seed, (1.0,))  # probe on the same observed labels only
-        record(
-            "distill",
-            "supervised on the few labels (no transfer)",
-            seed,
-            f"{poor}_probe_acc",
-            f"labels={f:g}",
-            probe_value(table, poor, "labels=1"),
-        )
+    return out
 
 
-# ------------------------------------------------------------------ 2. missing modalities
-def exp_missing(seed: int) -> None:
-    splits = splits_for(seed, ["image", "audio"], 1200)
-    rates = (0.0, 0.3, 0.6, 0.9)
-    variants = {
-        "no dropout (baseline)": ["method=supervised_robust"],
-        "dropout 0.5": ["method=supervised_robust", "method.dropout_rate=0.5"],
-        "dropout 0.5 + absent emb.": [
-            "method=supervised_robust",
-            "method.dropout_rate=0.5",
-            "method.fill=absent",
-        ],
-        "dropout 0.5 + imputation": [
-            "method=supervised_robust",
-            "method.dropout_rate=0.5",
-            "method.fill=impute",
-        ],
+def wrong_labels_tables(frame: pd.DataFrame, data: str) -> list[Table]:
+    cols = {f"{pct(100 * s)}% wrong labels": {"severity": s} for s in severities(frame)}
+    e2e = {"method": "e2e_ce", "metric": "head_acc", "modality": "fused", "condition": ""}
+    probe = {"method": "clip_frozen", "metric": "noisy_probe_acc", "modality": "fused"}
+    forget = "loss=ce,forget=0.4"
+    rows: dict[str, Spec] = {
+        "end-to-end CE (baseline)": e2e,
+        "end-to-end GCE": {**e2e, "method": "e2e_gce"},
+        "end-to-end SCE": {**e2e, "method": "e2e_sce"},
+        "frozen CLIP + CE probe": {**probe, "condition": "loss=ce"},
+        "frozen CLIP + GCE probe": {**probe, "condition": "loss=gce"},
+        "frozen CLIP + SCE probe": {**probe, "condition": "loss=sce"},
+        "frozen CLIP + small-loss selection (forget 0.4) + CE": {**probe, "condition": forget},
+        "  flagged-sample precision": {
+            **probe,
+            "metric": "flag_precision",
+            "condition": forget,
+        },
+        "  flagged-sample recall": {**probe, "metric": "flag_recall", "condition": forget},
     }
-    for name, overrides in variants.items():
-        method = fit(overrides, splits, seed, epochs=5)
-        for point in missing_rate_curve(method, splits.test, rates, seed=seed):
-            record(
-                "missing",
-                name,
-                seed,
-                "fused_acc",
-                f"test missing rate={point.rate:g}",
-                point.accuracy,
-            )
-
-
-# ------------------------------------------------------------------ 3. imbalance
-def exp_imbalance(seed: int) -> None:
-    splits = splits_for(seed, ["image", "audio"], 1200)
-    variants = {
-        "joint training (baseline)": ["method=ogm_ge", "method.modulation=none"],
-        "OGM-GE (alpha=0.5)": ["method=ogm_ge"],
-        "unimodal aux. losses (fixed 1.0)": ["method=grad_blend", "method.blend=fixed"],
-        "gradient blending (OGB)": ["method=grad_blend"],
-    }
-    for name, overrides in variants.items():
-        log_dir = tempfile.mkdtemp(prefix="repair-imbalance-")
-        method = fit(overrides, splits, seed, epochs=5, log_dir=log_dir)
-        curves = pd.read_csv(f"{log_dir}/metrics.csv")
-        for m in ("image", "audio"):
-            per_epoch = curves[["epoch", f"val/acc_{m}"]].dropna()
-            for epoch, value in per_epoch.itertuples(index=False):
-                record(
-                    "imbalance: per-modality learning curves (val accuracy of the share)",
-                    name,
-                    seed,
-                    f"{m} share",
-                    f"epoch {int(epoch)}",
-                    value,
-                )
-        table = probe(method, splits, seed, (1.0,))
-        for m in ("image", "audio", "fused"):
-            record(
-                "imbalance", name, seed, "linear_probe_acc", m, probe_value(table, m, "labels=1")
-            )
-        batch = splits.test.full_batch()
-        with torch.no_grad():
-            logits = method(batch)
-            shares = method.contributions(method.encoder(batch.inputs), batch.present)
-        record(
-            "imbalance",
-            name,
-            seed,
-            "head_acc",
-            "fused",
-            (logits.argmax(1) == batch.clean_label).float().mean(),
+    baseline = {label: "end-to-end CE (baseline)" for label in list(rows)[:7]}
+    return [
+        Table(
+            f"Wrong labels on {data}: test accuracy (clean test labels)",
+            rows,
+            cols,
+            baseline=baseline,
+            notes=[
+                "Flagged precision/recall: the 40% largest-loss training samples of a warm-up "
+                "probe against the true noise mask (chance precision = the noise rate; at 0% "
+                "noise every flagged sample is clean, so precision is 0)."
+            ],
         )
-        for m, share in shares.items():
-            record(
-                "imbalance",
-                name,
-                seed,
-                "head_acc",
-                f"{m} share",
-                (share.argmax(1) == batch.clean_label).float().mean(),
-            )
+    ]
 
 
-# ------------------------------------------------------------------ 4. misaligned pairs
-def misalign(
-    splits: Splits, fraction: float, modality: str, seed: int
-) -> tuple[Splits, torch.Tensor]:
-    """Permute ``modality`` among a random ``fraction`` of training rows (broken pairs)."""
-    n = len(splits.train)
-    g = torch.Generator().manual_seed(seed + 7)
-    rows = torch.randperm(n, generator=g)[: round(fraction * n)]
-    shuffled = rows[torch.randperm(rows.numel(), generator=g)]
-    x = splits.train.inputs[modality].clone()
-    x[rows] = splits.train.inputs[modality][shuffled]
-    broken = torch.zeros(n, dtype=torch.bool)
-    broken[rows[rows != shuffled]] = True
-    train = splits.train.replace(inputs={**splits.train.inputs, modality: x})
-    return replace(splits, train=train), broken
-
-
-def exp_misaligned(seed: int) -> None:
-    clean = splits_for(seed, ["image", "text"], 1200)
-    splits, broken = misalign(clean, 0.5, "text", seed)
-    variants = {
-        "InfoNCE (baseline)": ["method=clip_rince", "method.loss=infonce"],
-        "RINCE q=0.5": ["method=clip_rince", "method.loss=rince", "method.q=0.5"],
-        "RINCE q=1.0": ["method=clip_rince", "method.loss=rince", "method.q=1.0"],
-        "InfoNCE + small-loss filter (keep 0.5)": [
-            "method=clip_rince",
-            "method.loss=infonce",
-            "method.keep_fraction=0.5",
-            "method.filter_warmup_epochs=2",
-        ],
-    }
-    for name, overrides in variants.items():
-        method = fit(overrides, splits, seed, epochs=6)
-        table = probe(method, clean, seed, (0.1,))
-        record(
-            "misaligned",
-            name,
-            seed,
-            "linear_probe_acc",
-            "image, labels=0.1",
-            probe_value(table, "image", "labels=0.1"),
-        )
-        record(
-            "misaligned",
-            name,
-            seed,
-            "linear_probe_acc",
-            "text, labels=0.1",
-            probe_value(table, "text", "labels=0.1"),
-        )
-        record(
-            "misaligned",
-            name,
-            seed,
-            "recall@1",
-            "image->text",
-            probe_value(table, "image->text", "", "recall@1"),
-        )
-        # Post hoc: would the small-loss rule flag the broken pairs of the training split?
-        with torch.no_grad():
-            losses, _ = method.pair_losses(splits.train.full_batch())
-        flagged = ~small_loss_selection(losses, 0.5)
-        hits = float((flagged & broken).sum())
-        record(
-            "misaligned",
-            name,
-            seed,
-            "flag_precision",
-            "train pairs",
-            hits / max(float(flagged.sum()), 1),
-        )
-        record(
-            "misaligned",
-            name,
-            seed,
-            "flag_recall",
-            "train pairs",
-            hits / max(float(broken.sum()), 1),
-        )
-
-
-# ------------------------------------------------------------------ 5. wrong labels
-def corrupt_labels(splits: Splits, rate: float, seed: int) -> tuple[Splits, torch.Tensor]:
-    """Symmetric label noise: ``rate`` of training labels replaced by another class."""
-    label = splits.train.label.clone()
-    g = torch.Generator().manual_seed(seed + 11)
-    noisy = torch.rand(label.shape[0], generator=g) < rate
-    shift = torch.randint(1, splits.num_classes, (int(noisy.sum()),), generator=g)
-    label[noisy] = (label[noisy] + shift) % splits.num_classes
-    train = splits.train.replace(label=label, clean_label=splits.train.clean_label)
-    return replace(splits, train=train), noisy
-
-
-def exp_wrong_labels(seed: int) -> None:
-    clean = splits_for(seed, ["image", "audio"], 1200)
-    splits, noisy = corrupt_labels(clean, 0.4, seed)
-    for name, overrides in {
-        "end-to-end CE": ["method=supervised_robust"],
-        "end-to-end GCE (q=0.7)": ["method=supervised_robust", "method.label_loss=gce"],
-        "end-to-end SCE": ["method=supervised_robust", "method.label_loss=sce"],
-    }.items():
-        method = fit(overrides, splits, seed, epochs=5)
-        batch = splits.test.full_batch()
-        with torch.no_grad():
-            acc = (method(batch).argmax(1) == batch.clean_label).float().mean()
-        record("wrong_labels", name, seed, "test_acc", "40% symmetric noise", acc)
-    ssl = fit(["method=clip"], splits, seed, epochs=5)  # labels unused
-    feats = {
-        name: extract_features(ssl.representations, s).fused()
-        for name, s in (("train", splits.train), ("test", splits.test))
-    }
-    for name, kwargs in {
-        "frozen CLIP + CE probe": {"loss": "ce"},
-        "frozen CLIP + GCE probe": {"loss": "gce"},
-        "frozen CLIP + SCE probe": {"loss": "sce"},
-        "frozen CLIP + small-loss (forget 0.4) + CE": {"loss": "ce", "forget_rate": 0.4},
-    }.items():
-        out = noisy_label_probe(
-            feats["train"],
-            splits.train.label,
-            feats["test"],
-            splits.test.clean_label,
-            splits.num_classes,
-            noise_mask=noisy,
-            seed=seed,
-            **kwargs,  # type: ignore[arg-type]
-        )
-        record("wrong_labels", name, seed, "test_acc", "40% symmetric noise", out.accuracy)
-        if "forget_rate" in kwargs:
-            record("wrong_labels", name, seed, "flag_precision", "train labels", out.precision)
-            record("wrong_labels", name, seed, "flag_recall", "train labels", out.recall)
-
-
-EXPERIMENTS: dict[str, Callable[[int], None]] = {
-    "distill": exp_distill,
-    "missing": exp_missing,
-    "imbalance": exp_imbalance,
-    "misaligned": exp_misaligned,
-    "wrong_labels": exp_wrong_labels,
+BUILDERS = {
+    "distill": distill_tables,
+    "missing": missing_tables,
+    "imbalance": imbalance_tables,
+    "misaligned": misaligned_tables,
+    "wrong_labels": wrong_labels_tables,
 }
 
 
-def markdown(frame: pd.DataFrame) -> str:
-    header = [frame.index.name or "", *map(str, frame.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for index, row in frame.iterrows():
-        lines.append("| " + " | ".join([str(index), *map(str, row.tolist())]) + " |")
-    return "\n".join(lines)
+def study_markdown(root: Path, study: str, smoke: bool) -> str:
+    """All tables of one study, per dataset of its store."""
+    store = root / (f"repair_{study}" + ("_smoke" if smoke else ""))
+    frame = ResultsStore(store).read()
+    if frame.empty:
+        return f"### repair_{study}\n\nNo rows in {store}: run the study first.\n"
+    parts = [f"### repair_{study}\n"]
+    for data in sorted(frame["data"].unique()):
+        rows = frame[frame["data"] == data]
+        for table in BUILDERS[study](rows, data):
+            parts.append(render(rows, table))
+    return "\n".join(parts)
 
 
-def tables(rows: pd.DataFrame) -> str:
-    out = []
-    for experiment, part in rows.groupby("experiment", sort=False):
-        part = part.assign(column=part.metric + " @ " + part.condition)
-        stats = part.groupby(["variant", "column"], sort=False).value.agg(["mean", "std", "count"])
-        cells = stats.apply(lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1).unstack("column")
-        cells = cells[list(dict.fromkeys(part.column))].loc[list(dict.fromkeys(part.variant))]
-        n = int(stats["count"].min())
-        out.append(f"### {experiment} (mean ± std over {n} seeds)\n\n{markdown(cells)}\n")
-    return "\n".join(out)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), default=list(EXPERIMENTS))
-    parser.add_argument("--out", default="repair_results.csv")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    for name in args.only:
-        for seed in args.seeds:
-            t = time.perf_counter()
-            EXPERIMENTS[name](seed)
-            print(f"[{name} seed {seed}: {time.perf_counter() - t:.0f} s]", flush=True)
-    rows = pd.DataFrame(ROWS)
-    rows.to_csv(args.out, index=False)
-    print(tables(rows))
-    print(f"total {time.perf_counter() - start:.0f} s")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--results", default="results", help="folder of the study stores")
+    parser.add_argument("--smoke", action="store_true", help="read the <study>_smoke stores")
+    parser.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES))
+    parser.add_argument("--out", default=None, help="also write the Markdown to this file")
+    args = parser.parse_args(argv)
+    text = "\n".join(study_markdown(Path(args.results), s, args.smoke) for s in args.studies)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

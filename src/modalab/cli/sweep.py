@@ -30,6 +30,13 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="run the study's tiny variant")
     parser.add_argument("--store", default=None, help="results store folder (default: study's)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="run only these dataset labels of the study's datasets: axis",
+    )
     parser.add_argument("--summary", action="store_true", help="print the curves and exit")
     parser.add_argument("--metric", default="linear_probe_acc", help="metric of the curves")
     parser.add_argument("--modality", default="fused", help="modality of the curves")
@@ -51,6 +58,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     console = Console()
     spec = load_study(args.study)
+    if args.datasets:
+        unknown = sorted(set(args.datasets) - set(spec.datasets))
+        if unknown:
+            console.print(
+                f"--datasets {unknown} not among the study's datasets {sorted(spec.datasets)}",
+                markup=False,
+            )
+            return 2
+        spec.datasets = {k: v for k, v in spec.datasets.items() if k in args.datasets}
+        spec.smoke.datasets = {k: v for k, v in spec.smoke.datasets.items() if k in spec.datasets}
     runs, store = expand_study(spec, smoke=args.smoke, store=args.store)
     if args.print_hydra:
         for command in hydra_commands(runs, args.print_hydra):

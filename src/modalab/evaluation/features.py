@@ -128,6 +128,11 @@ class EvalConfig:
         retrieval_ks: Recall cut-offs.
         batch_size: Batch size of feature extraction.
         probe_modalities: Evaluate each modality alone as well as fused.
+        noisy_probe_losses: Losses (``ce``, ``gce``, ``sce``) of robust probes on the frozen
+            fused features trained on the noisy training labels
+            (:func:`modalab.evaluation.repair.noisy_probe_records`); empty: none.
+        noisy_probe_forget_rate: With noisy probes, the fraction flagged as mislabelled and
+            dropped by a small-loss cross-entropy probe (0: no such probe).
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
@@ -136,6 +141,8 @@ class EvalConfig:
     retrieval_ks: list[int] = field(default_factory=lambda: [1, 5, 10])
     batch_size: int = 512
     probe_modalities: bool = True
+    noisy_probe_losses: list[str] = field(default_factory=list)
+    noisy_probe_forget_rate: float = 0.0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -154,6 +161,17 @@ class EvalConfig:
         if not self.retrieval_ks or any(k < 1 for k in self.retrieval_ks):
             raise ValueError(
                 f"eval.retrieval_ks={list(self.retrieval_ks)} is invalid: expected integers >= 1."
+            )
+        bad_losses = [x for x in self.noisy_probe_losses if x not in ("ce", "gce", "sce")]
+        if bad_losses:
+            raise ValueError(
+                f"eval.noisy_probe_losses={list(self.noisy_probe_losses)} is invalid: "
+                "expected losses among ce, gce, sce."
+            )
+        if not 0 <= self.noisy_probe_forget_rate < 1:
+            raise ValueError(
+                f"eval.noisy_probe_forget_rate={self.noisy_probe_forget_rate} is invalid: "
+                "expected a fraction in [0, 1)."
             )
         if self.batch_size < 1:
             raise ValueError(

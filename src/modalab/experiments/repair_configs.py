@@ -25,8 +25,8 @@ class DistillMethodConfig:
     """``method=distill``: cross-modal distillation, rich-modality teacher → poor student."""
 
     name: str = "distill"
-    teacher_modality: str = "image"  # the resource-rich modality
-    student_modality: str = "audio"  # the resource-poor modality (evaluated alone)
+    teacher_modality: str = "image"  # the rich modality; "text|image": first the data has
+    student_modality: str = "audio"  # the poor modality, evaluated alone; "": the other
     teacher_source: str = "train"  # train (in-run supervised phase) | encoder | run
     teacher_run: str = ""  # run directory of a finished run (teacher_source=run)
     teacher_dim: int = 0  # teacher embedding size; 0: model.embed_dim

@@ -43,6 +43,11 @@ from modalab.evaluation.features import (
     evaluate_representations,
     extract_features,
 )
+from modalab.evaluation.repair import (
+    head_accuracy_records,
+    noisy_probe_records,
+    pair_flag_records,
+)
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.checkpoint import save_weights
@@ -517,6 +522,17 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
     metrics += representation_diagnostics(test_f.features, test_f.joint, test_f.present)
+    metrics += head_accuracy_records(method, seen["test"], eval_cfg.batch_size)
+    metrics += pair_flag_records(method, seen["pretrain"])
+    if eval_cfg.noisy_probe_losses or eval_cfg.noisy_probe_forget_rate > 0:
+        metrics += noisy_probe_records(
+            train_f,
+            test_f,
+            splits.num_classes,
+            eval_cfg.noisy_probe_losses,
+            eval_cfg.noisy_probe_forget_rate,
+            seed=seed,
+        )
     prompts = splits.info.get("class_prompt_tokens")
     if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
         classes = class_embeddings(

@@ -234,7 +234,31 @@ def build_distill(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
 ) -> DistillationMethod:
-    """Cross-modal distillation from a rich-modality teacher to a poor-modality student."""
+    """Cross-modal distillation from a rich-modality teacher to a poor-modality student.
+
+    ``teacher_modality`` may list modalities in order of preference, separated by ``|``: the
+    first the data has is the teacher. An empty ``student_modality`` means the data's other
+    modality (the data must then have exactly two). So one study distils text → image on
+    ``shapes`` with ``data.modalities=[text,image]`` and image → audio on AV-MNIST, with
+    ``method.teacher_modality='text|image' method.student_modality=''``.
+    """
+    names = list(encoder.modalities)
+    preferred = [m for m in teacher_modality.split("|") if m in names]
+    if "|" in teacher_modality:
+        if not preferred:
+            raise ValueError(
+                f"method.teacher_modality={teacher_modality!r} names none of the data's "
+                f"modalities {names}."
+            )
+        teacher_modality = preferred[0]
+    if not student_modality:
+        others = [m for m in names if m != teacher_modality]
+        if len(names) != 2 or len(others) != 1:
+            raise ValueError(
+                "An empty method.student_modality means the data's other modality: it needs "
+                f"data with exactly two modalities, one of them the teacher; got {names}."
+            )
+        student_modality = others[0]
     for role, name in (("teacher", teacher_modality), ("student", student_modality)):
         if name not in encoder.modalities:
             raise ValueError(
