@@ -33,7 +33,7 @@ import re
 import time
 import warnings
 import wave
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ __all__ = [
     "read_fsdd",
     "read_idx",
     "read_wav",
+    "waveform_features",
 ]
 
 IDX_MAGIC = {"images": 2051, "labels": 2049}
@@ -257,6 +258,49 @@ def log_mel_spectrogram(
     return torch.log(mel + 1e-6)
 
 
+def waveform_features(waveforms: Tensor, recipe: Mapping[str, Any]) -> Tensor:
+    """The features a dataset computes from waveforms, from its ``info["audio_features"]`` recipe.
+
+    Used by scenarios that corrupt the waveform of a spectrogram modality (e.g. background
+    noise) to recompute exactly the dataset's features.
+
+    Args:
+        waveforms: ``[N, T]``.
+        recipe: ``kind`` (``log_mel``: :func:`log_mel_spectrogram`, then ``(x - mean) / std``)
+            and its parameters (``sample_rate``, ``n_fft``, ``hop_length``, ``win_length``,
+            ``n_mels``, ``mean``, ``std``).
+
+    Returns:
+        ``[N, 1, n_mels, frames]``.
+
+    Raises:
+        ValueError: For an unknown ``kind``.
+
+    Example:
+        >>> recipe = {"kind": "log_mel", "sample_rate": 8000, "n_fft": 256, "hop_length": 80,
+        ...           "win_length": 200, "n_mels": 40, "mean": 0.0, "std": 1.0}
+        >>> waveform_features(torch.zeros(2, 800), recipe).shape
+        torch.Size([2, 1, 40, 11])
+    """
+    if recipe.get("kind") != "log_mel":
+        raise ValueError(
+            f"Unknown audio feature kind {recipe.get('kind')!r}; modalab computes 'log_mel'."
+        )
+    chunks = [
+        log_mel_spectrogram(
+            waveforms[k : k + 256],
+            int(recipe["sample_rate"]),
+            int(recipe["n_fft"]),
+            int(recipe["hop_length"]),
+            int(recipe["win_length"]),
+            int(recipe["n_mels"]),
+        )
+        for k in range(0, waveforms.shape[0], 256)
+    ]
+    mels = torch.cat(chunks) if chunks else waveforms.new_zeros(0, int(recipe["n_mels"]), 0)
+    return ((mels - float(recipe["mean"])) / float(recipe["std"])).unsqueeze(1)
+
+
 def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
     """Centre-crop or right-pad with zeros to ``length`` samples."""
     if signal.shape[0] >= length:
@@ -324,6 +368,11 @@ class AVMNISTConfig:
         cache_dir: Folder of the built-tensor cache (empty: ``$MODALAB_CACHE`` or
             ``~/.cache/modalab``).
         use_cache: Read/write the cache.
+        keep_waveforms: Also keep the fixed-length waveforms (``info["waveforms"]["audio"]``
+            ``[R, T]``, one row per recording; ``extras["audio_recording"]`` gives each sample's
+            row) and the recipe of the features (``info["audio_features"]``), so that a
+            scenario can corrupt the waveform and recompute the log-mel spectrogram
+            (``scenario=[background_noise]``). Costs ``4·T`` bytes per recording.
     """
 
     name: str = "avmnist"
@@ -341,6 +390,7 @@ class AVMNISTConfig:
     seed: int = 0
     cache_dir: str = ""
     use_cache: bool = True
+    keep_waveforms: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -523,6 +573,8 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
         {str(v[2]) for v in mnist.values()} | {str(v[3]) for v in mnist.values()}
     )
     out["audio_norm"] = (mean, std)
+    if config.keep_waveforms:
+        out["waveforms"] = torch.from_numpy(waves.astype(np.float32))
     return out
 
 
@@ -588,8 +640,12 @@ def make_avmnist(**kwargs: Any) -> Splits:
             atomic_save_bytes(cache_path, lambda tmp: torch.save(payload, tmp))
     datasets = {}
     for split, part in built["splits"].items():
+        extras = {"audio_recording": part["recording"]} if config.keep_waveforms else None
         datasets[split] = MultimodalTensorDataset(
-            {"image": part["image"], "audio": part["audio"]}, part["label"], num_classes=10
+            {"image": part["image"], "audio": part["audio"]},
+            part["label"],
+            num_classes=10,
+            extras=extras,
         )
     info = {
         "name": "avmnist",
@@ -608,6 +664,20 @@ def make_avmnist(**kwargs: Any) -> Splits:
         "build_seconds": time.perf_counter() - start,
         "class_names": [str(d) for d in range(10)],
     }
+    if config.keep_waveforms:
+        info["waveforms"] = {"audio": built["waveforms"]}
+        info["audio_features"] = {
+            "audio": {
+                "kind": "log_mel",
+                "sample_rate": FSDD_SAMPLE_RATE,
+                "n_fft": config.n_fft,
+                "hop_length": config.hop_length,
+                "win_length": config.win_length,
+                "n_mels": config.n_mels,
+                "mean": built["audio_norm"][0],
+                "std": built["audio_norm"][1],
+            }
+        }
     return Splits(datasets["train"], datasets["val"], datasets["test"], 10, info)
 
 

@@ -4,7 +4,8 @@
   encoder's per-token states.
 * Float modalities: MAE-style masked patch prediction (He et al., CVPR 2022) — random patches
   are zeroed before the encoder, a linear decoder predicts every patch from the pooled
-  representation and the loss counts the masked patches only.
+  representation and the loss counts the masked patches only; sides that are not a multiple of
+  the patch size are zero-padded at the end (as Audio-MAE pads spectrograms).
 * Masked-modality modelling: each modality's (stop-gradient) embedding is predicted from the
   mean of the other present modalities' embeddings (as in ViLBERT/LXMERT's masked multimodal
   modelling, at the level of whole modalities).
@@ -29,7 +30,7 @@ from modalab.models.multimodal import MeanFusion, MultimodalEncoder, ProjectionH
 from modalab.objectives.masked import masked_feature_loss, masked_modality_loss, masked_token_loss
 from modalab.objectives.output import LossOutput
 
-__all__ = ["MaskedModellingMethod", "build_masked", "patchify", "unpatchify"]
+__all__ = ["MaskedModellingMethod", "build_masked", "pad_to_patches", "patchify", "unpatchify"]
 
 
 def patchify(x: Tensor, patch: int) -> Tensor:
@@ -64,6 +65,30 @@ def unpatchify(patches: Tensor, shape: torch.Size, patch: int) -> Tensor:
         return F.fold(patches.transpose(1, 2), tuple(shape[2:]), patch, stride=patch)
     b, c, t = shape
     return patches.view(b, t // patch, c, patch).permute(0, 2, 1, 3).reshape(b, c, t)
+
+
+def pad_to_patches(x: Tensor, patch: int) -> Tensor:
+    """Zero-pad the end of every spatial side of ``x`` up to a multiple of ``patch``.
+
+    Spectrograms rarely have sides divisible by a patch size (AV-MNIST's log-mel is
+    ``[B, 1, 40, 101]``); as in Audio-MAE (Huang et al., NeurIPS 2022) they are padded, and
+    the encoder still sees the original shape (the padding is cropped off after masking).
+
+    Args:
+        x: ``[B, C, H, W]`` or ``[B, C, T]``.
+        patch: Patch side.
+
+    Returns:
+        ``[B, C, H', W']`` or ``[B, C, T']`` with every side a multiple of ``patch``.
+
+    Example:
+        >>> pad_to_patches(torch.ones(1, 1, 5, 8), 4).shape
+        torch.Size([1, 1, 8, 8])
+    """
+    pads: list[int] = []
+    for side in reversed(x.shape[2:]):
+        pads += [0, -side % patch]
+    return F.pad(x, pads) if any(pads) else x
 
 
 def _is_tokens(example: Tensor) -> bool:
@@ -129,11 +154,13 @@ class MaskedModellingMethod(LossStepMethod):
         return representations
 
     def _mask_patches(self, x: Tensor, patch: int) -> tuple[Tensor, Tensor, Tensor]:
-        patches = patchify(x, patch)
+        padded = pad_to_patches(x, patch)
+        patches = patchify(padded, patch)
         draw = torch.rand(patches.shape[:2], generator=self.generator).to(x.device)
         masked = draw < self.mask_prob
-        hidden = unpatchify(patches * (~masked).unsqueeze(-1).to(x.dtype), x.shape, patch)
-        return hidden, patches, masked
+        hidden = unpatchify(patches * (~masked).unsqueeze(-1).to(x.dtype), padded.shape, patch)
+        crop = (slice(None), slice(None), *(slice(0, s) for s in x.shape[2:]))
+        return hidden[crop], patches, masked
 
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         """Masked reconstruction of every modality and masked-modality prediction."""
@@ -217,7 +244,7 @@ def build_masked(
             token_heads[m] = nn.Linear(token_width(module), int(info["vocab_size"]))
         elif x.dim() in (3, 4):
             patch = _default_patch(x, image_patch, sequence_patch)
-            patches = patchify(x.float(), patch)
+            patches = patchify(pad_to_patches(x.float(), patch), patch)
             patch_sizes[m] = patch
             decoders[m] = nn.Linear(embed_dim, patches.shape[1] * patches.shape[2])
         else:

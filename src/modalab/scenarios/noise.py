@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from modalab.data.avmnist import waveform_features
 from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.scenarios.base import Scenario, check_fraction, check_modalities
 from modalab.scenarios.registry import SCENARIOS
@@ -355,6 +356,13 @@ class BackgroundNoise(Scenario):
     thousandth of the bank's median) are redrawn. The sample rate defaults to the one the
     dataset declares in ``info["sample_rates"]``.
 
+    A spectrogram modality (AV-MNIST's log-mel ``audio`` with ``data.keep_waveforms=true``)
+    is corrupted where noise is physically added, in the waveform, as MultiBench does: the
+    dataset's ``info["waveforms"]`` and ``info["audio_features"]`` give each sample's waveform
+    (through ``extras["<modality>_recording"]``) and the recipe of its features; the mixture
+    is mixed at the SNR in the waveform domain and its features recomputed
+    (:func:`modalab.data.avmnist.waveform_features`). Rows left clean keep their input.
+
     Attributes:
         snr_db: Signal-to-noise ratio in dB (the severity; ``inf``: clean).
         modality: The audio modality (``[N, 1, T]`` or ``[N, T]``).
@@ -383,7 +391,14 @@ class BackgroundNoise(Scenario):
             )
 
     def bind(self, info: Mapping[str, Any]) -> None:
-        """Take the modality's sample rate from the dataset's ``info`` when not set."""
+        """Take the modality's sample rate (and, for features, its waveforms) from ``info``."""
+        recipe = info.get("audio_features", {}).get(self.modality)
+        self._recipe: Mapping[str, Any] | None = recipe
+        self._waveforms: Tensor | None = None
+        if recipe is not None:
+            self._waveforms = info["waveforms"][self.modality]
+            if self.sample_rate == 0:
+                self.sample_rate = int(recipe["sample_rate"])
         if self.sample_rate == 0:
             rates = info.get("sample_rates", {})
             if self.modality not in rates:
@@ -403,7 +418,7 @@ class BackgroundNoise(Scenario):
             )
         folder = resolve_data_dir(self.data_dir, "scenario.background_noise") / self.clips
         bank = load_noise_bank(str(folder), self.sample_rate)
-        x = dataset.inputs[self.modality]
+        x = self._waveforms_of(dataset)
         length = x.shape[-1]
         if bank.shape[1] < length:
             raise ValueError(
@@ -430,12 +445,38 @@ class BackgroundNoise(Scenario):
         rows = _rows_mask(n, self.fraction, self.generator) & dataset.present[self.modality]
         self._draw = (rows, crops)
 
+    def _waveforms_of(self, dataset: MultimodalTensorDataset) -> Tensor:
+        """The modality's waveforms: its inputs, or the dataset's waveforms of its features."""
+        x = dataset.inputs[self.modality]
+        if getattr(self, "_recipe", None) is None:
+            if x.dim() == 4:
+                raise ValueError(
+                    f"scenario background_noise mixes noise into a waveform, but modality "
+                    f"{self.modality!r} has shape {tuple(x.shape)} (a spectrogram) and the data "
+                    "keeps no waveforms; with data=avmnist set data.keep_waveforms=true."
+                )
+            return x
+        key = f"{self.modality}_recording"
+        if key not in dataset.extras or self._waveforms is None:
+            raise ValueError(
+                f"scenario background_noise: the data declares features for {self.modality!r} "
+                f"but its samples carry no extras[{key!r}] pointing at their waveforms."
+            )
+        return self._waveforms[dataset.extras[key]]
+
     def transform(self, dataset: MultimodalTensorDataset) -> MultimodalTensorDataset:
         """Mix the drawn crops in at the configured SNR."""
         x = _as_float(dataset.inputs[self.modality], self.modality, "background_noise")
         if math.isinf(self.snr_db) and self.snr_db > 0:
             return dataset.replace(inputs={**dataset.inputs, self.modality: x})
         rows, crops = self._draw
+        recipe = getattr(self, "_recipe", None)
+        if recipe is not None:
+            wave = self._waveforms_of(dataset)[rows]
+            mixed_wave = wave + _scale_to_snr(wave, crops[rows].to(wave.dtype), self.snr_db)
+            features = x.clone()
+            features[rows] = waveform_features(mixed_wave, recipe).to(x.dtype)
+            return dataset.replace(inputs={**dataset.inputs, self.modality: features})
         if (x.dim() == 3 and x.shape[1] != 1) or x.dim() not in (2, 3):
             raise ValueError(
                 f"scenario background_noise needs mono audio [N, 1, T] or [N, T]; modality "
