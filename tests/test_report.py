@@ -299,7 +299,7 @@ def test_compare_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         "| a/robust | a/supervised | b/robust | b/supervised |"
     )
     assert main(["compare", str(tmp_path / "missing")]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in " ".join(capsys.readouterr().out.split())  # rich wraps lines
 
 
 # --------------------------------------------------------------------------- run directories
