@@ -42,6 +42,8 @@ from modalab.data.files import (
     DataSource,
     MissingDataError,
     RemoteFile,
+    SkippedFiles,
+    check_on_error,
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
@@ -341,6 +343,9 @@ class ManifestConfig:
         test_fraction: Fraction of images for test.
         prompts: Zero-shot prompt templates.
         seed: Seed of the split.
+        on_error: ``raise`` (default): a missing or unreadable image file is an error naming
+            it; ``skip``: drop such images, warn with their count and record them in
+            ``info["skipped"]``.
     """
 
     name: str = "manifest"
@@ -358,6 +363,7 @@ class ManifestConfig:
     test_fraction: float = 0.3
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     seed: int = 0
+    on_error: str = "raise"
 
 
 def _read_manifest(path: Path, separator: str) -> pd.DataFrame:
@@ -388,6 +394,7 @@ def make_manifest(**kwargs: Any) -> Splits:
         label column every label is unobserved (``num_classes`` 1; probes are skipped).
     """
     config = ManifestConfig(**kwargs)
+    check_on_error(config.on_error)
     _check_fractions(
         config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
     )
@@ -398,6 +405,10 @@ def make_manifest(**kwargs: Any) -> Splits:
     if not path.is_absolute():
         path = resolve_data_dir(config.data_dir) / path
     table = _read_manifest(path, config.separator)
+    if len(table) == 0:
+        raise CorruptDataError(
+            f"{path}: the manifest has no rows; it needs one row per image–caption pair."
+        )
     needed = [config.img_key, config.caption_key] + ([config.label_key] if config.label_key else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -416,11 +427,29 @@ def make_manifest(**kwargs: Any) -> Splits:
         captions.append(str(record[config.caption_key]))
     images = list(grouped)
     paths = [Path(p) if Path(p).is_absolute() else path.parent / p for p in images]
+    skipped = SkippedFiles("manifest")
+    if config.on_error == "skip":
+        kept = []
+        for image, image_path in zip(images, paths, strict=True):
+            try:
+                load_images([image_path], 8)
+            except (MissingDataError, CorruptDataError) as error:
+                skipped.add(image_path, error)
+            else:
+                kept.append(image)
+        if not kept:
+            raise MissingDataError(
+                f"{path}: data.on_error=skip skipped every image ({skipped.count}), e.g. "
+                f"{skipped.errors[:3]}."
+            )
+        skipped.report()
+        images = kept
+        paths = [Path(p) if Path(p).is_absolute() else path.parent / p for p in images]
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         raise MissingDataError(
             f"{path}: {len(absent)} image file(s) listed in the manifest do not exist, e.g. "
-            f"{absent[:3]}."
+            f"{absent[:3]}. Fix the paths, or set data.on_error=skip to drop them (counted)."
         )
     labels = [grouped[i][1] for i in images]
     if config.label_key:
@@ -453,6 +482,7 @@ def make_manifest(**kwargs: Any) -> Splits:
             split.label_observed = torch.zeros_like(split.label_observed)
         splits.info.pop("class_prompt_tokens", None)
     splits.info["manifest"] = str(path)
+    splits.info["skipped"] = skipped.as_info()
     splits.info["build_seconds"] = time.perf_counter() - start
     return splits
 
