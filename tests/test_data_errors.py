@@ -62,9 +62,7 @@ def _npz(root: Path, **overrides: np.ndarray) -> None:
 
 def test_medmnist_negative_labels_and_mixed_image_sizes(tmp_path: Path) -> None:
     _npz(tmp_path, val_labels=np.array([[0], [-1]] * 3))
-    with pytest.raises(
-        CorruptDataError, match=r"npz: val_labels holds the negative"
-    ):
+    with pytest.raises(CorruptDataError, match=r"npz: val_labels holds the negative"):
         make_pneumoniamnist(data_dir=str(tmp_path))
     _npz(tmp_path, test_images=np.zeros((6, 9, 9), dtype=np.uint8))
     with pytest.raises(CorruptDataError, match=r"images of different sizes .*'test': \(9, 9\)"):
