@@ -207,7 +207,9 @@ def test_writers_killed_mid_write_leave_a_readable_store(tmp_path: Path) -> None
     # What a kill leaves behind are hidden temporary files, which the store never reads.
     leftovers = list((tmp_path / "rows").glob(".*.tmp"))
     assert len(leftovers) >= 2
-    assert not [p for p in (tmp_path / "rows").iterdir() if p not in leftovers and p.suffix != ".parquet"]
+    assert not [
+        p for p in (tmp_path / "rows").iterdir() if p not in leftovers and p.suffix != ".parquet"
+    ]
 
 
 FAMILIES = {
@@ -258,7 +260,7 @@ def test_no_resolver_can_execute_code_from_a_results_directory(tmp_path: Path) -
     run_dir.mkdir()
     marker = tmp_path / "executed"
     (run_dir / "config.yaml").write_text(
-        "data: {name: '${eval:__import__(\"os\").system(\"touch " + str(marker) + "\")}'}\n"
+        'data: {name: \'${eval:__import__("os").system("touch ' + str(marker) + "\")}'}\n"
         "model: {embed_dim: 8}\nmethod: {name: clip}\n"
     )
     with pytest.raises((ConfigError, KeyError, ValueError), match="eval"):

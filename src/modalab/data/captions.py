@@ -365,6 +365,13 @@ class ManifestConfig:
     seed: int = 0
     on_error: str = "raise"
 
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
+        check_on_error(self.on_error)
+        _check_fractions(
+            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
+        )
+
 
 def _read_manifest(path: Path, separator: str) -> pd.DataFrame:
     if not path.is_file():
@@ -394,10 +401,7 @@ def make_manifest(**kwargs: Any) -> Splits:
         label column every label is unobserved (``num_classes`` 1; probes are skipped).
     """
     config = ManifestConfig(**kwargs)
-    check_on_error(config.on_error)
-    _check_fractions(
-        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
-    )
+    config.validate()
     if not config.path:
         raise ValueError("data.path must name the manifest file (.csv, .tsv or .jsonl).")
     start = time.perf_counter()
