@@ -360,8 +360,8 @@ def _check_scenario_modalities(cfg: DictConfig) -> None:
         unknown = [m for m in (wanted or []) if known is not None and m not in known]
         if unknown:
             raise ConfigError(
-                f"scenario.{name}.modalities={list(wanted)} names {unknown}, which the data does "
-                f"not have; data.modalities={list(known)}."
+                f"scenario.{name}.modalities={list(wanted or [])} names {unknown}, which the data "
+                f"does not have; data.modalities={list(known)}."
             )
 
 
