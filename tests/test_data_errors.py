@@ -18,7 +18,7 @@ from PIL import Image
 
 from _real_data import shared_data_dir
 from modalab.data.avmnist import make_avmnist
-from modalab.data.captions import make_manifest
+from modalab.data.captions import make_coco, make_manifest
 from modalab.data.files import CorruptDataError, MissingDataError
 from modalab.data.medmnist import make_pneumoniamnist
 
@@ -145,3 +145,34 @@ def test_avmnist_on_error_skip_drops_and_counts_corrupt_recordings(tmp_path: Pat
     assert splits.info["skipped"]["count"] == 2
     assert len(splits.info["recordings"]) == total - 2
     assert "7_lucas_3.wav" not in splits.info["recordings"]
+
+
+@pytest.mark.slow
+def test_coco_unreadable_image_named_or_skipped_and_counted(tmp_path: Path) -> None:
+    shared = shared_data_dir("coco_mini/annotations_full") / "coco_mini"
+    root = tmp_path / "coco_mini"
+    for folder in ("annotations", "annotations_full", "train2017", "val2017"):
+        (root / folder).mkdir(parents=True)
+        for f in (shared / folder).iterdir():
+            os.symlink(f, root / folder / f.name)
+    victim = sorted((root / "val2017").iterdir())[0]
+    victim.unlink()
+    victim.write_bytes(b"\xff\xd8 not a jpeg")
+    kwargs = {
+        "data_dir": str(tmp_path),
+        "folder": "coco_mini",
+        "annotation_dirs": ["annotations", "annotations_full"],
+        "image_size": 16,
+    }
+    with pytest.raises(CorruptDataError, match=rf"{victim.name}: not a readable image"):
+        make_coco(**kwargs)
+    with pytest.warns(UserWarning, match=r"coco: data.on_error=skip skipped 1 bad file"):
+        splits = make_coco(**kwargs, on_error="skip")
+    assert splits.info["skipped"]["files"] == [str(victim)]
+    assert f"val2017/{victim.name}" not in splits.info["image_ids"]
+    assert (
+        len(splits.info["image_ids"])
+        == len(list((shared / "val2017").iterdir()))
+        + len(list((shared / "train2017").iterdir()))
+        - 1
+    )

@@ -259,6 +259,8 @@ class COCOConfig:
         test_fraction: Fraction of labelled images for test.
         prompts: Zero-shot prompt templates (``{}`` is the class name).
         seed: Seed of the split.
+        on_error: ``raise`` (default): an unreadable image is an error naming it; ``skip``:
+            drop such images, warn with their count and record them in ``info["skipped"]``.
     """
 
     name: str = "coco"
@@ -275,6 +277,37 @@ class COCOConfig:
     test_fraction: float = 0.3
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     seed: int = 0
+    on_error: str = "raise"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
+        check_on_error(self.on_error)
+        if self.label not in ("supercategory", "category"):
+            raise ValueError(
+                f"data.label must be 'supercategory' or 'category', got {self.label!r}."
+            )
+        _check_fractions(
+            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
+        )
+
+
+def _drop_unreadable(pairs: _Pairs, skipped: SkippedFiles) -> _Pairs:
+    """The pairs whose image reads, recording the others in ``skipped`` (``on_error=skip``)."""
+    keep = []
+    for i, path in enumerate(pairs.paths):
+        try:
+            load_images([path], 8)
+        except (MissingDataError, CorruptDataError) as error:
+            skipped.add(path, error)
+        else:
+            keep.append(i)
+    return _Pairs(
+        [pairs.paths[i] for i in keep],
+        [pairs.captions[i] for i in keep],
+        pairs.label[keep],
+        pairs.class_names,
+        [pairs.ids[i] for i in keep],
+    )
 
 
 def _check_fractions(val: float, test: float, per_image: int, size: int) -> None:
@@ -298,14 +331,14 @@ def make_coco(**kwargs: Any) -> Splits:
         Splits with ``image`` ``[N, 3, S, S]`` and ``text`` ``[N, L]`` token ids.
     """
     config = COCOConfig(**kwargs)
-    if config.label not in ("supercategory", "category"):
-        raise ValueError(f"data.label must be 'supercategory' or 'category', got {config.label!r}.")
-    _check_fractions(
-        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
-    )
+    config.validate()
     start = time.perf_counter()
     data_dir = resolve_data_dir(config.data_dir)
     pairs = read_coco(data_dir / config.folder, config.splits, config.annotation_dirs, config.label)
+    skipped = SkippedFiles("coco")
+    if config.on_error == "skip":
+        pairs = _drop_unreadable(pairs, skipped)
+        skipped.report()
     splits = image_text_splits(
         pairs,
         "coco",
@@ -318,6 +351,7 @@ def make_coco(**kwargs: Any) -> Splits:
         config.seed,
         config.prompts,
     )
+    splits.info["skipped"] = skipped.as_info()
     splits.info["build_seconds"] = time.perf_counter() - start
     return splits
 
