@@ -270,3 +270,26 @@ def test_no_resolver_can_execute_code_from_a_results_directory(tmp_path: Path) -
     with pytest.raises(ConfigError):
         compose_config([f"run_name=${{eval:open('{marker}','w')}}"])
     assert not marker.exists()
+
+
+def test_checkpoint_killed_before_its_rename_leaves_the_previous_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalab.experiments.checkpoint import AtomicCheckpointIO, load_checkpoint
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, target)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # the process stops after writing, before the rename
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, target)
+    monkeypatch.undo()
+    saved = load_checkpoint(target)
+    assert saved["epoch"] == 1 and torch.equal(saved["w"], torch.ones(3))
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+    with pytest.raises(TypeError, match="storage_options"):
+        io.save_checkpoint({}, target, storage_options={"x": 1})

@@ -47,7 +47,7 @@ from modalab.evaluation.features import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
-from modalab.experiments.checkpoint import save_weights
+from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.errors import RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
@@ -463,6 +463,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
         logger=build_loggers(
             plain.get("loggers", ["csv", "tensorboard"]),
             run_dir,
