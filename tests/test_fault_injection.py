@@ -293,3 +293,26 @@ def test_checkpoint_killed_before_its_rename_leaves_the_previous_one(
     assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
     with pytest.raises(TypeError, match="storage_options"):
         io.save_checkpoint({}, target, storage_options={"x": 1})
+
+
+def test_an_interrupted_run_stops_the_sweep_and_a_failed_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modalab.experiments import sweep
+    from modalab.experiments.errors import RunInterrupted
+
+    runs = [sweep.GridRun([f"seed={i}"], f"r{i}", "", "m", "s", 0.0, i) for i in range(3)]
+    started: list[list[str]] = []
+
+    def execute(overrides: list[str]) -> float:
+        started.append(overrides)
+        if overrides == ["seed=0"]:
+            raise ValueError("bad run")  # an ordinary failure: reported, the sweep goes on
+        raise RunInterrupted("interrupted by SIGTERM", int(signal.SIGTERM))
+
+    monkeypatch.setattr(sweep, "_execute", execute)
+    lines: list[str] = []
+    with pytest.raises(RunInterrupted):
+        sweep.run_sweep(runs, str(tmp_path / "store"), jobs=1, progress=lines.append)
+    assert started == [["seed=0"], ["seed=1"]]  # the third run never started
+    assert any("FAILED" in line and "bad run" in line for line in lines)
