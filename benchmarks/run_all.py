@@ -34,8 +34,10 @@ HEADLINES = ("speed-up", "ratio", "efficiency", "peak memory", "R@1", "samples/s
 
 def _headline(script: str, lines: list[str]) -> str:
     if script == "bench_scaling.py":  # a table: first and last row
-        rows = [ln for ln in lines if ln.strip()[:1].isdigit()]
-        return " / ".join(" ".join(r.split()) for r in rows[:1] + rows[-1:])
+        rows = [ln.split() for ln in lines if ln.strip()[:1].isdigit() and len(ln.split()) == 6]
+        return "; ".join(
+            f"N={r[0]}, {r[1]} modalities: epoch {r[3]} s, eval {r[4]} s, {r[5]} MiB" for r in rows
+        )
     if script == "bench_scenarios.py":
         rows = [ln.split() for ln in lines if len(ln.split()) == 3 and ln.split()[1][0].isdigit()]
         slowest = max(rows, key=lambda r: float(r[1]), default=None)
