@@ -43,6 +43,26 @@ BAD_CONFIGS = [
     (["data.label_factors=[hue]"], ["label_factors=['hue']", "shape"]),
     (["data.val_fraction=0.7", "data.test_fraction=0.5"], ["sum to less than 1"]),
     (["data.carries.image=[hue]"], ["unknown factor 'hue'", "colour"]),
+    (["scenario=[missing]", "scenario.missing.rate=1.5"], ["missing.rate", "[0, 1]", "1.5"]),
+    (["scenario=[missing]", "scenario.missing.rate=-0.1"], ["missing.rate", "-0.1"]),
+    (
+        ["scenario=[missing]", "scenario.missing.modalities=[video]"],
+        ["scenario.missing.modalities=['video']", "'video'", "data.modalities"],
+    ),
+    (
+        [
+            "data.modalities=[image,text]",
+            "scenario=[missing]",
+            "scenario.missing.modalities=[audio]",
+        ],
+        ["['audio']", "data.modalities=['image', 'text']"],
+    ),
+    (["scenario=[label_noise]", "scenario.label_noise.rate=2"], ["label_noise.rate", "2.0"]),
+    (["scenario=[gaussian_noise]", "scenario.gaussian_noise.snr_db=abc"], ["snr_db", "Float"]),
+    (["scenario=[missing]", "scenario.missing.stage=[later]"], ["['later']", "pretrain"]),
+    (["scenario=[teleport]"], ["scenario", "teleport"]),
+    (["data=avmnist", "data.on_error=ignore"], ["data.on_error='ignore'", "skip"]),
+    (["data=manifest", "data.on_error=warn"], ["data.on_error='warn'", "raise"]),
     (["seed=-1"], ["seed=-1"]),
     (["seed=abc"], ["seed", "Integer"]),
 ]

@@ -373,3 +373,33 @@ def test_docs_example_runs() -> None:
     exec(compile("\n".join(blocks), str(page), "exec"), namespace)
     report = namespace["report"]
     assert set(report.table["analysis"]) == {"shapley", "interaction", "swap"}
+
+
+def test_cached_missing_rate_curve_equals_re_encoding_and_runs_no_encoder() -> None:
+    from modalab.counterfactual import cached_missing_rate_curve
+    from modalab.evaluation.missing import missing_rate_curve
+
+    torch.manual_seed(0)
+    encoders = nn.ModuleDict({"a": nn.Linear(5, 4), "b": nn.Linear(3, 4), "c": nn.Linear(2, 4)})
+    model = LateFusionClassifier(MultimodalEncoder(encoders), ConcatFusion(), nn.Linear(15, 3))
+    g = torch.Generator().manual_seed(0)
+    n = 1100  # three mask batches of 512
+    dataset = MultimodalTensorDataset(
+        {m: torch.randn(n, d, generator=g) for m, d in (("a", 5), ("b", 3), ("c", 2))},
+        torch.randint(3, (n,), generator=g),
+        present={"b": torch.rand(n, generator=g) > 0.3},
+    )
+    predictor = FusionModelPredictor(model)
+    split = encode_dataset(predictor, dataset)
+    calls = []
+    encoders["a"].register_forward_hook(lambda *_: calls.append(1))
+    rates = [0.0, 0.3, 0.7, 1.0]
+    cached = cached_missing_rate_curve(predictor, split, rates, seed=2)
+    assert not calls  # the cache was enough
+    direct = missing_rate_curve(lambda b: model(b.inputs, b.present), dataset, rates, seed=2)
+    assert calls  # the reference re-ran the encoders
+    assert cached == direct
+    assert cached[0].missing_fraction == pytest.approx(
+        float((~dataset.present["b"]).sum()) / (3 * n)
+    )
+    assert len({p.accuracy for p in cached}) > 1  # the masks matter

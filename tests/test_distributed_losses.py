@@ -3,8 +3,12 @@
 Each process holds half of the batch, wraps the model in ``DistributedDataParallel`` (which
 averages gradients) and computes the loss with embeddings gathered from both processes. The
 loss and the parameter gradients must equal those of one process holding the whole batch —
-for CLIP and SimCLR (negatives from the global batch) and for VICReg and Barlow Twins (whose
-variance, covariance and cross-correlation are statistics of the global batch).
+for every contrastive objective of the project: CLIP, SimCLR's NT-Xent, SLIP (CLIP + NT-Xent),
+MoCo v2 (queue of negatives, cross-modal; the queues after enqueueing must match too) and v3
+(in-batch negatives), RINCE, the robust-CLIP recipe's per-pair losses with small-loss
+filtering, and LiT-style contrastive distillation — and for VICReg and Barlow Twins (whose
+variance, covariance and cross-correlation are statistics of the global batch). The two
+processes hold different numbers of present rows, so a mean of per-process means would differ.
 """
 
 from __future__ import annotations
@@ -19,37 +23,99 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from modalab.objectives import BarlowTwinsLoss, CLIPLoss, NTXentLoss, VICRegLoss
+from modalab.data.batch import MultimodalBatch
+from modalab.methods.robust_clip import RobustCLIPMethod
+from modalab.models.multimodal import MultimodalEncoder
+from modalab.objectives import (
+    BarlowTwinsLoss,
+    CLIPLoss,
+    ContrastiveDistillationLoss,
+    MoCoLoss,
+    NTXentLoss,
+    RINCELoss,
+    VICRegLoss,
+    small_loss_selection,
+)
 
 B = 6  # rows per process
-LOSSES = ("clip", "simclr", "vicreg", "barlow")
+LOSSES = (
+    "clip",
+    "simclr",
+    "slip",
+    "moco_v2",
+    "moco_v3",
+    "rince",
+    "robust_clip",
+    "distill",
+    "vicreg",
+    "barlow",
+)
 
 
 class _Model(nn.Module):
     def __init__(self, loss_name: str) -> None:
         super().__init__()
-        g = torch.Generator().manual_seed(0)
+        self.loss_name = loss_name
         self.a = nn.Linear(5, 4)
         self.b = nn.Linear(3, 4)
+        # Frozen "momentum" encoders that produce MoCo's keys.
+        self.key_a = nn.Linear(5, 4).requires_grad_(False)
+        self.key_b = nn.Linear(3, 4).requires_grad_(False)
+        self.method = RobustCLIPMethod(
+            MultimodalEncoder(nn.ModuleDict({"a": nn.Linear(5, 4), "b": nn.Linear(3, 4)})),
+            ("a", "b"),
+            loss="rince",
+            temperature=0.5,
+            q=0.5,
+            lam=0.5,
+        )
+        g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for p in self.parameters():
                 p.copy_(torch.randn(p.shape, generator=g))
-        self.loss_name = loss_name
+        self.clip = CLIPLoss(temperature=0.5, learn_temperature=True)
         self.loss: nn.Module = {
-            "clip": CLIPLoss(temperature=0.5, learn_temperature=True),
+            "clip": self.clip,
             "simclr": NTXentLoss(temperature=0.5),
+            "slip": NTXentLoss(temperature=0.5),
+            "moco_v2": MoCoLoss(["a", "b"], dim=4, queue_size=16, temperature=0.5, seed=3),
+            "moco_v3": MoCoLoss(["a", "b"], dim=4, queue_size=0, temperature=0.5),
+            "rince": RINCELoss(temperature=0.5, q=0.5, lam=0.5),
+            "robust_clip": nn.Identity(),
+            "distill": ContrastiveDistillationLoss(temperature=0.5),
             "vicreg": VICRegLoss(),
             "barlow": BarlowTwinsLoss(redundancy_weight=0.1),
         }[loss_name]
 
     def forward(self, xa: torch.Tensor, xb: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        if self.loss_name == "simclr":  # two "views" through the same encoder
-            z = {"v1": self.a(xa), "v2": self.a(xa.flip(1))}
-            p = {"v1": present, "v2": present}
-        else:
-            z = {"a": self.a(xa), "b": self.b(xb)}
-            p = {"a": present, "b": torch.ones_like(present)}
-        return self.loss(z, p).loss  # type: ignore[no-any-return]
+        name, loss = self.loss_name, self.loss
+        both = {"a": present, "b": torch.ones_like(present)}
+        if name in ("simclr", "slip"):  # two "views" of modality a through the same encoder
+            views = {"v1": self.a(xa), "v2": self.a(xa.flip(1))}
+            total = loss(views, {"v1": present, "v2": present}).loss
+            if name == "slip":
+                total = total + 0.5 * self.clip({"a": self.a(xa), "b": self.b(xb)}, both).loss
+            return total  # type: ignore[no-any-return]
+        if name.startswith("moco"):
+            queries = {"a": self.a(xa), "b": self.b(xb)}
+            keys = {"a": self.key_a(xa), "b": self.key_b(xb)}
+            total = loss(queries, keys, both).loss
+            loss.enqueue(keys, both)  # type: ignore[operator]
+            return total  # type: ignore[no-any-return]
+        if name == "robust_clip":
+            batch = MultimodalBatch(
+                inputs={"a": xa, "b": xb},
+                present=both,
+                label=torch.zeros(len(xa), dtype=torch.long),
+                label_observed=torch.ones(len(xa), dtype=torch.bool),
+                clean_label=torch.zeros(len(xa), dtype=torch.long),
+                index=torch.arange(len(xa)),
+            )
+            losses, _ = self.method.pair_losses(batch)
+            return losses[small_loss_selection(losses, 0.75)].mean()
+        if name == "distill":  # student a, locked teacher b
+            return loss(self.a(xa), self.b(xb), present).loss  # type: ignore[no-any-return]
+        return loss({"a": self.a(xa), "b": self.b(xb)}, both).loss  # type: ignore[no-any-return]
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,7 +123,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     xa = torch.randn(2 * B, 5, generator=g)
     xb = torch.randn(2 * B, 3, generator=g)
     present = torch.ones(2 * B, dtype=torch.bool)
-    present[[1, 8]] = False  # one absent row in each process's half
+    present[[1, 8, 10]] = False  # one absent row on process 0, two on process 1
     return xa, xb, present
 
 
@@ -69,17 +135,21 @@ def _loss_and_grads(model: nn.Module, *args: torch.Tensor) -> dict[str, torch.Te
     for name, p in inner.named_parameters():
         if p.grad is not None:
             out[name] = p.grad.detach().clone()
+    for name, buffer in inner.named_buffers():
+        if "queue_" in name or "pointer_" in name:
+            out[name] = buffer.clone()
     return out
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         xa, xb, present = _data()
         rows = slice(rank * B, (rank + 1) * B)
         results = {}
         for name in LOSSES:
-            # SimCLR leaves encoder b unused.
+            # Every model leaves some parameters unused (the other losses' encoders).
             model = nn.parallel.DistributedDataParallel(_Model(name), find_unused_parameters=True)
             results[name] = _loss_and_grads(model, xa[rows], xb[rows], present[rows])
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
@@ -97,6 +167,12 @@ def test_two_process_losses_and_gradients_equal_single_process() -> None:
     xa, xb, present = _data()
     for name in LOSSES:
         single = _loss_and_grads(_Model(name), xa, xb, present)
+        if name == "moco_v2":  # the queues moved: 9 + 12 global keys enqueued
+            assert int(single["loss.pointer_a"]) == 9 and int(single["loss.pointer_b"]) == 12
+        if name == "distill":  # the locked teacher receives no gradient
+            assert "a.weight" in single and "b.weight" not in single
+        if name.startswith("moco"):  # nor do the momentum encoders
+            assert "b.weight" in single and "key_a.weight" not in single
         for rank in ranks:
             got = rank[name]
             assert set(got) == set(single), name

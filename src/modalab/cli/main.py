@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modalab`` console script."""
     from modalab.experiments.config import ConfigError
+    from modalab.experiments.errors import RunInterrupted, TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -273,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"modalab: configuration error: {error}", file=sys.stderr)
         return 2
+    except RunInterrupted as error:
+        print(f"modalab: {error}", file=sys.stderr)
+        return 128 + error.signal_number
+    except TrainingError as error:
+        print(f"modalab: training failed: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from modalab.counterfactual.attributions import (
 )
 from modalab.counterfactual.debias import DebiasResult, counterfactual_debias
 from modalab.counterfactual.interventions import INTERVENTIONS, Intervened, intervene
+from modalab.counterfactual.missing import cached_missing_rate_curve
 from modalab.counterfactual.plots import class_heatmap, shapley_bars, swap_matrix
 from modalab.counterfactual.predictors import (
     EmbeddingPredictor,
@@ -51,6 +52,7 @@ __all__ = [
     "ShapleyResult",
     "ablation_importance",
     "analyse",
+    "cached_missing_rate_curve",
     "class_heatmap",
     "coalition_values",
     "counterfactual_debias",

@@ -50,7 +50,9 @@ from modalab.data.files import (
     DataSource,
     MissingDataError,
     RemoteFile,
+    SkippedFiles,
     atomic_save_bytes,
+    check_on_error,
     require_files,
     resolve_data_dir,
 )
@@ -373,6 +375,9 @@ class AVMNISTConfig:
             row) and the recipe of the features (``info["audio_features"]``), so that a
             scenario can corrupt the waveform and recompute the log-mel spectrogram
             (``scenario=[background_noise]``). Costs ``4·T`` bytes per recording.
+        on_error: ``raise`` (default): a corrupt recording is an error naming the file;
+            ``skip``: drop corrupt recordings, warn with their count and record them in
+            ``info["skipped"]``.
     """
 
     name: str = "avmnist"
@@ -391,9 +396,11 @@ class AVMNISTConfig:
     cache_dir: str = ""
     use_cache: bool = True
     keep_waveforms: bool = False
+    on_error: str = "raise"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
+        check_on_error(self.on_error)
         for key in ("test_speakers", "val_speakers"):
             unknown = [s for s in getattr(self, key) if s not in FSDD_SPEAKERS]
             if unknown:
@@ -445,6 +452,15 @@ def _load_mnist(data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray, Path,
         if x.shape[0] != y.shape[0]:
             raise CorruptDataError(
                 f"{images} has {x.shape[0]} images but {labels} has {y.shape[0]} labels."
+            )
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise CorruptDataError(
+                f"{images}: images of shape {tuple(x.shape[1:])}, expected MNIST's (28, 28)."
+            )
+        if y.size and int(y.max()) > 9:
+            bad = int(np.flatnonzero(y > 9)[0])
+            raise CorruptDataError(
+                f"{labels}: label {int(y[bad])} at row {bad} is out of range; MNIST labels are 0-9."
             )
         found[split] = (x, y, images, labels)
     if not found:
@@ -523,7 +539,32 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
 
     # Audio: read, fix length, log-mel.
     length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
-    waves = np.stack([_fix_length(read_wav(p), length) for p in recordings.paths])
+    skipped = SkippedFiles("avmnist")
+    kept: list[int] = []
+    wave_list: list[np.ndarray] = []
+    for i, path in enumerate(recordings.paths):
+        try:
+            wave_list.append(_fix_length(read_wav(path), length))
+        except CorruptDataError as error:
+            if config.on_error == "raise":
+                raise CorruptDataError(
+                    f"{error} Replace the file, or set data.on_error=skip to drop corrupt "
+                    "recordings (counted)."
+                ) from None
+            skipped.add(path, error)
+        else:
+            kept.append(i)
+    if skipped.count:
+        if not kept:
+            raise CorruptDataError(f"Every FSDD recording is corrupt, e.g. {skipped.errors[:3]}.")
+        skipped.report()
+        recordings = FSDDRecordings(
+            [recordings.paths[i] for i in kept],
+            recordings.digit[kept],
+            [recordings.speaker[i] for i in kept],
+            recordings.take[kept],
+        )
+    waves = np.stack(wave_list)
     # In chunks, to bound the memory of the complex STFT.
     mels = torch.cat(
         [
@@ -575,6 +616,7 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
     out["audio_norm"] = (mean, std)
     if config.keep_waveforms:
         out["waveforms"] = torch.from_numpy(waves.astype(np.float32))
+    out["skipped"] = skipped.as_info()
     return out
 
 
@@ -658,6 +700,7 @@ def make_avmnist(**kwargs: Any) -> Splits:
         "image_protocol": built["image_protocol"],
         "mnist_files": built["mnist_files"],
         "audio_norm": built["audio_norm"],
+        "skipped": built.get("skipped", {"count": 0, "files": [], "errors": []}),
         "data_dir": str(data_dir),
         "cache_path": str(cache_path) if cache_path else "",
         "from_cache": from_cache,

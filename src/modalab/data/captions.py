@@ -42,6 +42,8 @@ from modalab.data.files import (
     DataSource,
     MissingDataError,
     RemoteFile,
+    SkippedFiles,
+    check_on_error,
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
@@ -257,6 +259,8 @@ class COCOConfig:
         test_fraction: Fraction of labelled images for test.
         prompts: Zero-shot prompt templates (``{}`` is the class name).
         seed: Seed of the split.
+        on_error: ``raise`` (default): an unreadable image is an error naming it; ``skip``:
+            drop such images, warn with their count and record them in ``info["skipped"]``.
     """
 
     name: str = "coco"
@@ -273,6 +277,37 @@ class COCOConfig:
     test_fraction: float = 0.3
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     seed: int = 0
+    on_error: str = "raise"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
+        check_on_error(self.on_error)
+        if self.label not in ("supercategory", "category"):
+            raise ValueError(
+                f"data.label must be 'supercategory' or 'category', got {self.label!r}."
+            )
+        _check_fractions(
+            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
+        )
+
+
+def _drop_unreadable(pairs: _Pairs, skipped: SkippedFiles) -> _Pairs:
+    """The pairs whose image reads, recording the others in ``skipped`` (``on_error=skip``)."""
+    keep = []
+    for i, path in enumerate(pairs.paths):
+        try:
+            load_images([path], 8)
+        except (MissingDataError, CorruptDataError) as error:
+            skipped.add(path, error)
+        else:
+            keep.append(i)
+    return _Pairs(
+        [pairs.paths[i] for i in keep],
+        [pairs.captions[i] for i in keep],
+        pairs.label[keep],
+        pairs.class_names,
+        [pairs.ids[i] for i in keep],
+    )
 
 
 def _check_fractions(val: float, test: float, per_image: int, size: int) -> None:
@@ -296,14 +331,14 @@ def make_coco(**kwargs: Any) -> Splits:
         Splits with ``image`` ``[N, 3, S, S]`` and ``text`` ``[N, L]`` token ids.
     """
     config = COCOConfig(**kwargs)
-    if config.label not in ("supercategory", "category"):
-        raise ValueError(f"data.label must be 'supercategory' or 'category', got {config.label!r}.")
-    _check_fractions(
-        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
-    )
+    config.validate()
     start = time.perf_counter()
     data_dir = resolve_data_dir(config.data_dir)
     pairs = read_coco(data_dir / config.folder, config.splits, config.annotation_dirs, config.label)
+    skipped = SkippedFiles("coco")
+    if config.on_error == "skip":
+        pairs = _drop_unreadable(pairs, skipped)
+        skipped.report()
     splits = image_text_splits(
         pairs,
         "coco",
@@ -316,6 +351,7 @@ def make_coco(**kwargs: Any) -> Splits:
         config.seed,
         config.prompts,
     )
+    splits.info["skipped"] = skipped.as_info()
     splits.info["build_seconds"] = time.perf_counter() - start
     return splits
 
@@ -341,6 +377,9 @@ class ManifestConfig:
         test_fraction: Fraction of images for test.
         prompts: Zero-shot prompt templates.
         seed: Seed of the split.
+        on_error: ``raise`` (default): a missing or unreadable image file is an error naming
+            it; ``skip``: drop such images, warn with their count and record them in
+            ``info["skipped"]``.
     """
 
     name: str = "manifest"
@@ -358,6 +397,14 @@ class ManifestConfig:
     test_fraction: float = 0.3
     prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
     seed: int = 0
+    on_error: str = "raise"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
+        check_on_error(self.on_error)
+        _check_fractions(
+            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
+        )
 
 
 def _read_manifest(path: Path, separator: str) -> pd.DataFrame:
@@ -388,9 +435,7 @@ def make_manifest(**kwargs: Any) -> Splits:
         label column every label is unobserved (``num_classes`` 1; probes are skipped).
     """
     config = ManifestConfig(**kwargs)
-    _check_fractions(
-        config.val_fraction, config.test_fraction, config.captions_per_image, config.image_size
-    )
+    config.validate()
     if not config.path:
         raise ValueError("data.path must name the manifest file (.csv, .tsv or .jsonl).")
     start = time.perf_counter()
@@ -398,6 +443,10 @@ def make_manifest(**kwargs: Any) -> Splits:
     if not path.is_absolute():
         path = resolve_data_dir(config.data_dir) / path
     table = _read_manifest(path, config.separator)
+    if len(table) == 0:
+        raise CorruptDataError(
+            f"{path}: the manifest has no rows; it needs one row per image–caption pair."
+        )
     needed = [config.img_key, config.caption_key] + ([config.label_key] if config.label_key else [])
     missing = [c for c in needed if c not in table.columns]
     if missing:
@@ -416,11 +465,29 @@ def make_manifest(**kwargs: Any) -> Splits:
         captions.append(str(record[config.caption_key]))
     images = list(grouped)
     paths = [Path(p) if Path(p).is_absolute() else path.parent / p for p in images]
+    skipped = SkippedFiles("manifest")
+    if config.on_error == "skip":
+        kept = []
+        for image, image_path in zip(images, paths, strict=True):
+            try:
+                load_images([image_path], 8)
+            except (MissingDataError, CorruptDataError) as error:
+                skipped.add(image_path, error)
+            else:
+                kept.append(image)
+        if not kept:
+            raise MissingDataError(
+                f"{path}: data.on_error=skip skipped every image ({skipped.count}), e.g. "
+                f"{skipped.errors[:3]}."
+            )
+        skipped.report()
+        images = kept
+        paths = [Path(p) if Path(p).is_absolute() else path.parent / p for p in images]
     absent = [str(p) for p in paths if not p.is_file()]
     if absent:
         raise MissingDataError(
             f"{path}: {len(absent)} image file(s) listed in the manifest do not exist, e.g. "
-            f"{absent[:3]}."
+            f"{absent[:3]}. Fix the paths, or set data.on_error=skip to drop them (counted)."
         )
     labels = [grouped[i][1] for i in images]
     if config.label_key:
@@ -453,6 +520,7 @@ def make_manifest(**kwargs: Any) -> Splits:
             split.label_observed = torch.zeros_like(split.label_observed)
         splits.info.pop("class_prompt_tokens", None)
     splits.info["manifest"] = str(path)
+    splits.info["skipped"] = skipped.as_info()
     splits.info["build_seconds"] = time.perf_counter() - start
     return splits
 

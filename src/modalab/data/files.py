@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from modalab.registry import Registry
 __all__ = [
     "DATASET_SOURCES",
     "DATA_ENV",
+    "ON_ERROR",
     "SOURCES",
     "CorruptDataError",
     "DataFile",
@@ -37,7 +39,9 @@ __all__ = [
     "FileStatus",
     "MissingDataError",
     "RemoteFile",
+    "SkippedFiles",
     "atomic_save_bytes",
+    "check_on_error",
     "download_source",
     "file_md5",
     "require_files",
@@ -59,6 +63,55 @@ class MissingDataError(FileNotFoundError):
 
 class CorruptDataError(ValueError):
     """A dataset file is present but unreadable, truncated or of the wrong format."""
+
+
+#: Values of ``data.on_error``: stop at the first bad file (default) or skip bad files.
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(value: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of :data:`ON_ERROR`."""
+    if value not in ON_ERROR:
+        raise ValueError(f"data.on_error={value!r} is unknown; valid: {list(ON_ERROR)}.")
+
+
+@dataclass
+class SkippedFiles:
+    """Files skipped under ``data.on_error=skip``, each with the error that excluded it.
+
+    Example:
+        >>> skipped = SkippedFiles("manifest")
+        >>> skipped.add(Path("a.png"), MissingDataError("Image file a.png does not exist."))
+        >>> skipped.count, skipped.as_info()["files"]
+        (1, ['a.png'])
+    """
+
+    dataset: str
+    files: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """Number of skipped files."""
+        return len(self.files)
+
+    def add(self, path: Path, error: Exception) -> None:
+        """Record one skipped file and why."""
+        self.files.append(str(path))
+        self.errors.append(str(error))
+
+    def report(self) -> None:
+        """Warn with the count and the first few files (nothing when none was skipped)."""
+        if self.files:
+            warnings.warn(
+                f"{self.dataset}: data.on_error=skip skipped {self.count} bad file(s), e.g. "
+                f"{self.errors[:3]}.",
+                stacklevel=3,
+            )
+
+    def as_info(self) -> dict[str, object]:
+        """``{"count", "files", "errors"}`` for ``Splits.info["skipped"]``."""
+        return {"count": self.count, "files": list(self.files), "errors": list(self.errors)}
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -107,7 +107,18 @@ def load_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 f"{path}: {split}_labels has shape {labels.shape}, expected ({images.shape[0]}, 1)"
                 " (single-label MedMNIST datasets only)."
             )
+        if labels.size and int(labels.min()) < 0:
+            raise CorruptDataError(
+                f"{path}: {split}_labels holds the negative label {int(labels.min())}; class "
+                "labels must be 0, 1, ..."
+            )
         out[split] = (images, labels[:, 0].astype(np.int64))
+    sizes = {split: tuple(out[split][0].shape[1:]) for split in _SPLITS}
+    if len(set(sizes.values())) > 1:
+        raise CorruptDataError(
+            f"{path}: the splits hold images of different sizes {sizes}; one MedMNIST .npz "
+            "has a single image size."
+        )
     return out
 
 

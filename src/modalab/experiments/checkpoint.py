@@ -8,17 +8,46 @@ that needs arbitrary unpickling is refused unless the caller says it is trusted.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from modalab.experiments.io import atomic_write_text
+from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 
-__all__ = ["UntrustedCheckpointError", "load_checkpoint", "load_weights", "save_weights"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "UntrustedCheckpointError",
+    "load_checkpoint",
+    "load_weights",
+    "save_weights",
+]
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written beside their target, fsynced, then renamed over it.
+
+    Lightning's default writes a temporary file in the system's temporary folder and moves it;
+    when that folder is on another file system the move is a copy, and a kill during the copy
+    leaves a truncated ``last.ckpt``. Here the rename is always within the checkpoint folder,
+    so a reader (and ``resume=true``) sees the previous checkpoint or the new one, never half.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any = None
+    ) -> None:
+        """``torch.save`` into memory, then :func:`~modalab.experiments.io.atomic_write_bytes`."""
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO does not take storage_options.")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
 
 
 class UntrustedCheckpointError(RuntimeError):

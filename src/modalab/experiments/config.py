@@ -345,6 +345,24 @@ def validate_config(cfg: DictConfig) -> None:
                 if not message.startswith(f"{group}."):
                     message = f"{group}: {message}"
                 raise ConfigError(message) from None
+    _check_scenario_modalities(cfg)
+
+
+def _check_scenario_modalities(cfg: DictConfig) -> None:
+    """Scenario modalities the data does not have, where the data config names its modalities.
+
+    Datasets whose modalities are fixed by their files are checked when the scenarios are bound
+    to the built data (still before training).
+    """
+    known = cfg.get("data", {}).get("modalities")
+    for name, node in (cfg.get("scenario") or {}).items():
+        wanted = node.get("modalities") if node is not None else None
+        unknown = [m for m in (wanted or []) if known is not None and m not in known]
+        if unknown:
+            raise ConfigError(
+                f"scenario.{name}.modalities={list(wanted or [])} names {unknown}, which the data "
+                f"does not have; data.modalities={list(known)}."
+            )
 
 
 def _explain(error: Exception) -> str:

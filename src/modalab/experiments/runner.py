@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -50,8 +52,9 @@ from modalab.evaluation.repair import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
-from modalab.experiments.checkpoint import save_weights
+from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
+from modalab.experiments.errors import RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
 from modalab.experiments.store import ResultsStore
@@ -62,6 +65,7 @@ from modalab.models.multimodal import MultimodalEncoder
 from modalab.scenarios import SCENARIOS, Scenario, apply_scenarios, build_scenarios
 
 __all__ = [
+    "RunInterrupted",
     "RunResult",
     "TrainingError",
     "build_data",
@@ -89,10 +93,6 @@ _PLACEMENT_KEYS = (
     "mlflow",
     "defaults",
 )
-
-
-class TrainingError(RuntimeError):
-    """Training failed (e.g. a non-finite loss); the message says what was kept and what to do."""
 
 
 @dataclass
@@ -468,6 +468,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
         logger=build_loggers(
             plain.get("loggers", ["csv", "tensorboard"]),
             run_dir,
@@ -498,7 +499,20 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         )
         atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
         raise TrainingError(message) from None
+    except SystemExit as error:
+        # Lightning turns SIGTERM into SIGTERMException (a SystemExit with status 0) and Ctrl+C
+        # (SIGINT) into sys.exit(1) after a graceful shutdown: neither may pass as a success.
+        number = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
+        last = checkpoints / "last.ckpt"
+        kept = f"the last checkpoint is {last}" if last.exists() else "no checkpoint yet"
+        message = (
+            f"The run was interrupted by {signal.Signals(number).name}; {kept}. Continue it "
+            f"with the same command plus run_name={run_dir.name} resume=true."
+        )
+        atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
+        raise RunInterrupted(message, int(number)) from None
     train_seconds = time.perf_counter() - start
+    (run_dir / "failure.json").unlink(missing_ok=True)  # a resumed run has finished
     if not trainer.is_global_zero:
         # Under DDP only global rank 0 evaluates and writes results.
         return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)

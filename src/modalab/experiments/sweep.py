@@ -45,6 +45,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from modalab.experiments.config import ConfigError, compose_config
+from modalab.experiments.errors import RunInterrupted
 from modalab.experiments.store import ResultsStore
 
 __all__ = [
@@ -352,6 +353,8 @@ def run_sweep(
         for run in todo:
             try:
                 report(run, _execute(run.overrides), None)
+            except RunInterrupted:  # SIGTERM / Ctrl+C stops the sweep, not just this run
+                raise
             except Exception as error:  # reported and counted, the sweep goes on
                 report(run, None, error)
     else:

@@ -32,8 +32,8 @@ from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import adamw_with_cosine, log_terms
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder
-from modalab.objectives.clip import clip_loss
 from modalab.objectives.distillation import (
+    contrastive_distillation_loss,
     feature_distillation_loss,
     soft_label_distillation_loss,
 )
@@ -188,12 +188,8 @@ class DistillationMethod(L.LightningModule):
                 teacher_logits = self.teacher_head(target)
             kd = soft_label_distillation_loss(student, teacher_logits, self.temperature, rows)
             return kd.loss, kd.terms
-        contrastive = clip_loss(
-            {self.student_modality: student, self.teacher_modality: target.detach()},
-            {self.student_modality: rows, self.teacher_modality: rows},
-            1.0 / self.temperature,
-        )
-        return contrastive.loss, {"contrastive": contrastive.loss.detach()}
+        contrastive = contrastive_distillation_loss(student, target, rows, self.temperature)
+        return contrastive.loss, contrastive.terms
 
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         if self.in_teacher_phase:

@@ -21,6 +21,7 @@ from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import adamw_with_cosine, log_terms
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
+from modalab.objectives.distributed import gather_with_grad
 from modalab.objectives.robust import pairwise_info_nce, rince_pair, small_loss_selection
 
 __all__ = ["PAIR_LOSSES", "RobustCLIPMethod", "build_clip_rince"]
@@ -84,11 +85,16 @@ class RobustCLIPMethod(L.LightningModule):
         return {k: F.normalize(v, dim=-1) for k, v in self.encoder.project(representations).items()}
 
     def pair_losses(self, batch: MultimodalBatch) -> tuple[Tensor, Tensor]:
-        """Per-pair losses ``[N]`` over jointly present rows, and those rows ``[B]`` (bool)."""
+        """Per-pair losses ``[N]`` over jointly present rows, and those rows ``[B]`` (bool).
+
+        Under DDP the embeddings and rows of every process are gathered (with gradients), so
+        the negatives, the per-pair losses and the small-loss selection are those of the
+        global batch, the same on every process; ``rows`` is then ``[world_size * B]``.
+        """
         a, b = self.modalities
-        rows = batch.present[a] & batch.present[b]
         z = self.joint_embeddings(self.encoder({m: batch.inputs[m] for m in self.modalities}))
-        za, zb = z[a][rows], z[b][rows]
+        rows = gather_with_grad(batch.present[a] & batch.present[b])
+        za, zb = gather_with_grad(z[a])[rows], gather_with_grad(z[b])[rows]
         if self.loss_name == "rince":
             return rince_pair(za, zb, self.logit_scale, self.q, self.lam), rows
         return pairwise_info_nce(za, zb, self.logit_scale), rows
@@ -110,7 +116,7 @@ class RobustCLIPMethod(L.LightningModule):
             keep = small_loss_selection(losses, self.keep_fraction)
             loss = losses[keep].mean()
             if "misaligned" in batch.extras:
-                truth = batch.extras["misaligned"][rows].bool()
+                truth = gather_with_grad(batch.extras["misaligned"])[rows].bool()
                 flagged = ~keep
                 hits = (flagged & truth).sum().float()
                 terms["flag_precision"] = hits / flagged.sum().clamp_min(1)

@@ -9,9 +9,11 @@ from modalab.objectives.contrastive import (
     nt_xent_loss,
 )
 from modalab.objectives.distillation import (
+    ContrastiveDistillationLoss,
     DistillationOutput,
     FeatureDistillationLoss,
     SoftLabelDistillationLoss,
+    contrastive_distillation_loss,
     feature_distillation_loss,
     soft_label_distillation_loss,
 )
@@ -55,6 +57,7 @@ __all__ = [
     "BYOLLoss",
     "BarlowTwinsLoss",
     "CLIPLoss",
+    "ContrastiveDistillationLoss",
     "ContrastiveLossOutput",
     "DistillationOutput",
     "FeatureDistillationLoss",
@@ -73,6 +76,7 @@ __all__ = [
     "byol_loss",
     "captioning_loss",
     "clip_loss",
+    "contrastive_distillation_loss",
     "feature_distillation_loss",
     "gather_with_grad",
     "generalized_cross_entropy",

@@ -189,8 +189,11 @@ class MoCoLoss(nn.Module):
         dim: Embedding dimension.
         queue_size: Keys per queue; ``0`` for MoCo v3's in-batch negatives.
         temperature: Softmax temperature (MoCo v2: 0.2; v3: 0.2).
-        gather_distributed: Gather keys for the queue (v2) or queries/keys (v3) across
-            processes.
+        gather_distributed: Gather queries (with gradients), keys and masks across processes,
+            so that the loss is that of the global batch on every process (v3: the global
+            batch's keys are the negatives; v2: every row counts once in the mean, whatever
+            the number of present rows per process), and every process enqueues the same
+            global keys, so the queues stay identical.
         seed: Seed of the random initial queue.
 
     Example:
@@ -242,7 +245,7 @@ class MoCoLoss(nn.Module):
         pairs: Sequence[tuple[str, str]] | None = None,
     ) -> LossOutput:
         """Symmetric MoCo loss of ``{branch: [B, D]}`` queries and keys."""
-        if self.gather_distributed and self.queue_size == 0:
+        if self.gather_distributed:
             queries = {k: gather_with_grad(v) for k, v in queries.items()}
             keys = {k: gather_with_grad(v.detach()) for k, v in keys.items()}
             present = {k: gather_with_grad(v) for k, v in present.items()}

@@ -10,6 +10,8 @@ References:
     Learning Workshop 2015 (soft labels with a temperature).
     Gupta, Hoffman & Malik, "Cross Modal Distillation for Supervision Transfer", CVPR 2016
     (regressing a student's features onto a teacher's on paired, unlabelled data).
+    Zhai et al., "LiT: Zero-Shot Transfer with Locked-image text Tuning", CVPR 2022
+    (contrastive alignment of a student to a locked teacher).
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modalab.objectives.clip import clip_loss
+from modalab.objectives.distributed import gather_with_grad
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
+    "ContrastiveDistillationLoss",
     "DistillationOutput",
     "FeatureDistillationLoss",
     "SoftLabelDistillationLoss",
+    "contrastive_distillation_loss",
     "feature_distillation_loss",
     "soft_label_distillation_loss",
 ]
@@ -156,6 +162,58 @@ def soft_label_distillation_loss(
     return DistillationOutput(loss=loss, terms={"kd": loss.detach()}, num_rows=count)
 
 
+def contrastive_distillation_loss(
+    student: Tensor,
+    teacher: Tensor,
+    mask: Tensor | None = None,
+    temperature: float = 0.1,
+    gather_distributed: bool = True,
+) -> DistillationOutput:
+    """LiT-style contrastive alignment of a student to a locked (detached) teacher.
+
+    The symmetric InfoNCE of CLIP between student and teacher embeddings of the same samples
+    (Zhai et al., CVPR 2022): row ``i`` of the student must pick row ``i`` of the teacher among
+    all teacher rows, and vice versa. Only the student receives gradients. Under DDP the rows of
+    every process are gathered (with gradients for the student), so the negatives are the
+    global batch and the loss equals that of one process holding it.
+
+    Args:
+        student: ``[B, D]`` student embeddings (mapped to the teacher's space).
+        teacher: ``[B, D]`` teacher embeddings (detached inside).
+        mask: ``[B]`` bool, rows where both modalities are present (default: all rows).
+        temperature: Softmax temperature ``τ > 0``.
+        gather_distributed: Gather rows across processes when a process group is running.
+
+    Returns:
+        The loss (a graph-keeping zero with fewer than two rows); ``num_rows`` counts the
+        rows of the (global) batch that took part.
+
+    Example:
+        >>> z = torch.eye(2)
+        >>> round(contrastive_distillation_loss(z, z, temperature=1.0).loss.item(), 4)
+        0.3133
+    """
+    if temperature <= 0:
+        raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
+    if student.shape != teacher.shape or student.dim() != 2:
+        raise ValueError(
+            f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings must "
+            "both be [B, D] with the same D; map the student to the teacher's space first."
+        )
+    rows = _rows(mask, student.shape[0], student.device)
+    teacher = teacher.detach()
+    if gather_distributed:
+        student, teacher, rows = (gather_with_grad(t) for t in (student, teacher, rows))
+    out = clip_loss(
+        {"student": student, "teacher": teacher},
+        {"student": rows, "teacher": rows},
+        1.0 / temperature,
+    )
+    return DistillationOutput(
+        loss=out.loss, terms={"contrastive": out.loss.detach()}, num_rows=int(rows.sum())
+    )
+
+
 @OBJECTIVES.register("feature_distillation")
 class FeatureDistillationLoss(nn.Module):
     """Feature regression (cosine or MSE) of a student onto a frozen teacher.
@@ -207,3 +265,33 @@ class SoftLabelDistillationLoss(nn.Module):
     ) -> DistillationOutput:
         """See :func:`soft_label_distillation_loss`."""
         return soft_label_distillation_loss(student_logits, teacher_logits, self.temperature, mask)
+
+
+@OBJECTIVES.register("contrastive_distillation")
+class ContrastiveDistillationLoss(nn.Module):
+    """LiT-style contrastive alignment of a student to a locked teacher (Zhai et al., 2022).
+
+    Args:
+        temperature: Softmax temperature ``τ``.
+        gather_distributed: Gather rows across processes (global-batch negatives under DDP).
+
+    Example:
+        >>> loss = ContrastiveDistillationLoss(temperature=1.0)
+        >>> round(loss(torch.eye(2), torch.eye(2)).loss.item(), 4)  # -log(e / (e + 1))
+        0.3133
+    """
+
+    def __init__(self, temperature: float = 0.1, gather_distributed: bool = True) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
+        self.temperature = temperature
+        self.gather_distributed = gather_distributed
+
+    def forward(
+        self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
+    ) -> DistillationOutput:
+        """See :func:`contrastive_distillation_loss`."""
+        return contrastive_distillation_loss(
+            student, teacher, mask, self.temperature, self.gather_distributed
+        )

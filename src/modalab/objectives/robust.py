@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from modalab.objectives.distributed import gather_with_grad
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -300,6 +301,8 @@ class RINCELoss(nn.Module):
         temperature: Fixed temperature.
         q: Robustness in ``(0, 1]``.
         lam: Partition weight.
+        gather_distributed: Gather embeddings (with gradients) and masks across processes,
+            so that the partition term sums over the global batch under DDP.
 
     Example:
         >>> loss = RINCELoss(temperature=1.0, q=1.0, lam=1.0)
@@ -308,7 +311,13 @@ class RINCELoss(nn.Module):
         1.0
     """
 
-    def __init__(self, temperature: float = 0.1, q: float = 0.5, lam: float = 0.01) -> None:
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        q: float = 0.5,
+        lam: float = 0.01,
+        gather_distributed: bool = True,
+    ) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
@@ -318,11 +327,15 @@ class RINCELoss(nn.Module):
         self.logit_scale = 1.0 / temperature
         self.q = q
         self.lam = lam
+        self.gather_distributed = gather_distributed
 
     def forward(
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> RobustLossOutput:
         """Loss of ``{m: [B, D]}`` with ``{m: [B]}`` presence masks."""
+        if self.gather_distributed:
+            embeddings = {k: gather_with_grad(v) for k, v in embeddings.items()}
+            present = {k: gather_with_grad(v) for k, v in present.items()}
         return rince_loss(embeddings, present, self.logit_scale, self.q, self.lam)
 
 
