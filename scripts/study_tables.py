@@ -1,0 +1,322 @@
+"""The tables and figures of docs/study.md, regenerated from the results stores.
+
+Every table of docs/study.md is printed by this script from the stores that ``modalab sweep
+studies/<study>.yaml`` (and ``scripts/counterfactual_study.py``) wrote; nothing is typed by
+hand. Statistics:
+
+- cells are mean ± sample std (ddof=1) over seeds, ``n`` seeds;
+- significance markers compare each method with the baseline (``supervised``, or the first
+  variant of a repair study) at the same severity, by Welch's two-sided t-test over seeds
+  (``scipy.stats.ttest_ind(equal_var=False)``, via ``modalab.experiments.report.summarize``):
+  ``*`` p < 0.05, ``**`` p < 0.01, ``***`` p < 0.001, no correction for multiple comparisons;
+- ``drop`` is clean minus hardest severity per seed (same seed, same data), and its marker
+  is Welch's test of the drops against the baseline's drops;
+- ``AUC`` (normalised area under the curve over the severity axis) and effective robustness
+  against the baseline are those of ``modalab.experiments.curves.robustness_scores``.
+
+Usage::
+
+    python scripts/study_tables.py                        # every section, Markdown to stdout
+    python scripts/study_tables.py missing_modality       # one section
+    python scripts/study_tables.py --figures docs/study   # also write the PNG figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from modalab.experiments.curves import robustness_curves, robustness_scores
+from modalab.experiments.report import markdown_table, significance_marker, summarize
+from modalab.experiments.store import ResultsStore
+
+warnings.filterwarnings("ignore", category=RuntimeWarning)
+
+METRIC = "linear_probe_acc"
+CONDITION = "labels=1"
+#: Scenario studies → modalities whose probe curves are tabulated.
+SCENARIO_STUDIES: dict[str, list[str]] = {
+    "missing_modality": ["fused"],
+    "unbalanced_modalities": ["fused", "image", "text"],
+    "noisy_modality": ["fused", "image"],
+    "misaligned_pairs": ["fused", "image", "text"],
+    "label_scarcity": ["fused"],
+    "label_noise": ["fused"],
+}
+REPAIR_STUDIES = [
+    "repair_imbalance",
+    "repair_missing",
+    "repair_misaligned",
+    "repair_wrong_labels",
+    "repair_distill",
+]
+
+
+def fmt(mean: float, std: float, marker: str = "") -> str:
+    """``mean ± std marker``."""
+    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    return f"{text} {marker}".rstrip()
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided Welch t-test p-value (NaN with < 2 values per side or no spread)."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    if len(x) < 2 or len(y) < 2 or (x.var() == 0 and y.var() == 0):
+        return math.nan
+    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def read(store: Path) -> pd.DataFrame:
+    """The rows of a store (empty frame when the folder does not exist)."""
+    return ResultsStore(store).read()
+
+
+def curve_table(
+    frame: pd.DataFrame, modality: str, baseline: str = "supervised", metric: str = METRIC
+) -> str:
+    """Methods × severities (mean ± std, Welch marker vs baseline), drop, AUC, eff. robustness."""
+    rows = frame[(frame.metric == metric) & (frame.modality == modality)]
+    rows = rows[rows.condition == CONDITION] if metric == METRIC else rows
+    curves = robustness_curves(rows, metric, modality)
+    scores = robustness_scores(curves, baseline=baseline).set_index("method")
+    summary = summarize(rows, baseline=baseline, test="welch")
+    severities = list(dict.fromkeys(curves.severity))
+    methods = list(dict.fromkeys(curves.method))
+    per_seed = rows.groupby(["method", "severity", "seed"]).value.mean()
+    clean, hardest = severities[0], severities[-1]
+
+    def drops(method: str) -> pd.Series:
+        part = per_seed.loc[method]
+        return (part.loc[clean] - part.loc[hardest]).dropna()
+
+    header = ["method", *(f"{s:g}" for s in severities), "drop", "AUC", "eff. rob."]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in methods:
+        cells = []
+        for s in severities:
+            hit = summary[(summary.method == method) & (summary.severity == s)]
+            r = hit.iloc[0]
+            cells.append(fmt(r["mean"], r["std"], r["marker"]))
+        d = drops(method)
+        p = math.nan if method == baseline else welch(d, drops(baseline))
+        cells.append(fmt(float(d.mean()), float(d.std(ddof=1)), significance_marker(p)))
+        sc = scores.loc[method]
+        eff = sc["effective_robustness"]
+        cells += [f"{sc['auc']:.3f}", "—" if method == baseline else f"{eff:+.3f}"]
+        n = int(per_seed.loc[method].groupby(level=0).size().min())
+        lines.append(f"| {method} (n={n}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def scenario_section(name: str, results: Path, figures: Path | None) -> str:
+    frame = read(results / name)
+    if frame.empty:
+        return f"## {name}\n\n(no rows in {results / name}: run `modalab sweep studies/{name}.yaml`)\n"
+    out = [f"## {name}\n"]
+    for scenario, part in frame.groupby("scenario", sort=False):
+        key = part.severity_key.iloc[0]
+        for modality in SCENARIO_STUDIES[name]:
+            out.append(
+                f"**{name} / {scenario}** (`{key}`), linear probe on `{modality}`, "
+                f"test split; markers: Welch vs supervised\n"
+            )
+            out.append(curve_table(part, modality) + "\n")
+        if figures is not None:
+            curve_figure(part, SCENARIO_STUDIES[name], figures / f"{name}_{scenario}.png")
+    return "\n".join(out)
+
+
+def curve_figure(frame: pd.DataFrame, modalities: Sequence[str], path: Path) -> None:
+    """Probe accuracy against severity per method, one panel per modality (mean ± 1 std)."""
+    key = frame.severity_key.iloc[0]
+    fig, axes = plt.subplots(1, len(modalities), figsize=(2.6 * len(modalities), 2.3))
+    for ax, modality in zip(np.atleast_1d(axes), modalities):
+        rows = frame[(frame.metric == METRIC) & (frame.modality == modality)]
+        curves = robustness_curves(rows[rows.condition == CONDITION], METRIC, modality)
+        for method, c in curves.groupby("method", sort=False):
+            x = np.arange(len(c))
+            ax.plot(x, c["mean"], marker="o", ms=3, label=method)
+            ax.fill_between(x, c["mean"] - c["std"], c["mean"] + c["std"], alpha=0.2)
+            ax.set_xticks(x, [f"{s:g}" for s in c.severity])
+        ax.set_title(modality, fontsize=8)
+        ax.set_xlabel(key.split(".")[-1] + " (clean → hard)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    np.atleast_1d(axes)[0].set_ylabel("linear probe acc.", fontsize=7)
+    np.atleast_1d(axes)[0].legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def counterfactual_section(results: Path, figures: Path | None) -> str:
+    frame = read(results / "counterfactual_analysis")
+    if frame.empty:
+        return (
+            "## counterfactual\n\n(no rows: run `modalab sweep studies/counterfactual.yaml` "
+            "and `python scripts/counterfactual_study.py studies/counterfactual.yaml`)\n"
+        )
+    per_seed = frame.groupby(["data", "method", "metric", "modality", "seed"]).value.mean()
+    lines = [
+        "## counterfactual\n",
+        "Pooled over the test split, mean ± std over seeds (value function: accuracy). "
+        "`share`: Shapley value / sum of Shapley values; `alone`: v({m}) − v(∅); "
+        "`interaction`: Shapley interaction index; `top agrees`: seeds whose largest Shapley "
+        "value is the expected dominant modality (shapes: the modality carrying the label "
+        "factor; AV-MNIST: the image, by intuition).\n",
+    ]
+    header = [
+        "data",
+        "method",
+        "acc v(all)",
+        "v(∅)",
+        "modality",
+        "truth share",
+        "Shapley share",
+        "alone",
+        "perceptual (norm.)",
+        "interaction",
+        "top agrees",
+    ]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    plot_rows = []
+    for (data, method), part in frame.groupby(["data", "method"], sort=False):
+        s = per_seed.loc[(data, method)]
+
+        def cell(metric: str, modality: str, s: pd.Series = s) -> str:
+            if (metric, modality) not in s.index:
+                return "—"
+            v = s.loc[(metric, modality)]
+            return fmt(float(v.mean()), float(v.std(ddof=1)))
+
+        modalities = sorted(set(part[part.metric == "shapley"].modality))
+        inter = next(iter(set(part[part.metric == "shapley_interaction"].modality)), "")
+        seeds = sorted(set(part.seed))
+        shap = part[part.metric == "shapley"].pivot_table(
+            index="seed", columns="modality", values="value"
+        )
+        dominant = part[(part.metric == "truth_dominant") & (part.value == 1)].modality
+        expected = str(dominant.iloc[0]) if len(dominant) else ""
+        agree = (
+            f"{int((shap.idxmax(axis=1) == expected).sum())}/{len(seeds)}" if expected else "—"
+        )
+        for i, m in enumerate(modalities):
+            truth = s.loc[("truth_share", m)] if ("truth_share", m) in s.index else None
+            truth_text = (
+                "—" if truth is None or truth.isna().all() else f"{float(truth.mean()):.2f}"
+            )
+            first = i == 0
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        str(data) if first else "",
+                        str(method) if first else "",
+                        cell("shapley_v_full", "fused") if first else "",
+                        cell("shapley_v_empty", "fused") if first else "",
+                        m,
+                        truth_text,
+                        cell("shapley_share", m),
+                        cell("shapley_solo", m),
+                        cell("perceptual_score_normalised", m),
+                        cell("shapley_interaction", inter) if first else "",
+                        (agree + f" ({expected})" if expected else "—") if first else "",
+                    ]
+                )
+                + " |"
+            )
+            share = s.loc[("shapley_share", m)]
+            plot_rows.append(
+                {
+                    "data": data,
+                    "method": method,
+                    "modality": m,
+                    "mean": float(share.mean()),
+                    "std": float(share.std(ddof=1)),
+                    "truth": float(truth.mean()) if truth is not None else math.nan,
+                }
+            )
+    if figures is not None:
+        shares_figure(pd.DataFrame(plot_rows), figures / "counterfactual_shares.png")
+    return "\n".join(lines) + "\n"
+
+
+def shares_figure(rows: pd.DataFrame, path: Path) -> None:
+    """Shapley share of the image per design and method, with the truth as a marker."""
+    datasets = list(dict.fromkeys(rows.data))
+    methods = list(dict.fromkeys(rows.method))
+    first = rows[rows.modality == "image"]
+    fig, ax = plt.subplots(figsize=(4.6, 2.4))
+    width = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        part = first[first.method == method].set_index("data").reindex(datasets)
+        x = np.arange(len(datasets)) + (j - (len(methods) - 1) / 2) * width
+        ax.bar(x, part["mean"], width, yerr=part["std"], label=method, capsize=2)
+    truth = first.groupby("data", sort=False).truth.first().reindex(datasets)
+    ax.scatter(np.arange(len(datasets)), truth, marker="_", s=400, color="k", label="truth")
+    ax.set_xticks(np.arange(len(datasets)), datasets, fontsize=7)
+    ax.set_ylabel("image Shapley share", fontsize=7)
+    ax.axhline(0.5, color="grey", lw=0.5, ls=":")
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def repair_section(name: str, results: Path) -> str:
+    """A generic table of a repair study: every quantity × variant, Welch vs the first variant."""
+    frame = read(results / name)
+    if frame.empty:
+        return f"## {name}\n\n(no rows in {results / name})\n"
+    baseline = str(frame.method.iloc[0])
+    variants = list(dict.fromkeys(frame.sort_values("timestamp").method))
+    baseline = variants[0]
+    summary = summarize(frame, baseline=baseline, test="welch")
+    summary = summary[summary.metric.isin(["linear_probe_acc", "test_acc", "head_acc", "acc"])]
+    if summary.empty:
+        summary = summarize(frame, baseline=baseline, test="welch")
+    summary = summary.assign(cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)])
+    index = [c for c in ("data", "scenario", "severity", "metric", "modality", "condition") if summary[c].nunique() > 1 or c == "metric"]
+    table = summary.pivot_table(index=index, columns="method", values="cell", aggfunc="first")
+    table = table[[v for v in variants if v in table.columns]].reset_index()
+    n = int(summary.n.min())
+    return (
+        f"## {name}\n\nMean ± std over {n}+ seeds; markers: Welch vs `{baseline}`.\n\n"
+        + markdown_table(table)
+        + "\n"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("sections", nargs="*", help="study names (default: all)")
+    parser.add_argument("--results", default="results", type=Path, help="folder of the stores")
+    parser.add_argument("--figures", type=Path, default=None, help="write PNG figures here")
+    args = parser.parse_args()
+    names = args.sections or [*SCENARIO_STUDIES, "counterfactual", *REPAIR_STUDIES]
+    for name in names:
+        if name in SCENARIO_STUDIES:
+            print(scenario_section(name, args.results, args.figures))
+        elif name == "counterfactual":
+            print(counterfactual_section(args.results, args.figures))
+        elif name in REPAIR_STUDIES:
+            print(repair_section(name, args.results))
+        else:
+            raise SystemExit(f"Unknown section {name!r}; valid: {names}.")
+
+
+if __name__ == "__main__":
+    main()
