@@ -7,8 +7,9 @@ are appended to a results store, one Parquet file per run, with the run's own me
 (``study``, ``data``, ``method``, ``seed``, ...). Metric names: ``ablation``,
 ``perceptual_score``, ``perceptual_score_normalised``, ``shapley``, ``shapley_share``,
 ``shapley_v_full``, ``shapley_v_empty``, ``shapley_interaction`` (modality ``a|b``) and
-``shapley_solo`` (``v({m}) - v(∅)``, the modality's effect alone, from the ablation-free
-definition ``shapley - interaction / 2`` for two modalities).
+``shapley_solo`` (``v({m}) - v(∅)``, the modality's effect alone: for two modalities
+``phi_m - I / 2``) and ``shapley_v_only`` (``v({m})``, the accuracy with only ``m`` present,
+i.e. the other modality missing at test time).
 
 The expected answer is written next to them (metric ``truth_share``; ``truth_dominant`` 1 for
 the modality expected to dominate): for ``shapes`` it is derived from the run's config — the
@@ -84,7 +85,9 @@ def pooled_rows(table: pd.DataFrame) -> list[tuple[str, str, float]]:
     if len(shapley) == 2 and len(interactions) == 1:
         # Two players: phi_m = solo_m + I / 2, so the effect alone is phi_m - I / 2.
         (interaction,) = interactions.values()
+        empty = next(float(r.value) for r in rows.itertuples() if r.statistic == "v_empty")
         out += [("shapley_solo", m, v - interaction / 2) for m, v in shapley.items()]
+        out += [("shapley_v_only", m, empty + v - interaction / 2) for m, v in shapley.items()]
     return out
 
 

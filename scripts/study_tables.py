@@ -122,7 +122,9 @@ def curve_table(
 def scenario_section(name: str, results: Path, figures: Path | None) -> str:
     frame = read(results / name)
     if frame.empty:
-        return f"## {name}\n\n(no rows in {results / name}: run `modalab sweep studies/{name}.yaml`)\n"
+        return (
+            f"## {name}\n\n(no rows in {results / name}: run `modalab sweep studies/{name}.yaml`)\n"
+        )
     out = [f"## {name}\n"]
     for scenario, part in frame.groupby("scenario", sort=False):
         key = part.severity_key.iloc[0]
@@ -208,9 +210,7 @@ def counterfactual_section(results: Path, figures: Path | None) -> str:
         )
         dominant = part[(part.metric == "truth_dominant") & (part.value == 1)].modality
         expected = str(dominant.iloc[0]) if len(dominant) else ""
-        agree = (
-            f"{int((shap.idxmax(axis=1) == expected).sum())}/{len(seeds)}" if expected else "—"
-        )
+        agree = f"{int((shap.idxmax(axis=1) == expected).sum())}/{len(seeds)}" if expected else "—"
         for i, m in enumerate(modalities):
             truth = s.loc[("truth_share", m)] if ("truth_share", m) in s.index else None
             truth_text = (
@@ -288,8 +288,14 @@ def repair_section(name: str, results: Path) -> str:
     summary = summary[summary.metric.isin(["linear_probe_acc", "test_acc", "head_acc", "acc"])]
     if summary.empty:
         summary = summarize(frame, baseline=baseline, test="welch")
-    summary = summary.assign(cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)])
-    index = [c for c in ("data", "scenario", "severity", "metric", "modality", "condition") if summary[c].nunique() > 1 or c == "metric"]
+    summary = summary.assign(
+        cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)]
+    )
+    index = [
+        c
+        for c in ("data", "scenario", "severity", "metric", "modality", "condition")
+        if summary[c].nunique() > 1 or c == "metric"
+    ]
     table = summary.pivot_table(index=index, columns="method", values="cell", aggfunc="first")
     table = table[[v for v in variants if v in table.columns]].reset_index()
     n = int(summary.n.min())
@@ -305,17 +311,35 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help="study names (default: all)")
     parser.add_argument("--results", default="results", type=Path, help="folder of the stores")
     parser.add_argument("--figures", type=Path, default=None, help="write PNG figures here")
+    parser.add_argument(
+        "--check",
+        type=Path,
+        default=None,
+        help="exit 1 unless every generated table appears verbatim in this file (docs/study.md)",
+    )
     args = parser.parse_args()
-    names = args.sections or [*SCENARIO_STUDIES, "counterfactual", *REPAIR_STUDIES]
+    valid = [*SCENARIO_STUDIES, "counterfactual", *REPAIR_STUDIES]
+    names = args.sections or valid
+    texts = []
     for name in names:
         if name in SCENARIO_STUDIES:
-            print(scenario_section(name, args.results, args.figures))
+            texts.append(scenario_section(name, args.results, args.figures))
         elif name == "counterfactual":
-            print(counterfactual_section(args.results, args.figures))
+            texts.append(counterfactual_section(args.results, args.figures))
         elif name in REPAIR_STUDIES:
-            print(repair_section(name, args.results))
+            texts.append(repair_section(name, args.results))
         else:
-            raise SystemExit(f"Unknown section {name!r}; valid: {names}.")
+            raise SystemExit(f"Unknown section {name!r}; valid: {valid}.")
+        if args.check is None:
+            print(texts[-1])
+    if args.check is not None:
+        document = args.check.read_text()
+        tables = [t for text in texts for t in text.split("\n\n") if t.startswith("|")]
+        stale = [t for t in tables if t.strip() not in document]
+        for table in stale:
+            print(f"not in {args.check}:\n{table}\n")
+        print(f"{len(tables) - len(stale)}/{len(tables)} tables of {args.check} are up to date")
+        raise SystemExit(1 if stale else 0)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _real_data import shared_data_dir
 
+from _real_data import shared_data_dir
 from modalab.experiments.store import ResultsStore
 from modalab.experiments.sweep import expand_study, load_study, run_sweep
 
