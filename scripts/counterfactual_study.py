@@ -95,6 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("study", help="study file, e.g. studies/counterfactual.yaml")
     parser.add_argument("--out", default="results/counterfactual_analysis", help="store folder")
+    parser.add_argument("--store", default=None, help="the sweep's store (default: the study's)")
+    parser.add_argument("--runs", default=None, help="its run folder (default: the study's)")
     parser.add_argument("--metric", default="accuracy", choices=["accuracy", "log_prob"])
     parser.add_argument("--max-samples", type=int, default=0, help="0: the whole test split")
     parser.add_argument(
@@ -103,16 +105,17 @@ def main() -> None:
     args = parser.parse_args()
     spec = load_study(args.study)
     intuition = dict(item.split("=", 1) for item in args.intuition)
-    runs = ResultsStore(spec.store).read()
+    store, run_root = args.store or spec.store, args.runs or spec.output_dir
+    runs = ResultsStore(store).read()
     if runs.empty:
-        raise SystemExit(f"{spec.store} holds no runs: run `modalab sweep {args.study}` first.")
+        raise SystemExit(f"{store} holds no runs: run `modalab sweep {args.study}` first.")
     out = ResultsStore(args.out)
     meta_columns = [c for c in COLUMNS if c not in ("metric", "modality", "condition", "value")]
     start = time.perf_counter()
     for run_id, part in runs.groupby("run_id", sort=True):
         if out.has(str(run_id)):
             continue
-        run_dir = Path(spec.output_dir) / str(run_id)
+        run_dir = Path(run_root) / str(run_id)
         t = time.perf_counter()
         report, _ = analyse_run(
             run_dir,

@@ -35,6 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats
 
 from modalab.experiments.curves import robustness_curves, robustness_scores
@@ -122,10 +123,8 @@ def curve_table(
 def scenario_section(name: str, results: Path, figures: Path | None) -> str:
     frame = read(results / name)
     if frame.empty:
-        return (
-            f"## {name}\n\n(no rows in {results / name}: run `modalab sweep studies/{name}.yaml`)\n"
-        )
-    out = [f"## {name}\n"]
+        return f"### {name}\n\n(no rows in {results / name}: `modalab sweep studies/{name}.yaml`)\n"
+    out = [f"### {name}\n"]
     for scenario, part in frame.groupby("scenario", sort=False):
         key = part.severity_key.iloc[0]
         for modality in SCENARIO_STUDIES[name]:
@@ -166,12 +165,12 @@ def counterfactual_section(results: Path, figures: Path | None) -> str:
     frame = read(results / "counterfactual_analysis")
     if frame.empty:
         return (
-            "## counterfactual\n\n(no rows: run `modalab sweep studies/counterfactual.yaml` "
+            "### counterfactual\n\n(no rows: run `modalab sweep studies/counterfactual.yaml` "
             "and `python scripts/counterfactual_study.py studies/counterfactual.yaml`)\n"
         )
     per_seed = frame.groupby(["data", "method", "metric", "modality", "seed"]).value.mean()
     lines = [
-        "## counterfactual\n",
+        "### counterfactual\n",
         "Pooled over the test split, mean ± std over seeds (value function: accuracy). "
         "`share`: Shapley value / sum of Shapley values; `alone`: v({m}) − v(∅); "
         "`interaction`: Shapley interaction index; `top agrees`: seeds whose largest Shapley "
@@ -276,33 +275,45 @@ def shares_figure(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def repair_section(name: str, results: Path) -> str:
-    """A generic table of a repair study: every quantity × variant, Welch vs the first variant."""
+def study_methods(name: str, studies: Path) -> list[str]:
+    """Method labels of ``studies/<name>.yaml`` in file order (empty if it cannot be read)."""
+    path = studies / f"{name}.yaml"
+    try:
+        methods = (yaml.safe_load(path.read_text()) or {}).get("methods") or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return list(methods) if isinstance(methods, dict) else []
+
+
+def repair_section(name: str, results: Path, studies: Path) -> str:
+    """Accuracy tables of a repair study: quantity × variant, Welch vs the study's first method.
+
+    The quantities are the method's own head (``head_acc``: fused, and per modality where the
+    method reports it) and the linear probes (``linear_probe_acc``) of every modality.
+    """
     frame = read(results / name)
     if frame.empty:
-        return f"## {name}\n\n(no rows in {results / name})\n"
-    baseline = str(frame.method.iloc[0])
-    variants = list(dict.fromkeys(frame.sort_values("timestamp").method))
+        return f"### {name}\n\n(no rows in {results / name}: `modalab sweep studies/{name}.yaml`)\n"
+    present = list(dict.fromkeys(frame.method))
+    variants = [m for m in study_methods(name, studies) if m in present] or present
+    variants += [m for m in present if m not in variants]
     baseline = variants[0]
+    frame = frame[frame.metric.isin(["head_acc", "linear_probe_acc"])]
     summary = summarize(frame, baseline=baseline, test="welch")
-    summary = summary[summary.metric.isin(["linear_probe_acc", "test_acc", "head_acc", "acc"])]
-    if summary.empty:
-        summary = summarize(frame, baseline=baseline, test="welch")
     summary = summary.assign(
-        cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)]
+        cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)],
+        severity=[f"{v:g}" for v in summary.severity],
     )
-    index = [
-        c
-        for c in ("data", "scenario", "severity", "metric", "modality", "condition")
-        if summary[c].nunique() > 1 or c == "metric"
-    ]
+    keys = ["data", "scenario", "severity", "metric", "modality", "condition"]
+    index = [c for c in keys if summary[c].nunique() > 1 or c in ("metric", "modality")]
     table = summary.pivot_table(index=index, columns="method", values="cell", aggfunc="first")
     table = table[[v for v in variants if v in table.columns]].reset_index()
-    n = int(summary.n.min())
+    table.columns.name = None
+    low, high = int(summary.n.min()), int(summary.n.max())
+    seeds = f"{low}" if low == high else f"{low}-{high}"
     return (
-        f"## {name}\n\nMean ± std over {n}+ seeds; markers: Welch vs `{baseline}`.\n\n"
-        + markdown_table(table)
-        + "\n"
+        f"### {name}\n\nMean ± std over {seeds} seeds; markers: Welch vs `{baseline}` "
+        "(the study's first method).\n\n" + markdown_table(table) + "\n"
     )
 
 
@@ -311,6 +322,7 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help="study names (default: all)")
     parser.add_argument("--results", default="results", type=Path, help="folder of the stores")
     parser.add_argument("--figures", type=Path, default=None, help="write PNG figures here")
+    parser.add_argument("--studies", default="studies", type=Path, help="folder of study files")
     parser.add_argument(
         "--check",
         type=Path,
@@ -327,7 +339,7 @@ def main() -> None:
         elif name == "counterfactual":
             texts.append(counterfactual_section(args.results, args.figures))
         elif name in REPAIR_STUDIES:
-            texts.append(repair_section(name, args.results))
+            texts.append(repair_section(name, args.results, args.studies))
         else:
             raise SystemExit(f"Unknown section {name!r}; valid: {valid}.")
         if args.check is None:
