@@ -55,6 +55,21 @@ SCENARIO_STUDIES: dict[str, list[str]] = {
     "label_scarcity": ["fused"],
     "label_noise": ["fused"],
 }
+#: Baseline of each repair study when its study file cannot be read (its first method).
+REPAIR_BASELINES = {
+    "repair_imbalance": "joint",
+    "repair_missing": "baseline",
+    "repair_misaligned": "infonce",
+    "repair_wrong_labels": "e2e_ce",
+    "repair_distill": "supervised",
+}
+REPAIR_METRICS = [
+    "head_acc",
+    "linear_probe_acc",
+    "noisy_probe_acc",
+    "flag_precision",
+    "flag_recall",
+]
 REPAIR_STUDIES = [
     "repair_imbalance",
     "repair_missing",
@@ -65,7 +80,9 @@ REPAIR_STUDIES = [
 
 
 def fmt(mean: float, std: float, marker: str = "") -> str:
-    """``mean ± std marker``."""
+    """``mean ± std marker`` (``—`` for no value)."""
+    if math.isnan(mean):
+        return "—"
     text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
     return f"{text} {marker}".rstrip()
 
@@ -84,7 +101,11 @@ def read(store: Path) -> pd.DataFrame:
 
 
 def curve_table(
-    frame: pd.DataFrame, modality: str, baseline: str = "supervised", metric: str = METRIC
+    frame: pd.DataFrame,
+    modality: str,
+    baseline: str = "supervised",
+    metric: str = METRIC,
+    order: Sequence[str] = (),
 ) -> str:
     """Methods × severities (mean ± std, Welch marker vs baseline), drop, AUC, eff. robustness."""
     rows = frame[(frame.metric == metric) & (frame.modality == modality)]
@@ -93,12 +114,18 @@ def curve_table(
     scores = robustness_scores(curves, baseline=baseline).set_index("method")
     summary = summarize(rows, baseline=baseline, test="welch")
     severities = list(dict.fromkeys(curves.severity))
-    methods = list(dict.fromkeys(curves.method))
+    found = list(dict.fromkeys(curves.method))
+    methods = [m for m in order if m in found] + [m for m in found if m not in order]
     per_seed = rows.groupby(["method", "severity", "seed"]).value.mean()
     clean, hardest = severities[0], severities[-1]
 
     def drops(method: str) -> pd.Series:
+        if method not in per_seed.index.get_level_values(0):
+            return pd.Series(dtype=float)
         part = per_seed.loc[method]
+        levels = part.index.get_level_values(0)
+        if clean not in levels or hardest not in levels:
+            return pd.Series(dtype=float)
         return (part.loc[clean] - part.loc[hardest]).dropna()
 
     header = ["method", *(f"{s:g}" for s in severities), "drop", "AUC", "eff. rob."]
@@ -107,6 +134,9 @@ def curve_table(
         cells = []
         for s in severities:
             hit = summary[(summary.method == method) & (summary.severity == s)]
+            if hit.empty:
+                cells.append("—")
+                continue
             r = hit.iloc[0]
             cells.append(fmt(r["mean"], r["std"], r["marker"]))
         d = drops(method)
@@ -114,25 +144,32 @@ def curve_table(
         cells.append(fmt(float(d.mean()), float(d.std(ddof=1)), significance_marker(p)))
         sc = scores.loc[method]
         eff = sc["effective_robustness"]
-        cells += [f"{sc['auc']:.3f}", "—" if method == baseline else f"{eff:+.3f}"]
+        cells += [
+            f"{sc['auc']:.3f}",
+            "—" if method == baseline or math.isnan(eff) else f"{eff:+.3f}",
+        ]
         n = int(per_seed.loc[method].groupby(level=0).size().min())
         lines.append(f"| {method} (n={n}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def scenario_section(name: str, results: Path, figures: Path | None) -> str:
+def scenario_section(name: str, results: Path, figures: Path | None, studies: Path) -> str:
     frame = read(results / name)
     if frame.empty:
         return f"### {name}\n\n(no rows in {results / name}: `modalab sweep studies/{name}.yaml`)\n"
     out = [f"### {name}\n"]
-    for scenario, part in frame.groupby("scenario", sort=False):
+    order = study_methods(name, studies)
+    scenarios = study_keys(name, studies, "scenarios")
+    found = list(dict.fromkeys(frame.scenario))
+    for scenario in [s for s in scenarios if s in found] + [s for s in found if s not in scenarios]:
+        part = frame[frame.scenario == scenario]
         key = part.severity_key.iloc[0]
         for modality in SCENARIO_STUDIES[name]:
             out.append(
                 f"**{name} / {scenario}** (`{key}`), linear probe on `{modality}`, "
                 f"test split; markers: Welch vs supervised\n"
             )
-            out.append(curve_table(part, modality) + "\n")
+            out.append(curve_table(part, modality, order=order) + "\n")
         if figures is not None:
             curve_figure(part, SCENARIO_STUDIES[name], figures / f"{name}_{scenario}.png")
     return "\n".join(out)
@@ -161,8 +198,26 @@ def curve_figure(frame: pd.DataFrame, modalities: Sequence[str], path: Path) -> 
     plt.close(fig)
 
 
-def counterfactual_section(results: Path, figures: Path | None) -> str:
-    frame = read(results / "counterfactual_analysis")
+def in_study_order(frame: pd.DataFrame, studies: Path) -> pd.DataFrame:
+    """Rows sorted by the counterfactual study's dataset and method order (stable)."""
+    if frame.empty:
+        return frame
+    order = {
+        "data": study_keys("counterfactual", studies, "datasets"),
+        "method": study_methods("counterfactual", studies),
+    }
+    keys = {
+        c: frame[c].map({v: i for i, v in enumerate(o)}).fillna(len(o)) for c, o in order.items()
+    }
+    return (
+        frame.assign(_d=keys["data"], _m=keys["method"])
+        .sort_values(["_d", "_m"], kind="stable")
+        .drop(columns=["_d", "_m"])
+    )
+
+
+def counterfactual_section(results: Path, figures: Path | None, studies: Path) -> str:
+    frame = in_study_order(read(results / "counterfactual_analysis"), studies)
     if frame.empty:
         return (
             "### counterfactual\n\n(no rows: run `modalab sweep studies/counterfactual.yaml` "
@@ -248,6 +303,33 @@ def counterfactual_section(results: Path, figures: Path | None) -> str:
             )
     if figures is not None:
         shares_figure(pd.DataFrame(plot_rows), figures / "counterfactual_shares.png")
+    probes = in_study_order(read(results / "counterfactual"), studies)
+    return "\n".join(lines) + "\n\n" + probe_table(probes)
+
+
+def probe_table(frame: pd.DataFrame) -> str:
+    """Linear-probe accuracy per dataset × method × modality of the counterfactual study's runs."""
+    if frame.empty:
+        return ""
+    rows = frame[(frame.metric == METRIC) & (frame.condition == CONDITION)]
+    stats_ = rows.groupby(["data", "method", "modality"], sort=False).value.agg(
+        ["mean", "std", "count"]
+    )
+    modalities = [m for m in ("image", "text", "audio", "fused") if m in set(rows.modality)]
+    header = ["data", "method", *(f"probe {m}" for m in modalities), "n"]
+    lines = [
+        "Linear-probe accuracy (test split, all training labels) of the same runs:\n",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for (data, method), part in stats_.groupby(level=[0, 1], sort=False):
+        part = part.droplevel([0, 1])
+        cells = [
+            fmt(float(part.loc[m, "mean"]), float(part.loc[m, "std"])) if m in part.index else "—"
+            for m in modalities
+        ]
+        n = int(part["count"].min())
+        lines.append(f"| {data} | {method} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(lines) + "\n"
 
 
@@ -275,14 +357,19 @@ def shares_figure(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def study_methods(name: str, studies: Path) -> list[str]:
-    """Method labels of ``studies/<name>.yaml`` in file order (empty if it cannot be read)."""
+def study_keys(name: str, studies: Path, key: str) -> list[str]:
+    """Labels under ``key`` of ``studies/<name>.yaml`` in file order (empty if unreadable)."""
     path = studies / f"{name}.yaml"
     try:
-        methods = (yaml.safe_load(path.read_text()) or {}).get("methods") or {}
+        entries = (yaml.safe_load(path.read_text()) or {}).get(key) or {}
     except (OSError, yaml.YAMLError):
         return []
-    return list(methods) if isinstance(methods, dict) else []
+    return list(entries) if isinstance(entries, dict) else []
+
+
+def study_methods(name: str, studies: Path) -> list[str]:
+    """Method labels of ``studies/<name>.yaml`` in file order (empty if it cannot be read)."""
+    return study_keys(name, studies, "methods")
 
 
 def repair_section(name: str, results: Path, studies: Path) -> str:
@@ -295,10 +382,12 @@ def repair_section(name: str, results: Path, studies: Path) -> str:
     if frame.empty:
         return f"### {name}\n\n(no rows in {results / name}: `modalab sweep studies/{name}.yaml`)\n"
     present = list(dict.fromkeys(frame.method))
-    variants = [m for m in study_methods(name, studies) if m in present] or present
+    variants = [m for m in study_methods(name, studies) if m in present]
+    if not variants and REPAIR_BASELINES.get(name) in present:
+        variants = [REPAIR_BASELINES[name]]
     variants += [m for m in present if m not in variants]
     baseline = variants[0]
-    frame = frame[frame.metric.isin(["head_acc", "linear_probe_acc"])]
+    frame = frame[frame.metric.isin(REPAIR_METRICS)]
     summary = summarize(frame, baseline=baseline, test="welch")
     summary = summary.assign(
         cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)],
@@ -335,9 +424,9 @@ def main() -> None:
     texts = []
     for name in names:
         if name in SCENARIO_STUDIES:
-            texts.append(scenario_section(name, args.results, args.figures))
+            texts.append(scenario_section(name, args.results, args.figures, args.studies))
         elif name == "counterfactual":
-            texts.append(counterfactual_section(args.results, args.figures))
+            texts.append(counterfactual_section(args.results, args.figures, args.studies))
         elif name in REPAIR_STUDIES:
             texts.append(repair_section(name, args.results, args.studies))
         else:
