@@ -45,10 +45,11 @@ warnings.filterwarnings("ignore")
 ANALYSES = ("ablation", "perceptual", "shapley")
 
 
-def truth(config: dict[str, Any], intuition: dict[str, str]) -> dict[str, tuple[float, float]]:
+def truth(
+    config: dict[str, Any], modalities: list[str], intuition: dict[str, str]
+) -> dict[str, tuple[float, float]]:
     """Expected ``{modality: (share, dominant)}`` of one run from its data config."""
     data = config["data"]
-    modalities = list(data["modalities"])
     if data["name"] != "shapes":
         top = intuition.get(data["name"])
         if top is None:
@@ -130,7 +131,9 @@ def main() -> None:
             {**meta, "metric": metric, "modality": modality, "condition": args.metric, "value": v}
             for metric, modality, v in pooled_rows(report.table)
         ]
-        for modality, (share, dominant) in truth(config, intuition).items():
+        for modality, (share, dominant) in truth(
+            config, list(report.settings["modalities"]), intuition
+        ).items():
             records.append(
                 {
                     **meta,

@@ -10,12 +10,15 @@ cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python}"
 "$PYTHON" -m modalab sweep studies/missing_modality.yaml
 # The report reads the store's rows and, for configs, learning curves and embedding maps, the
-# run directories below its PATH: stage both side by side with symbolic links.
-STAGE="$(mktemp -d)/missing_modality"
+# run directories below its PATH: stage both in one folder (a link to the rows, hard links to
+# the run directories, so nothing is copied).
+STAGE=runs/.report_missing_modality
+rm -rf "$STAGE"
 mkdir -p "$STAGE"
 ln -s "$PWD/results/missing_modality/rows" "$STAGE/rows"
-ln -s "$PWD/runs/missing_modality" "$STAGE/runs"
+cp -al runs/missing_modality "$STAGE/runs"
 rm -rf docs/report/figures
 "$PYTHON" -m modalab report "$STAGE" --output docs/report --formats png --dpi 72 --quiet \
     --embedding-samples 200 \
     --title "Missing-modality study: CLIP, SimCLR, VICReg vs supervised late fusion on shapes (3 seeds)"
+rm -rf "$STAGE"
