@@ -401,7 +401,7 @@ def repair_section(name: str, results: Path, studies: Path) -> str:
     keys = ["data", "scenario", "severity", "metric", "modality", "condition"]
     index = [c for c in keys if summary[c].nunique() > 1 or c in ("metric", "modality")]
     table = summary.pivot_table(index=index, columns="method", values="cell", aggfunc="first")
-    table = table[[v for v in variants if v in table.columns]].reset_index()
+    table = table[[v for v in variants if v in table.columns]].fillna("—").reset_index()
     table.columns.name = None
     low, high = int(summary.n.min()), int(summary.n.max())
     seeds = f"{low}" if low == high else f"{low}-{high}"
