@@ -157,25 +157,25 @@ def test_hydra_multirun_route_matches_the_sweep_and_skips_finished_runs(tmp_path
 
 
 STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
+OBSTACLES = {
+    "missing_modality",
+    "noisy_modality",
+    "unbalanced_modalities",
+    "misaligned_pairs",
+    "label_scarcity",
+    "label_noise",
+}
 
 
 def test_every_obstacle_has_a_study_with_clip_supervised_and_three_seeds() -> None:
-    names = {p.stem for p in STUDIES}
-    assert {
-        "missing_modality",
-        "noisy_modality",
-        "unbalanced_modalities",
-        "misaligned_pairs",
-        "label_scarcity",
-        "label_noise",
-    } <= names
+    assert OBSTACLES <= {p.stem for p in STUDIES}
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
 def test_study_files_compose(path: Path) -> None:
     spec = load_study(path)
     assert len(spec.seeds) >= 3
-    if not path.stem.startswith("repair_"):  # repair studies compare against their baselines
+    if path.stem in OBSTACLES:
         assert {"clip", "supervised"} <= set(spec.methods)
     runs, store = expand_study(spec, smoke=True)
     levels = sum(min(spec.smoke.levels, len(s.values)) for s in spec.scenarios.values())
