@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
 
-__all__ = ["LossStepMethod", "adamw_with_cosine", "log_terms"]
+__all__ = ["LossStepMethod", "StepLoss", "adamw_with_cosine", "log_terms"]
 
 
 def adamw_with_cosine(
@@ -79,11 +79,19 @@ class LossStepMethod(L.LightningModule):
         """The objective on one batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss.")
 
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> StepLoss:
+        """The loss of a ``train`` or ``val`` step (:meth:`compute_loss` by default)."""
+        return self.compute_loss(batch)
+
+    def logged_terms(self, out: StepLoss) -> dict[str, Tensor]:
+        """The terms logged as ``{stage}/{term}`` (all by default)."""
+        return out.terms
+
     def log_extra(self, stage: str, batch_size: int) -> None:
         """Log recipe-specific scalars after the loss (nothing by default)."""
 
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.compute_loss(batch)
+        out = self.step_loss(batch, stage)
         size = batch.batch_size
         self.log(
             f"{stage}/loss",
@@ -94,7 +102,7 @@ class LossStepMethod(L.LightningModule):
             on_epoch=True,
             sync_dist=True,
         )
-        log_terms(self, stage, out.terms, size)
+        log_terms(self, stage, self.logged_terms(out), size)
         self.log_extra(stage, size)
         return out.loss
 

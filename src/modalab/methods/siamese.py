@@ -13,15 +13,13 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.augment import ModalityAugment
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import LossStepMethod, StepLoss
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
 from modalab.objectives.clip import CLIPLoss
@@ -43,7 +41,7 @@ __all__ = [
 _VIEWS = ("view1", "view2")
 
 
-class SiameseMethod(L.LightningModule):
+class SiameseMethod(LossStepMethod):
     """Online encoder (+ projection, + optional predictor), optional EMA target, one objective.
 
     Args:
@@ -176,28 +174,13 @@ class SiameseMethod(L.LightningModule):
             out = LossOutput(out.loss + self.clip_weight * clip_out.loss, terms, out.num_rows)
         return out
 
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        out = self.compute_loss(batch, update_queue=stage == "train")
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, {k: v for k, v in out.terms.items() if "/" not in k}, size)
-        return out.loss
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
+        """The loss; a training step also enqueues MoCo's keys."""
+        return self.compute_loss(batch, update_queue=stage == "train")
 
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One self-supervised step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss."""
-        return self._step(batch, "val")
+    def logged_terms(self, out: StepLoss) -> dict[str, Tensor]:
+        """The terms without per-pair details (names with ``/``)."""
+        return {k: v for k, v in out.terms.items() if "/" not in k}
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -209,10 +192,9 @@ class SiameseMethod(L.LightningModule):
         for target_buffer, buffer in zip(self.target.buffers(), self.encoder.buffers()):
             target_buffer.copy_(buffer)
 
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay over everything that learns (not the EMA target)."""
-        params = [p for n, p in self.named_parameters() if not n.startswith("target.")]
-        return adamw_with_cosine(self, params, self.lr, self.weight_decay)
+    def optimized_parameters(self) -> list[nn.Parameter]:
+        """Everything that learns (not the EMA target)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("target.")]
 
 
 # builders -----------------------------------------------------------------------------------
