@@ -13,6 +13,8 @@ processes hold different numbers of present rows, so a mean of per-process means
 
 from __future__ import annotations
 
+import datetime
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -143,7 +145,13 @@ def _loss_and_grads(model: nn.Module, *args: torch.Tensor) -> dict[str, torch.Te
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=120),  # a desynchronised collective fails, not hangs
+    )
     try:
         xa, xb, present = _data()
         rows = slice(rank * B, (rank + 1) * B)
@@ -152,6 +160,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             # Every model leaves some parameters unused (the other losses' encoders).
             model = nn.parallel.DistributedDataParallel(_Model(name), find_unused_parameters=True)
             results[name] = _loss_and_grads(model, xa[rows], xb[rows], present[rows])
+            # Free each DDP wrapper while its process group lives: a reducer torn down after
+            # destroy_process_group() can block the process at exit.
+            del model
+            gc.collect()
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
