@@ -318,6 +318,36 @@ def build_moco(
     )
 
 
+def _predictor_method(
+    variant: str,
+    momentum: float,
+    encoder: MultimodalEncoder,
+    embed_dim: int,
+    example: MultimodalBatch | None,
+    modality: str,
+    proj_dim: int,
+    proj_hidden: int,
+    augment: bool,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+) -> SiameseMethod:
+    """BYOL or SimSiam (``variant``): heads, predictors, an EMA target when momentum > 0."""
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
+    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
+    return SiameseMethod(
+        encoder,
+        BYOLLoss(variant),
+        modality,
+        _augment(example, augment, seed),
+        predictors,
+        momentum,
+        lr,
+        weight_decay,
+    )
+
+
 @METHODS.register("byol")
 def build_byol(
     encoder: MultimodalEncoder,
@@ -334,19 +364,10 @@ def build_byol(
     seed: int = 0,
 ) -> SiameseMethod:
     """BYOL: predictor + EMA target, no negatives (Grill et al., NeurIPS 2020)."""
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
-    return SiameseMethod(
-        encoder,
-        BYOLLoss("byol"),
-        modality,
-        _augment(example, augment, seed),
-        predictors,
-        momentum,
-        lr,
-        weight_decay,
-    )
+    return _predictor_method(
+        "byol", momentum, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
+        lr, weight_decay, seed,
+    )  # fmt: skip
 
 
 @METHODS.register("simsiam")
@@ -364,19 +385,10 @@ def build_simsiam(
     seed: int = 0,
 ) -> SiameseMethod:
     """SimSiam: predictor + stop-gradient, no EMA and no negatives (Chen & He, CVPR 2021)."""
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
-    return SiameseMethod(
-        encoder,
-        BYOLLoss("simsiam"),
-        modality,
-        _augment(example, augment, seed),
-        predictors,
-        0.0,
-        lr,
-        weight_decay,
-    )
+    return _predictor_method(
+        "simsiam", 0.0, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
+        lr, weight_decay, seed,
+    )  # fmt: skip
 
 
 @METHODS.register("vicreg")

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.distributed import gather_mapping
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = ["CLIPLoss", "ContrastiveLossOutput", "clip_loss", "info_nce_pair"]
@@ -162,6 +162,6 @@ class CLIPLoss(nn.Module):
     ) -> ContrastiveLossOutput:
         """Loss of ``{m: [B, D]}`` embeddings with ``{m: [B]}`` presence masks."""
         if self.gather_distributed:
-            embeddings = {k: gather_with_grad(v) for k, v in embeddings.items()}
-            present = {k: gather_with_grad(v) for k, v in present.items()}
+            embeddings = gather_mapping(embeddings)
+            present = gather_mapping(present)
         return clip_loss(embeddings, present, self.logit_scale)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.distributed import gather_mapping, gather_with_grad
 from modalab.objectives.output import LossOutput, _zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
@@ -139,8 +139,8 @@ class NTXentLoss(nn.Module):
     ) -> LossOutput:
         """Loss of ``{branch: [B, D]}`` with ``{branch: [B]}`` masks."""
         if self.gather_distributed:
-            embeddings = {k: gather_with_grad(v) for k, v in embeddings.items()}
-            present = {k: gather_with_grad(v) for k, v in present.items()}
+            embeddings = gather_mapping(embeddings)
+            present = gather_mapping(present)
         return nt_xent_loss(embeddings, present, self.temperature, pairs)
 
 
@@ -246,9 +246,9 @@ class MoCoLoss(nn.Module):
     ) -> LossOutput:
         """Symmetric MoCo loss of ``{branch: [B, D]}`` queries and keys."""
         if self.gather_distributed:
-            queries = {k: gather_with_grad(v) for k, v in queries.items()}
+            queries = gather_mapping(queries)
             keys = {k: gather_with_grad(v.detach()) for k, v in keys.items()}
-            present = {k: gather_with_grad(v) for k, v in present.items()}
+            present = gather_mapping(present)
         names = list(queries)
         pairs = list(itertools.combinations(names, 2)) if pairs is None else list(pairs)
         terms: dict[str, Tensor] = {}

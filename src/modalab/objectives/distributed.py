@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["gather_with_grad", "is_distributed"]
+__all__ = ["gather_mapping", "gather_with_grad", "is_distributed"]
 
 
 def is_distributed() -> bool:
@@ -38,3 +40,13 @@ def gather_with_grad(tensor: Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def gather_mapping(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """:func:`gather_with_grad` applied to every value of ``{name: [B_local, ...]}``.
+
+    Example:
+        >>> gather_mapping({"image": torch.ones(2, 3)})["image"].shape  # no process group
+        torch.Size([2, 3])
+    """
+    return {k: gather_with_grad(v) for k, v in tensors.items()}

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.distributed import gather_mapping
 from modalab.objectives.output import LossOutput, _zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
@@ -238,8 +238,8 @@ class _PairStatisticLoss(nn.Module):
     ) -> LossOutput:
         """Mean over pairs of ``{branch: [B, D]}`` with ``{branch: [B]}`` masks."""
         if self.gather_distributed:
-            embeddings = {k: gather_with_grad(v) for k, v in embeddings.items()}
-            present = {k: gather_with_grad(v) for k, v in present.items()}
+            embeddings = gather_mapping(embeddings)
+            present = gather_mapping(present)
         names = list(embeddings)
         if len(names) < 2:
             raise ValueError(f"{type(self).__name__} needs at least two branches, got {names}.")
