@@ -241,7 +241,31 @@ def read_coco(
 
 
 @dataclass
-class COCOConfig:
+class _ImageCaptionConfig:
+    """The fields every image–caption dataset config shares (documented by each subclass)."""
+
+    name: str = ""
+    data_dir: str = ""
+    image_size: int = 64
+    tokenizer: str = "minilm"
+    max_length: int = 32
+    captions_per_image: int = 5
+    val_fraction: float = 0.15
+    test_fraction: float = 0.3
+    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    seed: int = 0
+    on_error: str = "raise"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
+        check_on_error(self.on_error)
+        _check_fractions(
+            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
+        )
+
+
+@dataclass
+class COCOConfig(_ImageCaptionConfig):
     """Configuration of ``data=coco``.
 
     Attributes:
@@ -264,31 +288,18 @@ class COCOConfig:
     """
 
     name: str = "coco"
-    data_dir: str = ""
     folder: str = "coco"
     splits: list[str] = field(default_factory=lambda: ["train", "val"])
     annotation_dirs: list[str] = field(default_factory=lambda: ["annotations"])
     label: str = "supercategory"
-    image_size: int = 64
-    tokenizer: str = "minilm"
-    max_length: int = 32
-    captions_per_image: int = 5
-    val_fraction: float = 0.15
-    test_fraction: float = 0.3
-    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    seed: int = 0
-    on_error: str = "raise"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
-        check_on_error(self.on_error)
+        super().validate()
         if self.label not in ("supercategory", "category"):
             raise ValueError(
                 f"data.label must be 'supercategory' or 'category', got {self.label!r}."
             )
-        _check_fractions(
-            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
-        )
 
 
 def _drop_unreadable(pairs: _Pairs, skipped: SkippedFiles) -> _Pairs:
@@ -357,7 +368,7 @@ def make_coco(**kwargs: Any) -> Splits:
 
 
 @dataclass
-class ManifestConfig:
+class ManifestConfig(_ImageCaptionConfig):
     """Configuration of ``data=manifest`` (open_clip-style CSV/TSV/JSONL of image + caption).
 
     Attributes:
@@ -383,28 +394,11 @@ class ManifestConfig:
     """
 
     name: str = "manifest"
-    data_dir: str = ""
     path: str = ""
     img_key: str = "filepath"
     caption_key: str = "title"
     label_key: str = ""
     separator: str = ""
-    image_size: int = 64
-    tokenizer: str = "minilm"
-    max_length: int = 32
-    captions_per_image: int = 5
-    val_fraction: float = 0.15
-    test_fraction: float = 0.3
-    prompts: list[str] = field(default_factory=lambda: list(DEFAULT_PROMPTS))
-    seed: int = 0
-    on_error: str = "raise"
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field (checked when the config is composed)."""
-        check_on_error(self.on_error)
-        _check_fractions(
-            self.val_fraction, self.test_fraction, self.captions_per_image, self.image_size
-        )
 
 
 def _read_manifest(path: Path, separator: str) -> pd.DataFrame:
