@@ -136,3 +136,31 @@ def test_gradient_steps_lower_the_loss() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_nan_in_an_absent_row_leaves_loss_and_gradients_finite() -> None:
+    # Absent rows may hold anything; clip_loss selects present rows before normalising, so a
+    # NaN there never enters the graph: the loss equals the loss without that row and its
+    # gradient is exactly zero.
+    torch.manual_seed(0)
+    a = torch.randn(4, 3)
+    b = torch.randn(4, 3)
+    a_nan = a.clone()
+    a_nan[3] = float("nan")
+    a_nan.requires_grad_(True)
+    present = {"a": torch.tensor([True, True, True, False]), "b": torch.ones(4, dtype=torch.bool)}
+    out = clip_loss({"a": a_nan, "b": b}, present, 2.0)
+    out.loss.backward()
+    assert a_nan.grad is not None
+    assert torch.isfinite(a_nan.grad).all()
+    assert torch.equal(a_nan.grad[3], torch.zeros(3))
+    assert out.loss.item() == pytest.approx(_reference_pair(a[:3], b[:3], 2.0), abs=1e-5)
+
+
+def test_no_jointly_present_pair_gives_a_finite_zero_even_with_nan_rows() -> None:
+    a = torch.full((2, 3), float("nan"), requires_grad=True)
+    b = torch.randn(2, 3)
+    present = {"a": torch.zeros(2, dtype=torch.bool), "b": torch.ones(2, dtype=torch.bool)}
+    out = clip_loss({"a": a, "b": b}, present, 1.0)
+    out.loss.backward()
+    assert out.loss.item() == 0.0 and torch.equal(a.grad, torch.zeros(2, 3))

@@ -192,3 +192,37 @@ def test_two_process_losses_and_gradients_equal_single_process() -> None:
                 torch.testing.assert_close(
                     got[key], expected, rtol=1e-5, atol=1e-6, msg=f"{name}: {key}"
                 )
+
+
+def _unequal_worker(rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{init_file}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=120),
+    )
+    try:
+        from modalab.objectives.distributed import gather_with_grad
+
+        local = torch.randn(3 + rank, 4, requires_grad=True)  # 3 rows on rank 0, 4 on rank 1
+        try:
+            gather_with_grad(local)
+            message = "no error"
+        except ValueError as error:
+            message = str(error)
+        (Path(out_dir) / f"rank{rank}.txt").write_text(message)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_unequal_local_batches_raise_a_clear_error_instead_of_aborting() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory() as tmp:
+        init_file = str(Path(tmp) / "init")
+        mp.spawn(_unequal_worker, args=(init_file, tmp), nprocs=2, join=True)
+        messages = [(Path(tmp) / f"rank{r}.txt").read_text() for r in range(2)]
+    for message in messages:
+        assert "range from 3 to 4" in message and "drop_last=True" in message

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
+from modalab.objectives.output import zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = ["CLIPLoss", "ContrastiveLossOutput", "clip_loss", "info_nce_pair"]
@@ -97,7 +98,6 @@ def clip_loss(
         raise ValueError(f"clip_loss needs at least two modalities, got {names}.")
     if pairs is None:
         pairs = list(itertools.combinations(names, 2))
-    z = {n: F.normalize(e, dim=-1) if normalize else e for n, e in embeddings.items()}
     terms: dict[str, Tensor] = {}
     counts: dict[str, int] = {}
     for a, b in pairs:
@@ -106,12 +106,18 @@ def clip_loss(
         if count < 2:
             continue
         key = f"{a}~{b}"
-        terms[key] = info_nce_pair(z[a][rows], z[b][rows], logit_scale)
+        # Select the present rows before normalising, so that an absent row (which may hold
+        # anything, NaN included) never enters the graph and gets an exactly zero gradient.
+        za, zb = embeddings[a][rows], embeddings[b][rows]
+        if normalize:
+            za, zb = F.normalize(za, dim=-1), F.normalize(zb, dim=-1)
+        terms[key] = info_nce_pair(za, zb, logit_scale)
         counts[key] = count
     if terms:
         loss = torch.stack(list(terms.values())).mean()
     else:
-        loss = sum(e.sum() for e in embeddings.values()) * 0.0  # type: ignore[assignment]
+        # A zero that keeps the graph without touching any value (NaN * 0 would be NaN).
+        loss = zero_like_graph(*embeddings.values())
     return ContrastiveLossOutput(loss=loss, terms=terms, num_pairs=counts)
 
 

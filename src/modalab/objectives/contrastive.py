@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping, gather_with_grad
-from modalab.objectives.output import LossOutput, _zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = ["MoCoLoss", "NTXentLoss", "moco_infonce", "nt_xent", "nt_xent_loss"]
@@ -103,7 +103,7 @@ def nt_xent_loss(
         terms[key] = nt_xent(za, zb, temperature)
         counts[key] = count
     if not terms:
-        return LossOutput(_zero_like_graph(*embeddings.values()))
+        return LossOutput(zero_like_graph(*embeddings.values()))
     return LossOutput(torch.stack(list(terms.values())).mean(), terms, counts)
 
 
@@ -271,7 +271,7 @@ class MoCoLoss(nn.Module):
             terms[f"{a}~{b}"] = 0.5 * (parts[0] + parts[1])
             counts[f"{a}~{b}"] = count
         if not terms:
-            return LossOutput(_zero_like_graph(*queries.values()))
+            return LossOutput(zero_like_graph(*queries.values()))
         return LossOutput(torch.stack(list(terms.values())).mean(), terms, counts)
 
     def _queue_name(self, branch: str) -> str:

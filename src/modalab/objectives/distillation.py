@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.clip import clip_loss
 from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.output import zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -104,7 +105,7 @@ def feature_distillation_loss(
     rows = _rows(mask, student.shape[0], student.device)
     count = int(rows.sum())
     if count == 0:
-        zero = student.sum() * 0.0
+        zero = zero_like_graph(student)
         return DistillationOutput(loss=zero, terms={kind: zero.detach()}, num_rows=0)
     s, t = student[rows], teacher[rows].detach()
     if kind == "cosine":
@@ -153,7 +154,7 @@ def soft_label_distillation_loss(
     rows = _rows(mask, student_logits.shape[0], student_logits.device)
     count = int(rows.sum())
     if count == 0:
-        zero = student_logits.sum() * 0.0
+        zero = zero_like_graph(student_logits)
         return DistillationOutput(loss=zero, terms={"kd": zero.detach()}, num_rows=0)
     log_p_student = F.log_softmax(student_logits[rows] / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits[rows].detach() / temperature, dim=-1)

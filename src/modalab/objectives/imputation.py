@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from modalab.objectives.output import zero_like_graph
+
 __all__ = ["ImputationOutput", "imputation_loss"]
 
 
@@ -77,5 +79,5 @@ def imputation_loss(
     if terms:
         loss = torch.stack(list(terms.values())).mean()
     else:
-        loss = sum(p.sum() for p in predicted.values()) * 0.0  # type: ignore[assignment]
+        loss = zero_like_graph(*predicted.values())
     return ImputationOutput(loss=loss, terms=terms, num_rows=counts)

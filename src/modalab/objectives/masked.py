@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from modalab.objectives.output import LossOutput, _zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -58,7 +58,7 @@ def masked_token_loss(logits: Tensor, targets: Tensor, masked: Tensor) -> Tensor
             f"{tuple(masked.shape)} must agree as [B, L, V], [B, L], [B, L]."
         )
     if not bool(masked.any()):
-        return _zero_like_graph(logits)
+        return zero_like_graph(logits)
     return F.cross_entropy(logits[masked], targets[masked])
 
 
@@ -84,7 +84,7 @@ def masked_feature_loss(prediction: Tensor, target: Tensor, masked: Tensor) -> T
             f"{tuple(masked.shape)} must agree as [B, P, F], [B, P, F], [B, P]."
         )
     if not bool(masked.any()):
-        return _zero_like_graph(prediction)
+        return zero_like_graph(prediction)
     return (prediction[masked] - target[masked].detach()).pow(2).mean()
 
 
@@ -120,7 +120,7 @@ def masked_modality_loss(
         terms[name] = (2 - 2 * cos).mean()
         counts[name] = count
     if not terms:
-        return LossOutput(_zero_like_graph(*predictions.values()))
+        return LossOutput(zero_like_graph(*predictions.values()))
     return LossOutput(torch.stack(list(terms.values())).mean(), terms, counts)
 
 
@@ -164,7 +164,7 @@ def matching_loss(logits: Tensor, is_match: Tensor, valid: Tensor) -> Tensor:
         0.6931
     """
     if not bool(valid.any()):
-        return _zero_like_graph(logits)
+        return zero_like_graph(logits)
     return F.binary_cross_entropy_with_logits(logits[valid], is_match[valid].to(logits.dtype))
 
 
@@ -194,5 +194,5 @@ def captioning_loss(logits: Tensor, tokens: Tensor, pad_id: int, rows: Tensor) -
     targets = tokens[:, 1:]
     keep = (targets != pad_id) & rows.unsqueeze(1)
     if not bool(keep.any()):
-        return _zero_like_graph(logits)
+        return zero_like_graph(logits)
     return F.cross_entropy(logits[:, :-1][keep], targets[keep])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
-from modalab.objectives.output import LossOutput, _zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -121,7 +121,7 @@ class BYOLLoss(nn.Module):
             )
             counts[key] = count
         if not terms:
-            return LossOutput(_zero_like_graph(*predictions.values()))
+            return LossOutput(zero_like_graph(*predictions.values()))
         return LossOutput(torch.stack(list(terms.values())).mean(), terms, counts)
 
 
@@ -259,7 +259,7 @@ class _PairStatisticLoss(nn.Module):
             terms.update({f"{key}/{name}": value for name, value in out.terms.items()})
             counts[key] = count
         if not totals:
-            return LossOutput(_zero_like_graph(*embeddings.values()))
+            return LossOutput(zero_like_graph(*embeddings.values()))
         return LossOutput(torch.stack(totals).mean(), terms, counts)
 
 

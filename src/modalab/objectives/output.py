@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor
 
-__all__ = ["LossOutput"]
+__all__ = ["LossOutput", "zero_like_graph"]
 
 
 @dataclass
@@ -24,9 +24,20 @@ class LossOutput:
     num_rows: dict[str, int] = field(default_factory=dict)
 
 
-def _zero_like_graph(*tensors: Tensor) -> Tensor:
-    """A zero that keeps the autograd graph of ``tensors`` (for batches with no valid row)."""
-    total = tensors[0].sum() * 0.0
+def zero_like_graph(*tensors: Tensor) -> Tensor:
+    """A zero that keeps the autograd graph of ``tensors`` (for batches with no valid row).
+
+    It sums an empty slice of each tensor, so no value is read: a NaN in an absent row gives
+    a zero loss and zero gradients (``nan * 0.0`` would be NaN).
+
+    Example:
+        >>> x = torch.tensor([[float("nan"), 1.0]], requires_grad=True)
+        >>> zero = zero_like_graph(x)
+        >>> zero.backward()
+        >>> zero.item(), x.grad.tolist()
+        (0.0, [[0.0, 0.0]])
+    """
+    total = tensors[0].reshape(-1)[:0].sum()
     for t in tensors[1:]:
-        total = total + t.sum() * 0.0
+        total = total + t.reshape(-1)[:0].sum()
     return total

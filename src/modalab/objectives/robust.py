@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
+from modalab.objectives.output import zero_like_graph
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -132,21 +133,23 @@ def rince_loss(
         raise ValueError(f"rince_loss needs at least two modalities, got {names}.")
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    z = {n: F.normalize(e, dim=-1) for n, e in embeddings.items()}
     terms: dict[str, Tensor] = {}
     first: Tensor | None = None
     for a, b in pairs:
         rows = present[a] & present[b]
         if int(rows.sum()) < 2:
             continue
-        per_row = rince_pair(z[a][rows], z[b][rows], logit_scale, q, lam)
+        # Present rows first, then normalise: an absent row never enters the graph.
+        za = F.normalize(embeddings[a][rows], dim=-1)
+        zb = F.normalize(embeddings[b][rows], dim=-1)
+        per_row = rince_pair(za, zb, logit_scale, q, lam)
         terms[f"{a}~{b}"] = per_row.mean()
         if first is None:
             first = per_row.detach()
     if terms:
         loss = torch.stack(list(terms.values())).mean()
     else:
-        loss = sum(e.sum() for e in embeddings.values()) * 0.0  # type: ignore[assignment]
+        loss = zero_like_graph(*embeddings.values())
     return RobustLossOutput(
         loss=loss, terms={k: v.detach() for k, v in terms.items()}, per_sample=first
     )
