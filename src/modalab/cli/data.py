@@ -114,7 +114,13 @@ def _report(console: Console, name: str, data_dir: Path, all_files: bool) -> int
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Handler of ``modalab data``."""
-    from modalab.data.files import MissingDataError, download_source, resolve_data_dir, sources_for
+    from modalab.data.files import (
+        CorruptDataError,
+        MissingDataError,
+        download_source,
+        resolve_data_dir,
+        sources_for,
+    )
 
     console = Console()
     data_dir = resolve_data_dir(args.data_dir)
@@ -132,7 +138,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         for source in sources:
             try:
                 download_source(source, data_dir, log=lambda m: console.print(m, markup=False))
-            except MissingDataError as error:
+            except (MissingDataError, CorruptDataError) as error:
                 console.print(f"download failed: {error}", markup=False)
                 return 1
     return _report(console, args.name, data_dir, args.all_files)
