@@ -65,6 +65,7 @@ __all__ = [
     "CremaDClip",
     "CremaDConfig",
     "ManifestEntry",
+    "cremad_source",
     "download_cremad",
     "make_cremad",
     "ogm_ge_split",
@@ -454,8 +455,18 @@ def _download_default_parts(data_dir: Path, log: Callable[[str], None]) -> None:
     download_cremad(data_dir, DEFAULT_PARTS, log=log)
 
 
-def _cremad_source() -> DataSource:
-    entries = read_manifest()
+def cremad_source(
+    manifest: Sequence[ManifestEntry] | None = None,
+    download: Callable[[Path, Callable[[str], None]], None] | None = None,
+) -> DataSource:
+    """The ``crema-d`` data source: the media of ``manifest``, each checked by its SHA-256.
+
+    Args:
+        manifest: Entries (default: the packaged manifest); the source lists the WAV and video
+            files among them.
+        download: The downloader (default: :func:`download_cremad` of the WAV and video files).
+    """
+    entries = list(manifest) if manifest is not None else read_manifest()
     digests = {e.path: e.sha256 for e in entries}
 
     def check(path: Path) -> None:
@@ -473,11 +484,11 @@ def _cremad_source() -> DataSource:
         citation="H. Cao et al., CREMA-D, IEEE Trans. Affective Computing 2014",
         licence="ODbL 1.0 / DbCL 1.0",
         check=check,
-        download=_download_default_parts,
+        download=download or _download_default_parts,
     )
 
 
 SOURCES.register("crema-d", "CREMA-D audio-visual emotion clips (Git LFS media, SHA-256)")(
-    _cremad_source()
+    cremad_source()
 )
 DATASET_SOURCES.setdefault("cremad", ("crema-d",))
