@@ -25,7 +25,7 @@ def _idx(path, offset):
 def built(tmp_path_factory):
     root = shared_data_dir("mnist/train-images-idx3-ubyte.gz")
     cache = tmp_path_factory.mktemp("cache")
-    splits = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5)
+    splits = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5, max_train=0)
     # The original images, read independently of modalab (idx header: 16 / 8 bytes).
     mnist = {
         "train": (
@@ -95,12 +95,23 @@ def test_view2_is_a_different_image_of_the_same_digit_plus_uniform_noise(built):
 
 def test_seeded_and_cached(built):
     root, cache, splits, _ = built
-    again = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5)
+    again = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5, max_train=0)
     assert again.info["from_cache"] and not splits.info["from_cache"]
     assert torch.equal(again.test.inputs["noisy"], splits.test.inputs["noisy"])
-    fresh = make_noisymnist(data_dir=str(root), use_cache=False, seed=5, flatten=False)
+    fresh = make_noisymnist(data_dir=str(root), use_cache=False, seed=5, flatten=False, max_train=0)
     assert fresh.test.inputs["rotated"].shape == (10000, 1, 28, 28)
     assert torch.equal(fresh.test.inputs["rotated"].flatten(1), splits.test.inputs["rotated"])
+
+
+def test_default_keeps_a_stratified_10k_training_subset(built):
+    root, cache, full, _ = built
+    small = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5)
+    assert small.info["sizes"] == {"train": 10000, "val": 10000, "test": 10000}
+    rows = set(small.info["mnist_index"]["train"].tolist())
+    assert rows <= set(full.info["mnist_index"]["train"].tolist())  # same 50k pool
+    counts = np.bincount(small.train.label.numpy(), minlength=10)
+    full_counts = np.bincount(full.train.label.numpy(), minlength=10)
+    assert np.abs(counts - full_counts / 5).max() <= 1  # label proportions kept
 
 
 def test_pairing_never_picks_itself_and_is_uniform_over_others():
