@@ -41,6 +41,7 @@ def main() -> None:
             print(f"| {point.rate:.1f} | {point.missing_fraction:.3f} | {point.accuracy:.3f} |")
         names = list(predictor.modalities)
         n = test.num_samples
+        alone = {}
         print("\n| views present | subsets | min | mean | max | worst subset | best subset |")
         print("|---|---|---|---|---|---|---|")
         for k in range(len(names), 0, -1):
@@ -49,12 +50,17 @@ def main() -> None:
                 present = {m: torch.full((n,), m in subset, dtype=torch.bool) for m in names}
                 logits = predictor.predict(dict(test.embeddings), present)
                 scores[subset] = float((logits.argmax(1).cpu() == test.label).float().mean())
+                if k == 1:
+                    alone[subset[0]] = scores[subset]
             worst, best = min(scores, key=scores.__getitem__), max(scores, key=scores.__getitem__)
             values = list(scores.values())
             print(
                 f"| {k} | {len(values)} | {min(values):.3f} | {sum(values) / len(values):.3f} | "
                 f"{max(values):.3f} | {'+'.join(worst)} | {'+'.join(best)} |"
             )
+        print("\n| view alone | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        print("| accuracy | " + " | ".join(f"{alone[m]:.3f}" for m in names) + " |")
 
 
 if __name__ == "__main__":
