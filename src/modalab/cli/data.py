@@ -72,13 +72,15 @@ def _list(console: Console, data_dir: Path) -> int:
         table.add_column(column)
     for src in SOURCES.entries():
         s = src.obj
-        checked = all(r.md5 for r in s.remotes)
+        checked = bool(s.remotes) and all(r.md5 for r in s.remotes)
         table.add_row(
             s.name,
             s.folder + "/",
             s.licence,
             s.citation,
-            "published md5"
+            "per-file SHA-256 manifest"
+            if s.download is not None
+            else "published md5"
             if checked
             else "content digest after download"
             if s.content_sha256
