@@ -251,3 +251,18 @@ def test_packaged_manifest_is_the_gzipped_upstream_file(meta):
     assert gzip.decompress(packaged.read_bytes()) == (meta / "LFS_MANIFEST.tsv").read_bytes()
     licence = resources.files("modalab.data").joinpath("cremad_meta/LICENSE.txt").read_text()
     assert "Open Database License" in licence
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name\tdigest\n",  # wrong columns
+        "path\tsha256\tsize\nAudioWAV/a.wav\tnot-a-digest\t10\n",
+        "path\tsha256\tsize\nAudioWAV/a.wav\t" + "ab" * 32 + "\tten\n",
+    ],
+)
+def test_malformed_manifest_is_a_corrupt_data_error(tmp_path, text):
+    path = tmp_path / "m.tsv"
+    path.write_text(text)
+    with pytest.raises(CorruptDataError, match=r"m\.tsv"):
+        read_manifest(path)

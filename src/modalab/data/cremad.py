@@ -30,10 +30,10 @@ make them when they are absent.
 
 from __future__ import annotations
 
-import csv
+import functools
 import gzip
 import hashlib
-import io
+import re
 import shutil
 import tempfile
 import time
@@ -87,6 +87,7 @@ CREMAD_LEVELS = ("LO", "MD", "HI", "XX")
 CREMAD_PARTS = ("AudioWAV", "VideoFlash", "AudioMP3")
 DEFAULT_PARTS = ("AudioWAV", "VideoFlash")
 _META = "cremad_meta"
+_SHA256 = re.compile("[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -167,24 +168,39 @@ def read_manifest(path: Path | None = None) -> list[ManifestEntry]:
         CorruptDataError: Missing columns, a malformed digest or size.
     """
     if path is None:
-        raw, where = gzip.decompress(_packaged("LFS_MANIFEST.tsv.gz")), "packaged manifest"
-    else:
-        data = path.read_bytes()
-        raw, where = (gzip.decompress(data) if path.suffix == ".gz" else data), str(path)
-    rows = list(csv.DictReader(io.StringIO(raw.decode()), delimiter="\t"))
-    if not rows or not {"path", "sha256", "size"} <= set(rows[0]):
+        return list(_packaged_manifest())
+    data = path.read_bytes()
+    return list(_parse_manifest(gzip.decompress(data) if path.suffix == ".gz" else data, str(path)))
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_manifest() -> tuple[ManifestEntry, ...]:
+    return _parse_manifest(gzip.decompress(_packaged("LFS_MANIFEST.tsv.gz")), "packaged manifest")
+
+
+def _parse_manifest(raw: bytes, where: str) -> tuple[ManifestEntry, ...]:
+    lines = raw.decode().splitlines()
+    header = lines[0].split("\t") if lines else []
+    if not {"path", "sha256", "size"} <= set(header):
         raise CorruptDataError(f"{where}: expected a TSV with columns path, sha256, size.")
+    column = {name: header.index(name) for name in ("path", "sha256", "size")}
     entries = []
-    for i, row in enumerate(rows, start=2):
-        digest, size = row["sha256"].lower(), row["size"]
-        if (
-            len(digest) != 64
-            or any(c not in "0123456789abcdef" for c in digest)
-            or not (size.isdigit())
-        ):
-            raise CorruptDataError(f"{where}, line {i}: malformed sha256 or size in {row}.")
-        entries.append(ManifestEntry(row["path"], digest, int(size)))
-    return entries
+    for i, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split("\t")
+        try:
+            entry = ManifestEntry(
+                fields[column["path"]],
+                fields[column["sha256"]].lower(),
+                int(fields[column["size"]]),
+            )
+        except (IndexError, ValueError):
+            raise CorruptDataError(f"{where}, line {i}: malformed row {line!r}.") from None
+        if _SHA256.fullmatch(entry.sha256) is None or entry.size < 0:
+            raise CorruptDataError(f"{where}, line {i}: malformed sha256 or size in {line!r}.")
+        entries.append(entry)
+    return tuple(entries)
 
 
 def ogm_ge_split(names: Iterable[str]) -> dict[str, str]:
