@@ -72,13 +72,15 @@ def _list(console: Console, data_dir: Path) -> int:
         table.add_column(column)
     for src in SOURCES.entries():
         s = src.obj
-        checked = all(r.md5 for r in s.remotes)
+        checked = bool(s.remotes) and all(r.md5 for r in s.remotes)
         table.add_row(
             s.name,
             s.folder + "/",
             s.licence,
             s.citation,
-            "published md5"
+            "per-file SHA-256 manifest"
+            if s.download is not None
+            else "published md5"
             if checked
             else "content digest after download"
             if s.content_sha256
@@ -114,7 +116,13 @@ def _report(console: Console, name: str, data_dir: Path, all_files: bool) -> int
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Handler of ``modalab data``."""
-    from modalab.data.files import MissingDataError, download_source, resolve_data_dir, sources_for
+    from modalab.data.files import (
+        CorruptDataError,
+        MissingDataError,
+        download_source,
+        resolve_data_dir,
+        sources_for,
+    )
 
     console = Console()
     data_dir = resolve_data_dir(args.data_dir)
@@ -132,7 +140,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         for source in sources:
             try:
                 download_source(source, data_dir, log=lambda m: console.print(m, markup=False))
-            except MissingDataError as error:
+            except (MissingDataError, CorruptDataError) as error:
                 console.print(f"download failed: {error}", markup=False)
                 return 1
     return _report(console, args.name, data_dir, args.all_files)

@@ -1,6 +1,6 @@
 """Datasets and the batch contract."""
 
-from modalab.data import avmnist, captions, medmnist, sanity
+from modalab.data import avmnist, captions, cremad, medmnist, mfeat, noisymnist, sanity
 from modalab.data.batch import MultimodalBatch, collate_samples
 from modalab.data.files import (
     DATA_ENV,
@@ -29,11 +29,14 @@ __all__ = [
     "avmnist",
     "captions",
     "collate_samples",
+    "cremad",
     "generate_shapes",
     "make_loader",
     "make_shapes",
     "make_stream_loader",
     "medmnist",
+    "mfeat",
+    "noisymnist",
     "resolve_data_dir",
     "sanity",
     "save_memmap",

@@ -186,6 +186,8 @@ class DataSource:
         content_sha256: Digest over a whole folder of files (see :func:`folder_digest`): folder
             relative to the source folder and its SHA-256, for sources with many files.
         check: Optional format check ``(path) -> None`` raising :class:`CorruptDataError`.
+        download: Optional downloader ``(data_dir, log) -> None`` used by
+            :func:`download_source` instead of ``remotes`` (sources with per-file manifests).
     """
 
     name: str
@@ -197,6 +199,9 @@ class DataSource:
     licence: str
     content_sha256: tuple[str, str] | None = None
     check: Callable[[Path], None] | None = field(default=None, compare=False)
+    download: Callable[[Path, Callable[[str], None]], None] | None = field(
+        default=None, compare=False
+    )
 
     def how_to_get(self, data_dir: Path) -> str:
         """Instructions for obtaining the files."""
@@ -399,6 +404,8 @@ def download_source(
     """
     root = data_dir / source.folder
     root.mkdir(parents=True, exist_ok=True)
+    if source.download is not None:
+        source.download(data_dir, log)
     for remote in source.remotes:
         target = root / remote.filename
         if target.is_file() and remote.md5 and file_md5(target, decompress=False) == remote.md5:

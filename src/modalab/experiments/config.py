@@ -22,7 +22,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from modalab.data.avmnist import AVMNISTConfig
 from modalab.data.captions import COCOConfig, ManifestConfig
+from modalab.data.cremad import CremaDConfig
 from modalab.data.medmnist import MedMNISTConfig
+from modalab.data.mfeat import MFeatConfig
+from modalab.data.noisymnist import NoisyMNISTConfig
 from modalab.data.sanity import SanityConfig
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
@@ -248,6 +251,9 @@ def register_configs() -> None:
     cs.store(group="data", name="manifest", node=ManifestConfig)
     cs.store(group="data", name="digits", node=SanityConfig)
     cs.store(group="data", name="mnist5k", node=SanityConfig(name="mnist5k"))
+    cs.store(group="data", name="mfeat", node=MFeatConfig)
+    cs.store(group="data", name="noisymnist", node=NoisyMNISTConfig)
+    cs.store(group="data", name="cremad", node=CremaDConfig)
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="method", name="clip", node=ClipMethodConfig)
     cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
