@@ -1,8 +1,10 @@
-"""Loading speed of the AV-MNIST pipeline: first build, cached build, batching; peak memory.
+"""AV-MNIST build and load cost: first build, cached load, batching; peak memory; cache size.
 
 Each phase runs in a fresh subprocess so that its peak resident memory (ru_maxrss) is its own.
+Prints the machine's load average, since the figures depend on it.
 
-    MODALAB_DATA=../shared/data python benchmarks/bench_avmnist_loading.py [--max-images N]
+    MODALAB_DATA=../shared/data python benchmarks/bench_avmnist_loading.py \
+        [--max-images N] [--protocol multibench|clean]
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
 import time
 
 
-def _phase(kind: str, cache_dir: str, max_images: int, queue: mp.Queue) -> None:
+def _phase(kind: str, cache_dir: str, max_images: int, protocol: str, queue: mp.Queue) -> None:
     import torch
 
     from modalab.data.avmnist import make_avmnist
@@ -24,7 +27,7 @@ def _phase(kind: str, cache_dir: str, max_images: int, queue: mp.Queue) -> None:
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    splits = make_avmnist(cache_dir=cache_dir, max_images=max_images)
+    splits = make_avmnist(cache_dir=cache_dir, max_images=max_images, protocol=protocol)
     seconds = time.perf_counter() - start
     n = sum(splits.info["sizes"].values())
     result = {
@@ -33,13 +36,15 @@ def _phase(kind: str, cache_dir: str, max_images: int, queue: mp.Queue) -> None:
         "seconds": seconds,
         "from_cache": splits.info["from_cache"],
         "sizes": splits.info["sizes"],
+        "cache_mib": splits.info["cache_bytes"] / 2**20,
+        "unique_audio": splits.info["unique_audio"],
+        "skipped": splits.info["skipped"]["count"],
     }
     if kind == "cached":
         start = time.perf_counter()
         seen = 0
-        for _ in range(3):
-            for batch in make_loader(splits.train, 256, shuffle=True, seed=0):
-                seen += batch.batch_size
+        for batch in make_loader(splits.train, 256, shuffle=True, seed=0):
+            seen += batch.batch_size
         result["batch_samples_per_s"] = seen / (time.perf_counter() - start)
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
@@ -48,12 +53,16 @@ def _phase(kind: str, cache_dir: str, max_images: int, queue: mp.Queue) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-images", type=int, default=0)
+    parser.add_argument("--protocol", default="multibench")
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}")
     context = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as cache_dir:
         for kind in ("first build", "cached"):
             queue: mp.Queue = context.Queue()
-            process = context.Process(target=_phase, args=(kind, cache_dir, args.max_images, queue))
+            process = context.Process(
+                target=_phase, args=(kind, cache_dir, args.max_images, args.protocol, queue)
+            )
             process.start()
             result = queue.get()
             process.join()
@@ -61,14 +70,16 @@ def main() -> None:
             line = (
                 f"{kind:12s}: {result['samples']} samples in {result['seconds']:.2f} s = "
                 f"{rate:,.0f} samples/s (from_cache={result['from_cache']}), "
-                f"peak RSS {result['peak_rss_mib']:.0f} MiB"
+                f"peak RSS {result['peak_rss_mib']:.0f} MiB, cache {result['cache_mib']:.0f} MiB "
+                f"({result['unique_audio']} unique spectrograms, {result['skipped']} skipped)"
             )
             if "batch_samples_per_s" in result:
                 line += (
-                    f"; batching the train split: {result['batch_samples_per_s']:,.0f} samples/s"
+                    f"; one epoch of train batches: {result['batch_samples_per_s']:,.0f} samples/s"
                 )
-            print(line)
+            print(line, flush=True)
         print("split sizes:", json.dumps(result["sizes"]))
+    print(f"load average after: {os.getloadavg()}")
     sys.stdout.flush()
 
 

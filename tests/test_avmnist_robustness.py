@@ -29,7 +29,11 @@ def cache(tmp_path_factory):
 def splits(cache):
     root = shared_data_dir("mnist", "fsdd/recordings")
     return make_avmnist(
-        data_dir=str(root), cache_dir=str(cache), max_images=300, keep_waveforms=True
+        data_dir=str(root),
+        cache_dir=str(cache),
+        max_images=300,
+        keep_waveforms=True,
+        protocol="clean",
     )
 
 
@@ -107,6 +111,7 @@ def test_methods_that_need_text_fail_on_avmnist_with_the_reason(splits, cache, t
             f"data.cache_dir={cache}",  # the fixture's build is reused from the cache
             "data.max_images=300",
             "data.keep_waveforms=true",
+            "data.protocol=clean",
             "method=coca",
             f"output_dir={tmp_path}",
         ]

@@ -123,10 +123,11 @@ def test_on_error_skip_drops_and_counts_bad_images(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_avmnist_on_error_skip_drops_and_counts_corrupt_recordings(tmp_path: Path) -> None:
-    shared = shared_data_dir("mnist", "fsdd/recordings")
+    shared = shared_data_dir("mnist", "fsdd/recordings", "esc10/meta")
     (tmp_path / "mnist").mkdir()
     for f in (shared / "mnist").iterdir():
         os.symlink(f, tmp_path / "mnist" / f.name)
+    os.symlink(shared / "esc10", tmp_path / "esc10")
     recordings = tmp_path / "fsdd" / "recordings"
     recordings.mkdir(parents=True)
     for f in (shared / "fsdd" / "recordings").iterdir():

@@ -27,7 +27,11 @@ STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.yaml"))
 def test_study_smoke_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = load_study(path)
     if "avmnist" in path.read_text():
-        monkeypatch.setenv("MODALAB_DATA", str(shared_data_dir("mnist", "fsdd/recordings")))
+        # The default AV-MNIST protocol also mixes ESC-10 noise into the audio.
+        required = ["mnist", "fsdd/recordings"]
+        if "data.protocol=clean" not in path.read_text():
+            required.append("esc10/meta")
+        monkeypatch.setenv("MODALAB_DATA", str(shared_data_dir(*required)))
     spec = dataclasses.replace(
         spec, store=str(tmp_path / "store"), output_dir=str(tmp_path / "runs")
     )

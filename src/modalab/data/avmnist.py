@@ -32,11 +32,10 @@ import pickle
 import re
 import time
 import warnings
-import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import soundfile as sf
@@ -56,8 +55,9 @@ from modalab.data.files import (
     require_files,
     resolve_data_dir,
 )
+from modalab.data.indexed import IndexedMultimodalDataset
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import Splits
 
 __all__ = [
     "FSDD_SPEAKERS",
@@ -137,23 +137,48 @@ def _check_mnist(path: Path) -> None:
     read_idx(path, "images" if "images" in path.name else "labels")
 
 
+def _declared_frames(path: Path) -> int | None:
+    """Frames the RIFF/WAVE header declares (``data`` chunk size / block align), or ``None``."""
+    with path.open("rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        block_align = 0
+        while True:
+            chunk = handle.read(8)
+            if len(chunk) < 8:
+                return None
+            size = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] == b"fmt ":
+                fmt = handle.read(size)
+                block_align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else 0
+                handle.seek(size % 2, 1)
+            elif chunk[:4] == b"data":
+                return size // block_align if block_align else None
+            else:
+                handle.seek(size + size % 2, 1)
+
+
 def read_wav(path: Path, sample_rate: int = FSDD_SAMPLE_RATE) -> np.ndarray:
-    """Read a mono PCM wav file as float32 in [-1, 1], checking its rate and completeness.
+    """Read a mono wav file (PCM or IEEE float) as float32, checking rate and completeness.
 
     Raises:
         CorruptDataError: Unreadable, truncated (fewer frames than its header declares),
-            not mono, or not at ``sample_rate``.
+            empty (zero frames), not mono, or not at ``sample_rate``.
     """
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)
-        with wave.open(str(path)) as header:
-            declared = header.getnframes()
-    except (RuntimeError, sf.LibsndfileError, wave.Error, EOFError) as error:
+        declared = _declared_frames(path)
+    except (RuntimeError, sf.LibsndfileError, EOFError, OSError) as error:
         raise CorruptDataError(f"{path}: not a readable wav file ({error}).") from None
-    if data.shape[0] < declared:
+    if declared is not None and data.shape[0] < declared:
         raise CorruptDataError(
             f"{path}: truncated; its header declares {declared} frames but only "
             f"{data.shape[0]} are in the file."
+        )
+    if data.shape[0] == 0:
+        raise CorruptDataError(
+            f"{path}: holds zero audio frames (an empty recording, not silence)."
         )
     if rate != sample_rate or data.shape[1] != 1:
         raise CorruptDataError(
@@ -180,14 +205,23 @@ class FSDDRecordings:
     take: np.ndarray
 
 
+def _wav_files(folder: Path) -> list[Path]:
+    """``*.wav`` files of ``folder``, without hidden ones (``._*`` resource forks of macOS)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.wav") if not p.name.startswith("."))
+
+
 def read_fsdd(folder: Path) -> FSDDRecordings:
     """List the FSDD recordings in ``folder`` (named ``{digit}_{speaker}_{take}.wav``).
+
+    Hidden files (``._*``, written by macOS beside copied files) are ignored.
 
     Raises:
         MissingDataError: If the folder holds no recording.
         CorruptDataError: If a ``.wav`` file does not follow the naming scheme.
     """
-    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    files = _wav_files(folder)
     if not files:
         raise MissingDataError(
             f"No FSDD recordings (*.wav) found in {folder}. "
@@ -346,44 +380,102 @@ def pair_by_label(image_label: np.ndarray, audio_label: np.ndarray, seed: int) -
     return out
 
 
+#: Defaults of each ``data.protocol`` for the fields left unset (``None`` / ``""``).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    # MultiBench's AV-MNIST: the files of slyviacassell/_MFAS datasets/avmnist_gen.py (the
+    # folder MultiBench's datasets/avmnist/README.md names), split as MultiBench's
+    # datasets/avmnist/get_data.py does. See docs/datasets.md for each step and its source.
+    "multibench": {
+        "image_split": "index",
+        "audio_split": "speaker",
+        "test_speakers": ["yweweler"],
+        "val_speakers": [],
+        "image_pca": "energy",
+        "audio_features": "mfas_psd",
+        "noise_power": 0.009,
+    },
+    # modalab's clean, speaker-disjoint variant (a different task: no degradation).
+    "clean": {
+        "image_split": "random",
+        "audio_split": "speaker",
+        "test_speakers": ["theo"],
+        "val_speakers": ["nicolas"],
+        "image_pca": "none",
+        "audio_features": "log_mel",
+        "noise_power": 0.0,
+    },
+}
+
+
 @dataclass
 class AVMNISTConfig:
     """Configuration of ``data=avmnist``.
 
+    Fields left at ``None`` / ``""`` take the default of ``protocol`` (:data:`PROTOCOLS`).
+
     Attributes:
         name: Dataset name.
         data_dir: Data directory (empty: ``$MODALAB_DATA``, else ``~/.modalab/data``); it holds
-            ``mnist/`` and ``fsdd/recordings/``.
-        test_speakers: FSDD speakers whose recordings pair with the test images.
-        val_speakers: FSDD speakers whose recordings pair with the validation images.
-        val_fraction: Fraction of the training images held out for validation (or, when only
-            the MNIST test split is on disk, of all images).
-        test_fraction: Used only when the MNIST training split is absent: fraction of the
-            MNIST test images used as the test split.
+            ``mnist/``, ``fsdd/recordings/`` and, for audio noise, ``esc10/``.
+        protocol: ``multibench`` (default: MultiBench's AV-MNIST, 55,000/5,000/10,000, images
+            PCA-degraded, noisy 112x112 spectrograms) or ``clean`` (modalab's clean,
+            speaker-disjoint variant: raw pixels, 40-band log-mel, no noise; a different task).
+        image_split: ``index`` (MNIST train rows 0-54,999 train, 55,000-59,999 validation, as
+            MultiBench's get_data.py) or ``random`` (a seeded ``val_fraction`` of the rows).
+        audio_split: ``speaker`` (recordings of ``test_speakers`` / ``val_speakers`` pair with
+            the test / validation images) or ``take`` (``test_takes`` / ``val_takes``: every
+            speaker in every split, as the FSDD README's official test split, takes 0-4).
+        test_speakers: FSDD speakers of the test audio (``audio_split=speaker``).
+        val_speakers: FSDD speakers of the validation audio; empty: validation images pair
+            with training recordings (as in MultiBench, whose validation set is the last 5,000
+            training samples).
+        test_takes: Takes of the test audio (``audio_split=take``).
+        val_takes: Takes of the validation audio (empty: the training recordings).
+        image_pca: ``energy`` (keep the leading principal components whose explained variance
+            first exceeds ``pca_fraction``), ``components`` (keep ``pca_fraction`` x 784
+            components) or ``none``.
+        pca_fraction: The fraction of ``image_pca``.
+        audio_features: ``mfas_psd`` (112x112 boxcar power spectral density, log and
+            standardised) or ``log_mel`` (``n_mels`` x frames).
+        noise_power: Amplitude factor of the ESC-10 noise added to the waveform (0: none).
+        noise_variants: Noise clips per recording (each sample draws one): bounds the unique
+            spectrograms to ``noise_variants`` x recordings.
+        val_fraction: Fraction of the training images held out for validation with
+            ``image_split=random`` (or, when only the MNIST test split is on disk, of all).
+        test_fraction: Used only when the MNIST training split is absent.
         max_images: Use at most this many images (a seeded, label-stratified subset; 0: all).
-        audio_seconds: Recordings are centre-cropped or zero-padded to this duration.
-        n_mels: Mel bands of the spectrogram.
-        n_fft: FFT size.
-        hop_length: STFT hop (samples at 8 kHz; 80 = 10 ms).
-        win_length: STFT window (samples; 200 = 25 ms).
-        seed: Seed of the split and of the image–recording pairing.
+        audio_seconds: ``log_mel``: recordings are centre-cropped or zero-padded to this.
+        n_mels: Mel bands of ``log_mel``.
+        n_fft: FFT size of ``log_mel``.
+        hop_length: STFT hop of ``log_mel`` (samples at 8 kHz; 80 = 10 ms).
+        win_length: STFT window of ``log_mel`` (samples; 200 = 25 ms).
+        seed: Seed of the split and of the image-recording-noise pairing.
         cache_dir: Folder of the built-tensor cache (empty: ``$MODALAB_CACHE`` or
             ``~/.cache/modalab``).
         use_cache: Read/write the cache.
-        keep_waveforms: Also keep the fixed-length waveforms (``info["waveforms"]["audio"]``
-            ``[R, T]``, one row per recording; ``extras["audio_recording"]`` gives each sample's
-            row) and the recipe of the features (``info["audio_features"]``), so that a
-            scenario can corrupt the waveform and recompute the log-mel spectrogram
-            (``scenario=[background_noise]``). Costs ``4·T`` bytes per recording.
-        on_error: ``raise`` (default): a corrupt recording is an error naming the file;
-            ``skip``: drop corrupt recordings, warn with their count and record them in
-            ``info["skipped"]``.
+        keep_waveforms: (``protocol=clean``) also keep the fixed-length waveforms
+            (``info["waveforms"]["audio"]`` ``[R, T]``; ``extras["audio_recording"]`` gives each
+            sample's row) and the feature recipe (``info["audio_features"]``) for
+            ``scenario=[background_noise]``.
+        on_error: ``raise`` (default): a corrupt or duplicated recording is an error naming the
+            file; ``skip``: drop them, warn with their count and record them in
+            ``info["skipped"]`` (kept in the cache, so a cache hit reports them too).
     """
 
     name: str = "avmnist"
     data_dir: str = ""
-    test_speakers: list[str] = field(default_factory=lambda: ["theo"])
-    val_speakers: list[str] = field(default_factory=lambda: ["nicolas"])
+    protocol: str = "multibench"
+    image_split: str = ""
+    audio_split: str = ""
+    test_speakers: Optional[list[str]] = None  # noqa: UP045 (OmegaConf structured config)
+    val_speakers: Optional[list[str]] = None  # noqa: UP045
+    test_takes: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    val_takes: list[int] = field(default_factory=list)
+    image_pca: str = ""
+    pca_fraction: float = 0.25
+    audio_features: str = ""
+    noise_power: Optional[float] = None  # noqa: UP045
+    noise_variants: int = 3
     val_fraction: float = 0.1
     test_fraction: float = 0.3
     max_images: int = 0
@@ -398,31 +490,76 @@ class AVMNISTConfig:
     keep_waveforms: bool = False
     on_error: str = "raise"
 
+    def resolved(self) -> AVMNISTConfig:
+        """A copy with every protocol-dependent field filled in (after :meth:`validate`)."""
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(
+                f"data.protocol={self.protocol!r} is unknown; valid: {sorted(PROTOCOLS)}."
+            )
+        defaults = PROTOCOLS[self.protocol]
+        out = dataclasses.replace(self)
+        for key, value in defaults.items():
+            if getattr(out, key) in (None, ""):
+                setattr(out, key, list(value) if isinstance(value, list) else value)
+        return out
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
         check_on_error(self.on_error)
-        for key in ("test_speakers", "val_speakers"):
-            unknown = [s for s in getattr(self, key) if s not in FSDD_SPEAKERS]
+        config = self.resolved()
+        choices = {
+            "image_split": ("index", "random"),
+            "audio_split": ("speaker", "take"),
+            "image_pca": ("energy", "components", "none"),
+            "audio_features": ("mfas_psd", "log_mel"),
+        }
+        for key, valid in choices.items():
+            if getattr(config, key) not in valid:
+                raise ValueError(
+                    f"data.{key}={getattr(config, key)!r} is unknown; valid: {list(valid)}."
+                )
+        test_speakers = list(config.test_speakers or [])
+        val_speakers = list(config.val_speakers or [])
+        for key, speakers in (("test_speakers", test_speakers), ("val_speakers", val_speakers)):
+            unknown = [s for s in speakers if s not in FSDD_SPEAKERS]
             if unknown:
                 raise ValueError(
                     f"data.{key} has unknown speakers {unknown}; FSDD has {list(FSDD_SPEAKERS)}."
                 )
-        overlap = set(self.test_speakers) & set(self.val_speakers)
-        if overlap or not self.test_speakers or not self.val_speakers:
+        if config.audio_split == "speaker":
+            if not test_speakers or set(test_speakers) & set(val_speakers):
+                raise ValueError(
+                    "data.test_speakers must be non-empty and disjoint from data.val_speakers; "
+                    f"got {test_speakers} and {val_speakers}."
+                )
+            if len(set(test_speakers) | set(val_speakers)) >= len(FSDD_SPEAKERS):
+                raise ValueError("Leave at least one FSDD speaker for training.")
+        else:
+            takes = set(config.test_takes) | set(config.val_takes)
+            if not config.test_takes or set(config.test_takes) & set(config.val_takes):
+                raise ValueError(
+                    "data.test_takes must be non-empty and disjoint from data.val_takes; got "
+                    f"{list(config.test_takes)} and {list(config.val_takes)}."
+                )
+            if any(t < 0 or t > 49 for t in takes) or len(takes) >= 50:
+                raise ValueError("FSDD takes are 0-49; leave some takes for training.")
+        if not 0 < config.pca_fraction < 1:
+            raise ValueError(f"data.pca_fraction must be in (0, 1), got {config.pca_fraction}.")
+        if config.noise_power is None or config.noise_power < 0 or config.noise_variants < 1:
+            raise ValueError("data.noise_power must be >= 0 and data.noise_variants >= 1.")
+        if config.keep_waveforms and config.audio_features != "log_mel":
             raise ValueError(
-                "data.test_speakers and data.val_speakers must be non-empty and disjoint; "
-                f"got {list(self.test_speakers)} and {list(self.val_speakers)}."
+                "data.keep_waveforms=true needs log-mel features: set data.protocol=clean "
+                "(scenario=[background_noise] recomputes the log-mel spectrogram)."
             )
-        if len(set(self.test_speakers) | set(self.val_speakers)) >= len(FSDD_SPEAKERS):
-            raise ValueError("Leave at least one FSDD speaker for training.")
         for key in ("val_fraction", "test_fraction"):
-            if not 0 < getattr(self, key) < 1:
-                raise ValueError(f"data.{key} must be in (0, 1), got {getattr(self, key)}.")
-        if self.val_fraction + self.test_fraction >= 1:
+            if not 0 < getattr(config, key) < 1:
+                raise ValueError(f"data.{key} must be in (0, 1), got {getattr(config, key)}.")
+        if config.val_fraction + config.test_fraction >= 1:
             raise ValueError("data.val_fraction + data.test_fraction must be below 1.")
-        if self.max_images < 0 or 0 < self.max_images < 30:
-            raise ValueError(f"data.max_images must be 0 (all) or >= 30, got {self.max_images}.")
-        if self.audio_seconds <= 0 or self.n_mels < 8 or self.win_length > self.n_fft:
+        if config.max_images < 0 or 0 < config.max_images < 30:
+            raise ValueError(f"data.max_images must be 0 (all) or >= 30, got {config.max_images}.")
+        if config.audio_seconds <= 0 or config.n_mels < 8 or config.win_length > config.n_fft:
             raise ValueError(
                 "Need data.audio_seconds > 0, data.n_mels >= 8 and data.win_length <= n_fft."
             )
@@ -481,6 +618,7 @@ def _fingerprint(paths: Sequence[Path], config: AVMNISTConfig) -> str:
         for k, v in dataclasses.asdict(config).items()
         if k not in ("data_dir", "cache_dir", "use_cache", "name")
     }
+    fields["cache_format"] = 2
     digest.update(json.dumps(fields, sort_keys=True).encode())
     for path in paths:
         digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
@@ -497,58 +635,199 @@ def _stratified_subset(label: np.ndarray, size: int, rng: np.random.Generator) -
     return np.sort(np.concatenate(rows))
 
 
-def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
-    mnist = _load_mnist(data_dir)
-    recordings = read_fsdd(data_dir / SOURCES.get("fsdd").folder / "recordings")
-    rng = np.random.default_rng(config.seed)
+MFAS_BINS = 112
+"""Frequency bins and frames of the ``mfas_psd`` spectrogram (slyviacassell/_MFAS
+datasets/avmnist_gen.py: ``f_length=112, t_length=112``)."""
 
-    # Image splits: the official MNIST test split when the training split is also present.
-    pools: dict[str, tuple[np.ndarray, np.ndarray, str, np.ndarray]] = {}
-    if "train" in mnist:
-        x, y = mnist["train"][0], mnist["train"][1]
-        order = rng.permutation(x.shape[0])
-        n_val = round(x.shape[0] * config.val_fraction)
-        pools["val"] = (x, y, "train", np.sort(order[:n_val]))
-        pools["train"] = (x, y, "train", np.sort(order[n_val:]))
-        if "test" in mnist:
-            xt, yt = mnist["test"][0], mnist["test"][1]
-            pools["test"] = (xt, yt, "t10k", np.arange(xt.shape[0]))
-        else:
-            n_test = round(x.shape[0] * config.test_fraction)
-            pools["test"] = (x, y, "train", np.sort(order[n_val : n_val + n_test]))
-            pools["train"] = (x, y, "train", np.sort(order[n_val + n_test :]))
-        image_protocol = "MNIST train split → train/val, MNIST test split → test"
+
+def pca_energy_removal(
+    images: np.ndarray,
+    rule: str,
+    fraction: float,
+    chunk: int = 8192,
+    scale: float = 1.0,
+    dtype: Any = np.float32,
+) -> tuple[np.ndarray, int, float]:
+    """Project images on their leading principal components (AV-MNIST's image degradation).
+
+    The principal axes are the eigenvectors of the images' covariance. ``rule="energy"`` keeps
+    the ``k`` leading components where ``k`` is the first index whose cumulative explained
+    variance exceeds ``fraction`` (so the kept variance is the largest prefix not above it; at
+    least one component), as Yanis-Gerst/_MFAS ``datasets/avmnist_gen.py`` computes it;
+    ``rule="components"`` keeps ``int(d * fraction)`` components, as slyviacassell/_MFAS
+    ``datasets/avmnist_gen.py`` does. As in both, the reconstruction is the centred projection
+    ``(x - mean) V_k V_k^T`` (the mean is not added back).
+
+    Args:
+        images: ``[N, d]`` pixels (any real dtype).
+        rule: ``energy`` or ``components``.
+        fraction: The fraction of variance (``energy``) or of components (``components``).
+        chunk: Rows per matrix product (bounds the float64 temporaries).
+        scale: Factor applied to the reconstructions.
+        dtype: Their dtype.
+
+    Returns:
+        ``([N, d] reconstructions x scale, components kept, variance fraction kept)``.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(200, 6)) * [5, 3, 1, 1, 1, 1]
+        >>> rec, k, kept = pca_energy_removal(x, "energy", 0.8)
+        >>> k, kept <= 0.8, rec.shape
+        (1, True, (200, 6))
+    """
+    n, d = images.shape
+    mean = np.zeros(d)
+    for k in range(0, n, chunk):
+        mean += images[k : k + chunk].sum(0, dtype=np.float64)
+    mean /= n
+    cov = np.zeros((d, d))
+    for k in range(0, n, chunk):
+        block = images[k : k + chunk].astype(np.float64) - mean
+        cov += block.T @ block
+    eigval, eigvec = np.linalg.eigh(cov / max(n - 1, 1))
+    eigval, eigvec = np.clip(eigval[::-1], 0.0, None), eigvec[:, ::-1]
+    ratio = np.cumsum(eigval) / eigval.sum()
+    if rule == "energy":
+        keep = max(int(np.argmax(ratio > fraction)), 1)
+    elif rule == "components":
+        keep = max(int(d * fraction), 1)
     else:
-        x, y = mnist["test"][0], mnist["test"][1]
-        order = rng.permutation(x.shape[0])
-        n_test = round(x.shape[0] * config.test_fraction)
-        n_val = round(x.shape[0] * config.val_fraction)
-        pools["test"] = (x, y, "t10k", np.sort(order[:n_test]))
-        pools["val"] = (x, y, "t10k", np.sort(order[n_test : n_test + n_val]))
-        pools["train"] = (x, y, "t10k", np.sort(order[n_test + n_val :]))
-        image_protocol = (
-            "only the MNIST test split is on disk: its images are split "
-            f"{1 - config.val_fraction - config.test_fraction:.2f}/{config.val_fraction:.2f}/"
-            f"{config.test_fraction:.2f} into train/val/test"
-        )
-    if config.max_images:
-        total = sum(p[3].shape[0] for p in pools.values())
-        for split, (xs, ys, origin, rows) in list(pools.items()):
-            size = max(10, round(rows.shape[0] * config.max_images / total))
-            pools[split] = (xs, ys, origin, rows[_stratified_subset(ys[rows], size, rng)])
+        raise ValueError(f"Unknown PCA rule {rule!r}; valid: 'energy', 'components'.")
+    basis = eigvec[:, :keep]
+    out = np.empty((n, d), dtype=dtype)
+    for k in range(0, n, chunk):
+        block = images[k : k + chunk].astype(np.float64) - mean
+        out[k : k + chunk] = (block @ basis) @ basis.T * scale
+    return out, keep, float(ratio[keep - 1])
 
-    # Audio: read, fix length, log-mel.
-    length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
-    skipped = SkippedFiles("avmnist")
+
+def mfas_segments(length: int, frames: int = MFAS_BINS) -> tuple[int, int]:
+    """Segment length and overlap that cut ``length`` samples into exactly ``frames`` frames.
+
+    The smallest segment length ``i`` (from ``ceil(length / frames) - 1`` up) and, for it, the
+    smallest overlap ``j < i`` with ``(frames - 1)(i - j) <= length - i < frames (i - j)``, the
+    search of slyviacassell/_MFAS ``datasets/avmnist_gen.py`` (``wav_to_spectrogram``).
+
+    Raises:
+        CorruptDataError: For a recording too short to make ``frames`` frames.
+
+    Example:
+        >>> mfas_segments(8000)
+        (71, 0)
+    """
+    for i in range(max(-(-length // frames) - 1, 1), length):
+        j = np.arange(i)
+        ok = ((frames + 1) * i - frames * j > length) & (length >= frames * i - (frames - 1) * j)
+        if ok.any():
+            return i, int(np.argmax(ok))
+    raise CorruptDataError(f"A recording of {length} samples is too short for {frames} frames.")
+
+
+def mfas_spectrogram(signal: np.ndarray, sample_rate: int, bins: int = MFAS_BINS) -> np.ndarray:
+    """``[bins, bins]`` power spectral density of a whole recording (AV-MNIST's audio input).
+
+    ``scipy.signal.spectrogram`` with a boxcar window, ``nfft = 2 (bins - 1) + 1`` (so
+    ``bins`` one-sided frequencies) and the segment length and overlap of
+    :func:`mfas_segments` (so ``bins`` frames), as slyviacassell/_MFAS
+    ``datasets/avmnist_gen.py`` computes it: the time resolution depends on the length.
+
+    Example:
+        >>> mfas_spectrogram(np.random.default_rng(0).normal(size=6000), 8000).shape
+        (112, 112)
+    """
+    from scipy.signal import spectrogram
+
+    nperseg, noverlap = mfas_segments(signal.shape[0], bins)
+    nfft = (bins - 1) * 2 + 1
+    if nperseg > nfft:
+        raise CorruptDataError(
+            f"A recording of {signal.shape[0]} samples is too long for a {bins}x{bins} "
+            f"spectrogram (segments of {nperseg} > nfft {nfft})."
+        )
+    _, _, power = spectrogram(
+        signal.astype(np.float64),
+        fs=sample_rate,
+        window="boxcar",
+        nperseg=nperseg,
+        noverlap=noverlap,
+        nfft=nfft,
+    )
+    return power
+
+
+def read_noise_clips(
+    data_dir: Path, sample_rate: int = FSDD_SAMPLE_RATE
+) -> list[tuple[str, np.ndarray]]:
+    """One ESC-10 clip per category (categories by ESC-50 target, first file by name), resampled.
+
+    Resampling is ``scipy.signal.resample`` to ``ceil(seconds x sample_rate)`` samples, as in
+    slyviacassell/_MFAS ``datasets/avmnist_gen.py``.
+
+    Raises:
+        MissingDataError: Without ``esc10/meta/esc10.csv`` or a clip it lists.
+    """
+    import csv
+
+    from scipy.signal import resample
+
+    meta = data_dir / "esc10" / "meta" / "esc10.csv"
+    if not meta.is_file():
+        raise MissingDataError(
+            f"{meta} is missing: data.noise_power > 0 mixes ESC-10 noise into the audio. Put the "
+            "ESC-10 part of ESC-50 (github.com/karolpiczak/ESC-50: audio/ and meta/, rows with "
+            "esc10=True in meta/esc10.csv) in <data_dir>/esc10, or set data.noise_power=0."
+        )
+    with meta.open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r.get("filename")]
+    first: dict[int, str] = {}
+    for row in sorted(rows, key=lambda r: r["filename"]):
+        first.setdefault(int(row["target"]), row["filename"])
+    clips = []
+    for target in sorted(first):
+        path = data_dir / "esc10" / "audio" / first[target]
+        if not path.is_file():
+            raise MissingDataError(f"{path} (listed in {meta}) is missing.")
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        mono = data.mean(1)
+        clips.append((path.name, resample(mono, int(np.ceil(mono.shape[0] / rate * sample_rate)))))
+    return clips
+
+
+def _assign_audio(config: AVMNISTConfig, recordings: FSDDRecordings) -> np.ndarray:
+    """The split (``train`` / ``val`` / ``test``) whose images each recording pairs with."""
+    key: np.ndarray
+    test: list[Any]
+    val: list[Any]
+    if config.audio_split == "speaker":
+        key = np.array(recordings.speaker)
+        test, val = list(config.test_speakers or []), list(config.val_speakers or [])
+    else:
+        key = recordings.take
+        test, val = list(config.test_takes), list(config.val_takes)
+    return np.where(np.isin(key, test), "test", np.where(np.isin(key, val), "val", "train"))
+
+
+def _read_recordings(
+    config: AVMNISTConfig, recordings: FSDDRecordings, skipped: SkippedFiles
+) -> tuple[FSDDRecordings, list[np.ndarray]]:
+    """Read every recording; corrupt or duplicated ones raise, or are skipped and counted."""
     kept: list[int] = []
-    wave_list: list[np.ndarray] = []
+    waves: list[np.ndarray] = []
+    seen: dict[str, Path] = {}
     for i, path in enumerate(recordings.paths):
         try:
-            wave_list.append(_fix_length(read_wav(path), length))
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest in seen:
+                raise CorruptDataError(
+                    f"{path}: the same content as {seen[digest].name}; a duplicated recording "
+                    "would be counted twice."
+                )
+            waves.append(read_wav(path))
+            seen[digest] = path
         except CorruptDataError as error:
             if config.on_error == "raise":
                 raise CorruptDataError(
-                    f"{error} Replace the file, or set data.on_error=skip to drop corrupt "
+                    f"{error} Replace or remove the file, or set data.on_error=skip to drop bad "
                     "recordings (counted)."
                 ) from None
             skipped.add(path, error)
@@ -556,7 +835,7 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
             kept.append(i)
     if skipped.count:
         if not kept:
-            raise CorruptDataError(f"Every FSDD recording is corrupt, e.g. {skipped.errors[:3]}.")
+            raise CorruptDataError(f"Every FSDD recording is bad, e.g. {skipped.errors[:3]}.")
         skipped.report()
         recordings = FSDDRecordings(
             [recordings.paths[i] for i in kept],
@@ -564,58 +843,222 @@ def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
             [recordings.speaker[i] for i in kept],
             recordings.take[kept],
         )
-    waves = np.stack(wave_list)
-    # In chunks, to bound the memory of the complex STFT.
-    mels = torch.cat(
-        [
-            log_mel_spectrogram(
-                torch.from_numpy(waves[k : k + 256]),
-                FSDD_SAMPLE_RATE,
-                config.n_fft,
-                config.hop_length,
-                config.win_length,
-                config.n_mels,
-            )
-            for k in range(0, waves.shape[0], 256)
-        ]
-    )
-    speaker = np.array(recordings.speaker)
-    speaker_split = np.where(
-        np.isin(speaker, config.test_speakers),
-        "test",
-        np.where(np.isin(speaker, config.val_speakers), "val", "train"),
-    )
-    train_mels = mels[torch.from_numpy(speaker_split == "train")]
-    mean, std = float(train_mels.mean()), float(train_mels.std())
-    mels = ((mels - mean) / std).unsqueeze(1)
+    return recordings, waves
 
-    out: dict[str, Any] = {"splits": {}, "recordings": [p.name for p in recordings.paths]}
-    for split in ("train", "val", "test"):
-        xs, ys, origin, rows = pools[split]
-        audio_rows = np.flatnonzero(speaker_split == split)
-        pairing = audio_rows[
-            pair_by_label(
-                ys[rows], recordings.digit[audio_rows], config.seed + _split_offset(split)
+
+def _image_pools(
+    config: AVMNISTConfig, mnist: dict[str, tuple[np.ndarray, np.ndarray, Path, Path]]
+) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """One pool per MNIST file: PCA-degraded float16 (fitted per file, as the source) or uint8."""
+    pools: dict[str, Tensor] = {}
+    pca: dict[str, Any] = {"rule": config.image_pca, "fraction": config.pca_fraction}
+    for split, (x, _, _, _) in mnist.items():
+        if config.image_pca == "none":
+            pools[split] = torch.from_numpy(np.array(x, dtype=np.uint8)).unsqueeze(1)
+            continue
+        rec, keep, kept = pca_energy_removal(
+            x.reshape(x.shape[0], -1),
+            config.image_pca,
+            config.pca_fraction,
+            scale=1 / 255.0,  # MultiBench get_data.py: normalize_image divides by 255
+            dtype=np.float16,
+        )
+        pools[split] = torch.from_numpy(rec).view(-1, 1, 28, 28)
+        pca[split] = {"components": keep, "kept_variance": kept}
+    return pools, pca
+
+
+def _image_splits(
+    config: AVMNISTConfig,
+    mnist: dict[str, tuple[np.ndarray, np.ndarray, Path, Path]],
+    rng: np.random.Generator,
+) -> tuple[dict[str, tuple[str, np.ndarray]], str]:
+    """Per split: the MNIST file (``train`` / ``test``) its images come from and their rows."""
+    pools: dict[str, tuple[str, np.ndarray]] = {}
+    if "train" in mnist:
+        n = mnist["train"][0].shape[0]
+        if config.image_split == "index" and "test" in mnist:
+            n_val = round(n * 5000 / 60000)
+            pools["train"] = ("train", np.arange(n - n_val))
+            pools["val"] = ("train", np.arange(n - n_val, n))
+            protocol = (
+                f"MNIST train rows 0-{n - n_val - 1} → train, {n - n_val}-{n - 1} → val "
+                "(MultiBench get_data.py), MNIST test split → test"
             )
+        else:
+            order = rng.permutation(n)
+            n_val = round(n * config.val_fraction)
+            pools["val"] = ("train", np.sort(order[:n_val]))
+            pools["train"] = ("train", np.sort(order[n_val:]))
+            protocol = "MNIST train split → train/val (seeded), MNIST test split → test"
+            if "test" not in mnist:
+                n_test = round(n * config.test_fraction)
+                pools["test"] = ("train", np.sort(order[n_val : n_val + n_test]))
+                pools["train"] = ("train", np.sort(order[n_val + n_test :]))
+                protocol = "only the MNIST train split is on disk: seeded train/val/test"
+        if "test" in mnist:
+            pools["test"] = ("test", np.arange(mnist["test"][0].shape[0]))
+    else:
+        n = mnist["test"][0].shape[0]
+        order = rng.permutation(n)
+        n_test = round(n * config.test_fraction)
+        n_val = round(n * config.val_fraction)
+        pools["test"] = ("test", np.sort(order[:n_test]))
+        pools["val"] = ("test", np.sort(order[n_test : n_test + n_val]))
+        pools["train"] = ("test", np.sort(order[n_test + n_val :]))
+        protocol = (
+            "only the MNIST test split is on disk: its images are split "
+            f"{1 - config.val_fraction - config.test_fraction:.2f}/{config.val_fraction:.2f}/"
+            f"{config.test_fraction:.2f} into train/val/test"
+        )
+    if config.max_images:
+        total = sum(p[1].shape[0] for p in pools.values())
+        for split, (origin, rows) in list(pools.items()):
+            ys = mnist[origin][1]
+            size = max(10, round(rows.shape[0] * config.max_images / total))
+            pools[split] = (origin, rows[_stratified_subset(ys[rows], size, rng)])
+    return pools, protocol
+
+
+def _build(config: AVMNISTConfig, data_dir: Path) -> dict[str, Any]:
+    mnist = _load_mnist(data_dir)
+    recordings = read_fsdd(data_dir / SOURCES.get("fsdd").folder / "recordings")
+    rng = np.random.default_rng(config.seed)
+    image_rows, image_protocol = _image_splits(config, mnist, rng)
+    skipped = SkippedFiles("avmnist")
+    recordings, waves = _read_recordings(config, recordings, skipped)
+    audio_split = _assign_audio(config, recordings)
+    for split in ("train", "test"):
+        if not (audio_split == split).any():
+            raise ValueError(f"No FSDD recording is left for the {split} split.")
+    noise = read_noise_clips(data_dir) if (config.noise_power or 0.0) > 0 else []
+    n_train_noise = max(1, round(len(noise) * 0.8)) if noise else 0
+    noise_pool = {
+        "train": list(range(n_train_noise)),
+        "val": list(range(n_train_noise)),
+        "test": list(range(n_train_noise, len(noise))) or list(range(n_train_noise)),
+    }
+
+    # Pair images with recordings (and noise clips): each sample's audio key.
+    per_split: dict[str, dict[str, np.ndarray]] = {}
+    for split in ("train", "val", "test"):
+        origin, rows = image_rows[split]
+        labels = mnist[origin][1][rows]
+        own = np.flatnonzero(audio_split == split)
+        pool = own if own.size else np.flatnonzero(audio_split == "train")
+        recording = pool[
+            pair_by_label(labels, recordings.digit[pool], config.seed + _split_offset(split))
         ]
+        clip = np.full(rows.shape[0], -1, dtype=np.int64)
+        if noise:
+            clips = np.array(noise_pool[split])
+            variant = np.random.default_rng(config.seed + 10 + _split_offset(split)).integers(
+                0, min(config.noise_variants, clips.size), rows.shape[0]
+            )
+            clip = clips[(recording + variant) % clips.size]
+        per_split[split] = {"rows": rows, "label": labels, "recording": recording, "clip": clip}
+    width = len(noise) + 1
+    keys = np.unique(
+        np.concatenate([p["recording"] * width + p["clip"] + 1 for p in per_split.values()])
+    )
+
+    # Audio features of each unique (recording, noise clip), standardised with the training ones.
+    if config.audio_features == "log_mel":
+        length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
+        fixed = np.stack([_fix_length(w, length) for w in waves])
+        signals = [
+            fixed[k // width]
+            + (
+                float(config.noise_power or 0.0) * _fix_length(noise[k % width - 1][1], length)
+                if k % width
+                else 0
+            )
+            for k in keys
+        ]
+        feats = torch.cat(
+            [
+                log_mel_spectrogram(
+                    torch.from_numpy(np.stack(signals[k : k + 256]).astype(np.float32)),
+                    FSDD_SAMPLE_RATE,
+                    config.n_fft,
+                    config.hop_length,
+                    config.win_length,
+                    config.n_mels,
+                )
+                for k in range(0, len(signals), 256)
+            ]
+        ).numpy()
+    else:
+        feats = np.empty((keys.shape[0], MFAS_BINS, MFAS_BINS), dtype=np.float32)
+        for row, k in enumerate(keys):
+            wave, c = waves[k // width], k % width - 1
+            if c >= 0:
+                n = min(wave.shape[0], noise[c][1].shape[0])
+                wave = wave[:n] + float(config.noise_power or 0.0) * noise[c][1][:n]
+            try:
+                feats[row] = np.log(mfas_spectrogram(wave, FSDD_SAMPLE_RATE) + 1e-10)
+            except CorruptDataError as error:
+                raise CorruptDataError(f"{recordings.paths[k // width]}: {error}") from None
+    train_keys = np.isin(
+        keys, per_split["train"]["recording"] * width + per_split["train"]["clip"] + 1
+    )
+    count, total, total_sq = 0, 0.0, 0.0
+    for r in np.flatnonzero(train_keys):
+        count += feats[r].size
+        total += float(feats[r].sum(dtype=np.float64))
+        total_sq += float(np.square(feats[r], dtype=np.float64).sum())
+    mean = total / count
+    std = float(np.sqrt(max(total_sq / count - mean * mean, 0.0) * count / max(count - 1, 1)))
+    audio_dtype = np.float16 if config.audio_features == "mfas_psd" else np.float32
+    pool = np.empty(feats.shape, dtype=audio_dtype)
+    for k in range(0, feats.shape[0], 512):
+        pool[k : k + 512] = (feats[k : k + 512] - mean) / std
+    del feats
+    audio_pool = torch.from_numpy(pool).unsqueeze(1)
+
+    image_pools, pca = _image_pools(config, mnist)
+    out: dict[str, Any] = {
+        "pools": {"audio": audio_pool, **{f"image_{k}": v for k, v in image_pools.items()}},
+        "splits": {},
+        "recordings": [p.name for p in recordings.paths],
+    }
+    for split, part in per_split.items():
         out["splits"][split] = {
-            "image": torch.from_numpy(xs[rows].astype(np.float32) / 255.0).unsqueeze(1),
-            "audio": mels[torch.from_numpy(pairing)].clone(),
-            "label": torch.from_numpy(ys[rows].astype(np.int64)),
-            "image_index": torch.from_numpy(rows.astype(np.int64)),
-            "recording": torch.from_numpy(pairing.astype(np.int64)),
-            "image_origin": origin,
+            "image_pool": f"image_{image_rows[split][0]}",
+            "image_index": torch.from_numpy(part["rows"].astype(np.int64)),
+            "audio_rows": torch.from_numpy(
+                np.searchsorted(keys, part["recording"] * width + part["clip"] + 1)
+            ),
+            "label": torch.from_numpy(part["label"].astype(np.int64)),
+            "recording": torch.from_numpy(part["recording"].astype(np.int64)),
+            "noise_clip": torch.from_numpy(part["clip"]),
+            "image_origin": "train" if image_rows[split][0] == "train" else "t10k",
         }
+    speaker = np.array(recordings.speaker)
     out["speakers"] = {
-        s: sorted(set(speaker[speaker_split == s].tolist())) for s in ("train", "val", "test")
+        s: sorted(set(speaker[np.unique(per_split[s]["recording"])].tolist()))
+        for s in ("train", "val", "test")
+    }
+    out["takes"] = {
+        s: sorted(set(recordings.take[np.unique(per_split[s]["recording"])].tolist()))
+        for s in ("train", "val", "test")
     }
     out["image_protocol"] = image_protocol
     out["mnist_files"] = sorted(
         {str(v[2]) for v in mnist.values()} | {str(v[3]) for v in mnist.values()}
     )
     out["audio_norm"] = (mean, std)
+    out["noise_clips"] = [name for name, _ in noise]
+    out["noise_pool"] = (
+        {s: [noise[i][0] for i in v] for s, v in noise_pool.items()} if noise else {}
+    )
+    out["pca"] = pca
+    out["unique_audio"] = int(keys.shape[0])
     if config.keep_waveforms:
-        out["waveforms"] = torch.from_numpy(waves.astype(np.float32))
+        length = round(config.audio_seconds * FSDD_SAMPLE_RATE)
+        out["waveforms"] = torch.from_numpy(
+            np.stack([_fix_length(w, length) for w in waves]).astype(np.float32)
+        )
     out["skipped"] = skipped.as_info()
     return out
 
@@ -625,48 +1068,58 @@ def _split_offset(split: str) -> int:
     return {"train": 0, "val": 1, "test": 2}[split]
 
 
-def _input_files(data_dir: Path) -> list[Path]:
+def _input_files(data_dir: Path, noise: bool = False) -> list[Path]:
     mnist_root = data_dir / SOURCES.get("mnist").folder
     files = (
         sorted(p for p in mnist_root.glob("*-ubyte*") if p.is_file()) if mnist_root.is_dir() else []
     )
     fsdd = data_dir / SOURCES.get("fsdd").folder / "recordings"
-    return files + (sorted(fsdd.glob("*.wav")) if fsdd.is_dir() else [])
+    esc = data_dir / "esc10"
+    extra = (
+        [esc / "meta" / "esc10.csv", *_wav_files(esc / "audio")]
+        if noise and (esc / "meta" / "esc10.csv").is_file()
+        else []
+    )
+    return files + _wav_files(fsdd) + extra
 
 
 @DATASETS.register("avmnist")
 def make_avmnist(**kwargs: Any) -> Splits:
-    """AV-MNIST from the original files: MNIST images + FSDD spoken digits, speaker-disjoint.
+    """AV-MNIST from the original files: MNIST images paired by digit with FSDD spoken digits.
 
     Args:
         **kwargs: Fields of :class:`AVMNISTConfig` (``name`` excluded).
 
     Returns:
-        Splits with modalities ``image`` ``[N, 1, 28, 28]`` in [0, 1] and ``audio``
-        ``[N, 1, n_mels, frames]`` (log-mel, standardised with the training recordings'
-        statistics); ``info`` has the split sizes, speakers per split, the recording paired
-        with each sample (``info["recording"][split]`` indexes ``info["recordings"]``), the
-        image protocol, the files read, the cache path and build time.
+        Splits with modalities ``image`` ``[N, 1, 28, 28]`` and ``audio`` ``[N, 1, F, T]``
+        (``112 x 112`` for ``mfas_psd``, ``n_mels x frames`` for ``log_mel``; standardised with
+        the training spectrograms' statistics), as
+        :class:`~modalab.data.indexed.IndexedMultimodalDataset` gathering from memory-mapped
+        pools of the unique images and spectrograms. ``info`` has the protocol, split sizes,
+        speakers and takes per split, the recording (``info["recording"][split]`` indexes
+        ``info["recordings"]``) and noise clip of each sample, the PCA kept, the files read,
+        the skipped files, the cache path and build time.
 
     Raises:
-        MissingDataError: MNIST idx files or FSDD recordings absent (names them all).
-        CorruptDataError: A truncated wav, a wrong idx magic number, ...
+        MissingDataError: MNIST idx files, FSDD recordings or ESC-10 clips absent.
+        CorruptDataError: A truncated, empty or duplicated wav, a wrong idx magic number, ...
     """
     config = AVMNISTConfig(**kwargs)
     config.validate()
+    config = config.resolved()
     data_dir = resolve_data_dir(config.data_dir)
     start = time.perf_counter()
     built: dict[str, Any] | None = None
     cache_path: Path | None = None
     if config.use_cache:
-        inputs = _input_files(data_dir)
+        inputs = _input_files(data_dir, (config.noise_power or 0.0) > 0)
         if inputs:
             cache_path = (
                 _cache_root(config.cache_dir) / f"avmnist-{_fingerprint(inputs, config)}.pt"
             )
             if cache_path.is_file():
                 try:
-                    built = torch.load(cache_path, weights_only=True)
+                    built = torch.load(cache_path, weights_only=True, mmap=True)
                 except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
                     # The cache is derived data: say so and rebuild it from the original files.
                     warnings.warn(
@@ -680,29 +1133,45 @@ def make_avmnist(**kwargs: Any) -> Splits:
         if cache_path is not None:
             payload = built
             atomic_save_bytes(cache_path, lambda tmp: torch.save(payload, tmp))
+            del built
+            built = torch.load(cache_path, weights_only=True, mmap=True)
+    assert built is not None
+    pools = built["pools"]
     datasets = {}
     for split, part in built["splits"].items():
         extras = {"audio_recording": part["recording"]} if config.keep_waveforms else None
-        datasets[split] = MultimodalTensorDataset(
-            {"image": part["image"], "audio": part["audio"]},
+        image_pool = pools[part["image_pool"]]
+        datasets[split] = IndexedMultimodalDataset(
+            {"image": image_pool, "audio": pools["audio"]},
+            {"image": part["image_index"], "audio": part["audio_rows"]},
             part["label"],
+            divisor={"image": 255.0} if image_pool.dtype == torch.uint8 else None,
             num_classes=10,
             extras=extras,
         )
     info = {
         "name": "avmnist",
+        "protocol": config.protocol,
+        "audio_split": config.audio_split,
         "sizes": {s: len(d) for s, d in datasets.items()},
         "speakers": built["speakers"],
+        "takes": built["takes"],
         "recordings": built["recordings"],
         "recording": {s: p["recording"] for s, p in built["splits"].items()},
+        "noise_clip": {s: p["noise_clip"] for s, p in built["splits"].items()},
+        "noise_clips": built["noise_clips"],
+        "noise_pool": built["noise_pool"],
         "image_index": {s: p["image_index"] for s, p in built["splits"].items()},
         "image_origin": {s: p["image_origin"] for s, p in built["splits"].items()},
         "image_protocol": built["image_protocol"],
+        "pca": built["pca"],
+        "unique_audio": built["unique_audio"],
         "mnist_files": built["mnist_files"],
-        "audio_norm": built["audio_norm"],
+        "audio_norm": tuple(built["audio_norm"]),
         "skipped": built.get("skipped", {"count": 0, "files": [], "errors": []}),
         "data_dir": str(data_dir),
         "cache_path": str(cache_path) if cache_path else "",
+        "cache_bytes": cache_path.stat().st_size if cache_path else 0,
         "from_cache": from_cache,
         "build_seconds": time.perf_counter() - start,
         "class_names": [str(d) for d in range(10)],

@@ -1,0 +1,178 @@
+"""The AV-MNIST baseline table: modalab's numbers from a results store beside published ones.
+
+``studies/avmnist_baselines.yaml`` writes its runs' rows to a store; :func:`baseline_table`
+reads it and prints, per method, the test accuracy of its linear probes (mean ± std over
+seeds, and the number of seeds) beside the number MultiBench published for the same method,
+each with its source. A published number that could not be found in a source is written
+"not found" (never recalled from memory), and :data:`SETUP_DIFFERENCES` states line by line
+how modalab's setup differs from the published one.
+
+    python -m modalab.experiments.published results/avmnist_baselines [--markdown-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from modalab.experiments.store import ResultsStore
+
+__all__ = ["PUBLISHED", "SETUP_DIFFERENCES", "PublishedNumber", "baseline_table", "main"]
+
+
+@dataclass(frozen=True)
+class PublishedNumber:
+    """One published AV-MNIST number (``value`` ``None``: not found) and its source."""
+
+    method: str
+    published_method: str
+    value: float | None
+    source: str
+
+
+#: Study method label → the MultiBench method it corresponds to and its published accuracy.
+#: The tools available (repository search, stored pages) returned the MultiBench paper's
+#: abstract pages but not its results tables, so every value is "not found".
+PUBLISHED: dict[str, PublishedNumber] = {
+    label: PublishedNumber(label, name, None, source)
+    for label, name, source in (
+        (
+            "image_only",
+            "unimodal image (LeNet)",
+            "MultiBench examples/multimedia/avmnist_unimodal_0.py (code; no number in the repo)",
+        ),
+        (
+            "audio_only",
+            "unimodal audio (LeNet)",
+            "MultiBench examples/multimedia/avmnist_unimodal_1.py (code; no number in the repo)",
+        ),
+        (
+            "late_fusion",
+            "LF (late fusion, Concat + MLP)",
+            "MultiBench examples/multimedia/avmnist_simple_late_fusion.py (code; no number)",
+        ),
+        ("xattn_fusion", "EF (early fusion): no modalab counterpart", "not found"),
+        ("clip", "none (MultiBench has no CLIP on AV-MNIST)", "not found"),
+        ("simclr_x", "none (MultiBench has no SimCLR on AV-MNIST)", "not found"),
+        ("vicreg", "none (MultiBench has no VICReg on AV-MNIST)", "not found"),
+        ("random_init", "none (lower bound)", "not applicable"),
+    )
+}
+
+#: How modalab's study differs from MultiBench's AV-MNIST setup, one line each.
+SETUP_DIFFERENCES: tuple[str, ...] = (
+    "Data: built by modalab from MNIST + FSDD + ESC-10 (data.protocol=multibench) following "
+    "slyviacassell/_MFAS datasets/avmnist_gen.py, not MultiBench's distributed .npy files "
+    "(unavailable: its datasets/avmnist/README.md points to a private folder).",
+    "FSDD: today's 6 speakers (the source used 4: jackson, nicolas, theo, yweweler); test "
+    "speaker yweweler as in the source, training speakers the other 5.",
+    "Noise: one ESC-10 clip per category (10 categories, 8 train / 2 test) instead of one "
+    "ESC-50 clip per category (50, 40 train / 10 test); each recording is mixed with at most "
+    "data.noise_variants=3 clips (the source cycles 40 clips over the samples).",
+    "Image PCA: data.image_pca=energy keeps the leading components up to 25% of the variance "
+    "(Yanis-Gerst/_MFAS); slyviacassell/_MFAS keeps 196 components (25% of the components). "
+    "Which one produced MultiBench's files is not documented.",
+    "Audio scale: log of the power spectral density, standardised with the training "
+    "spectrograms; MultiBench divides its stored spectrograms by 255 (get_data.py), whose "
+    "stored scale is not documented.",
+    "Encoders: modalab's shape-generic CNN encoders (model.embed_dim=128) instead of "
+    "MultiBench's LeNet(1, 6, 3) image / LeNet(1, 6, 5) audio encoders.",
+    "Training: AdamW with modalab's defaults instead of SGD lr 0.1, weight decay 1e-4, 30 "
+    "epochs, batch 40 with the best validation checkpoint (avmnist_simple_late_fusion.py).",
+    "Evaluation: test accuracy of a linear probe (L2 chosen on validation) on the frozen "
+    "representation, for every method; MultiBench reports its supervised heads' accuracy.",
+)
+
+
+def _summary(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[frame["metric"] == "linear_probe_acc"]
+    grouped = rows.groupby(["method", "modality"])["value"]
+    return grouped.agg(["mean", "std", "count"]).reset_index()
+
+
+def baseline_table(store: str | Path, study: str = "") -> str:
+    """The Markdown table of a baselines store (one row per method, probe per modality).
+
+    Args:
+        store: The results store folder.
+        study: Only rows of this study (empty: all).
+
+    Returns:
+        Markdown: the table, then the setup differences.
+
+    Raises:
+        ValueError: If the store holds no ``linear_probe_acc`` row.
+    """
+    frame = ResultsStore(store).read()
+    if study:
+        frame = frame[frame["study"] == study]
+    summary = _summary(frame)
+    if summary.empty:
+        raise ValueError(
+            f"The store {store} holds no linear_probe_acc rows; run the study first "
+            "(modalab sweep studies/avmnist_baselines.yaml)."
+        )
+    modalities = [m for m in ("image", "audio", "fused") if m in set(summary["modality"])]
+    known = list(PUBLISHED)
+    methods = sorted(
+        set(summary["method"]), key=lambda m: (known.index(m) if m in known else 99, m)
+    )
+    header = (
+        "| method | "
+        + " | ".join(f"probe acc ({m})" for m in modalities)
+        + " | seeds | MultiBench method | published acc | source |"
+    )
+    lines = [header, "|" + "---|" * (len(modalities) + 5)]
+    for method in methods:
+        cells = []
+        seeds = 0
+        for modality in modalities:
+            hit = summary[(summary["method"] == method) & (summary["modality"] == modality)]
+            if hit.empty:
+                cells.append("—")
+                continue
+            mean, std, count = hit.iloc[0][["mean", "std", "count"]]
+            seeds = max(seeds, int(count))
+            spread = f" ± {std:.3f}" if count > 1 else ""
+            cells.append(f"{mean:.3f}{spread}")
+        published = PUBLISHED.get(method)
+        value = (
+            "not found"
+            if published is None or published.value is None
+            else f"{published.value:.3f}"
+        )
+        name = published.published_method if published else "—"
+        source = published.source if published else "—"
+        lines.append(
+            f"| {method} | " + " | ".join(cells) + f" | {seeds} | {name} | {value} | {source} |"
+        )
+    lines += ["", "Setup differences from MultiBench:", ""]
+    lines += [f"{i}. {line}" for i, line in enumerate(SETUP_DIFFERENCES, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print (or write) the baseline table of a store; exit 1 with the reason if it is empty."""
+    parser = argparse.ArgumentParser(prog="python -m modalab.experiments.published")
+    parser.add_argument("store", help="results store folder, e.g. results/avmnist_baselines")
+    parser.add_argument("--study", default="", help="only rows of this study")
+    parser.add_argument("--markdown-out", default="", help="write the table to this file")
+    args = parser.parse_args(argv)
+    try:
+        table = baseline_table(args.store, args.study)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.markdown_out:
+        Path(args.markdown_out).write_text(table)
+    print(table, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,55 @@
+"""The AV-MNIST baseline table from a results store with planted rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modalab.experiments.published import PUBLISHED, SETUP_DIFFERENCES, baseline_table, main
+from modalab.experiments.store import COLUMNS, ResultsStore
+
+
+def _store(root: Path, values: dict[tuple[str, str], list[float]]) -> None:
+    store = ResultsStore(root)
+    for (method, modality), seeds in values.items():
+        for seed, value in enumerate(seeds):
+            row = {c: "" for c in COLUMNS} | {
+                "run_id": f"{method}-{modality}-{seed}",
+                "study": "avmnist_baselines",
+                "method": method,
+                "severity": 0.25,
+                "seed": seed,
+                "metric": "linear_probe_acc",
+                "modality": modality,
+                "value": value,
+            }
+            store.append(f"{method}-{modality}-{seed}", [row])
+
+
+def test_table_has_mean_std_over_seeds_and_published_sources(tmp_path: Path) -> None:
+    planted = {
+        ("late_fusion", "fused"): [0.70, 0.74, 0.72],
+        ("late_fusion", "image"): [0.60, 0.62, 0.64],
+        ("clip", "fused"): [0.5, 0.6, 0.7],
+    }
+    _store(tmp_path, planted)
+    table = baseline_table(tmp_path)
+    lines = table.splitlines()
+    late = next(line for line in lines if line.startswith("| late_fusion |"))
+    mean, std = (
+        np.mean(planted[("late_fusion", "fused")]),
+        np.std(planted[("late_fusion", "fused")], ddof=1),
+    )
+    assert f"{mean:.3f} ± {std:.3f}" in late
+    assert "| 3 |" in late and "not found" in late
+    assert PUBLISHED["late_fusion"].source in late
+    # Methods in the study's order; setup differences listed one per line.
+    assert table.index("| late_fusion |") < table.index("| clip |")
+    assert all(line in table for line in SETUP_DIFFERENCES)
+
+
+def test_empty_store_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(tmp_path / "none")]) == 1
+    assert "holds no linear_probe_acc rows" in capsys.readouterr().err
