@@ -155,6 +155,14 @@ def test_without_early_stopping_training_reaches_max_epochs_and_last_is_on_reque
         select_checkpoint(trainer, module, "middle")
 
 
+def test_a_monitor_the_method_does_not_log_is_a_config_error(tmp_path: Path) -> None:
+    options = TrainingOptions(early_stopping=EarlyStoppingConfig(monitor="val/acc"))
+    trainer = _trainer(3, training_callbacks(options, tmp_path))
+    with pytest.raises(ConfigError, match=r"monitor='val/acc' is not logged.*are: val/loss\."):
+        trainer.fit(Scripted(CURVE, LRSchedule()), _loader(), _loader())
+    assert list(tmp_path.iterdir()) == []  # no checkpoint written
+
+
 def test_a_resumed_run_whose_patience_ran_out_trains_no_further(tmp_path: Path) -> None:
     options = TrainingOptions(
         early_stopping=EarlyStoppingConfig(patience=2), lr_schedule=LRSchedule(name="constant")

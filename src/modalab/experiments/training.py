@@ -12,6 +12,7 @@ monitored value and why training stopped; the runner writes it to ``metrics.json
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -24,13 +25,16 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from modalab.experiments.checkpoint import load_checkpoint
+from modalab.experiments.config import ConfigError
 from modalab.schedules import EarlyStoppingConfig, LRSchedule
 
 __all__ = [
     "CHECKPOINT_CHOICES",
     "EarlyStoppingConfig",
+    "MonitorCheck",
     "ResumableEarlyStopping",
     "TrainingOptions",
+    "evaluated_checkpoint",
     "select_checkpoint",
     "split_trainer_config",
     "training_callbacks",
@@ -86,12 +90,36 @@ class ResumableEarlyStopping(EarlyStopping):
             trainer.should_stop = True
 
 
+class MonitorCheck(Callback):
+    """Fail with a :class:`ConfigError` listing the logged metrics if ``monitor`` is not one.
+
+    Runs before the checkpoint and early-stopping callbacks, at the first validation, so that
+    a typo in ``trainer.early_stopping.monitor`` is reported in modalab's words (and before any
+    checkpoint is written).
+    """
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Check that the monitored metric was logged."""
+        if trainer.sanity_checking or self.monitor in trainer.callback_metrics:
+            return
+        logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val")))
+        raise ConfigError(
+            f"trainer.early_stopping.monitor={self.monitor!r} is not logged by method "
+            f"{type(pl_module).__name__}; its validation metrics are: {logged or 'none'}. "
+            "Choose one of them (with trainer.early_stopping.mode=min|max)."
+        )
+
+
 def training_callbacks(options: TrainingOptions, checkpoints: Path) -> list[Callback]:
-    """The best-and-last checkpoint callback, then early stopping when enabled."""
+    """The monitor check, the best and the last checkpoint, and early stopping when enabled."""
     stop = options.early_stopping
     # Two savers: Lightning (>= 2.5) writes a monitored saver's last.ckpt only at epochs whose
     # top-k checkpoint it also wrote, which would leave resume=true at the best epoch.
     callbacks: list[Callback] = [
+        MonitorCheck(stop.monitor),
         ModelCheckpoint(
             dirpath=str(checkpoints),
             filename=BEST_FILENAME,
@@ -213,3 +241,17 @@ def training_summary(trainer: L.Trainer, options: TrainingOptions) -> dict[str, 
         "early_stopping": asdict(stop) if stop.enabled else None,
         "lr_schedule": asdict(options.lr_schedule),
     }
+
+
+def evaluated_checkpoint(run_dir: str | Path) -> str:
+    """The checkpoint a finished run evaluated, relative to ``run_dir``.
+
+    ``training.evaluated_path`` of its ``metrics.json``; ``checkpoints/last.ckpt`` for runs
+    that predate it or have not finished.
+    """
+    metrics = Path(run_dir) / "metrics.json"
+    if metrics.is_file():
+        path = json.loads(metrics.read_text()).get("training", {}).get("evaluated_path")
+        if path:
+            return str(path)
+    return f"checkpoints/{LAST_NAME}.ckpt"
