@@ -158,9 +158,16 @@ def test_without_early_stopping_training_reaches_max_epochs_and_last_is_on_reque
 def test_a_monitor_the_method_does_not_log_is_a_config_error(tmp_path: Path) -> None:
     options = TrainingOptions(early_stopping=EarlyStoppingConfig(monitor="val/acc"))
     trainer = _trainer(3, training_callbacks(options, tmp_path))
-    with pytest.raises(ConfigError, match=r"monitor='val/acc' is not logged.*are: val/loss\."):
+    with pytest.raises(
+        ConfigError, match=r"early_stopping.monitor='val/acc' is not logged.*are: val/loss\."
+    ):
         trainer.fit(Scripted(CURVE, LRSchedule()), _loader(), _loader())
     assert list(tmp_path.iterdir()) == []  # no checkpoint written
+    plateau = LRSchedule(name="plateau", monitor="val/los")
+    options = TrainingOptions(EarlyStoppingConfig(enabled=False), plateau)
+    trainer = _trainer(3, training_callbacks(options, tmp_path))
+    with pytest.raises(ConfigError, match=r"trainer.lr_schedule.monitor='val/los' is not logged"):
+        trainer.fit(Scripted(CURVE, plateau), _loader(), _loader())
 
 
 def test_a_resumed_run_whose_patience_ran_out_trains_no_further(tmp_path: Path) -> None:

@@ -91,35 +91,44 @@ class ResumableEarlyStopping(EarlyStopping):
 
 
 class MonitorCheck(Callback):
-    """Fail with a :class:`ConfigError` listing the logged metrics if ``monitor`` is not one.
+    """Fail with a :class:`ConfigError` listing the logged metrics if a monitor is not one.
 
     Runs before the checkpoint and early-stopping callbacks, at the first validation, so that
-    a typo in ``trainer.early_stopping.monitor`` is reported in modalab's words (and before any
-    checkpoint is written).
+    a typo in ``trainer.early_stopping.monitor`` (or ``trainer.lr_schedule.monitor``) is
+    reported in modalab's words, before any checkpoint is written.
+
+    Args:
+        monitors: Config key → the metric it names.
     """
 
-    def __init__(self, monitor: str) -> None:
-        self.monitor = monitor
+    def __init__(self, monitors: Mapping[str, str]) -> None:
+        self.monitors = dict(monitors)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Check that the monitored metric was logged."""
-        if trainer.sanity_checking or self.monitor in trainer.callback_metrics:
+        """Check that the monitored metrics were logged."""
+        if trainer.sanity_checking:
             return
-        logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val")))
-        raise ConfigError(
-            f"trainer.early_stopping.monitor={self.monitor!r} is not logged by method "
-            f"{type(pl_module).__name__}; its validation metrics are: {logged or 'none'}. "
-            "Choose one of them (with trainer.early_stopping.mode=min|max)."
-        )
+        for key, monitor in self.monitors.items():
+            if monitor in trainer.callback_metrics:
+                continue
+            logged = ", ".join(sorted(k for k in trainer.callback_metrics if k.startswith("val")))
+            raise ConfigError(
+                f"{key}={monitor!r} is not logged by method {type(pl_module).__name__}; its "
+                f"validation metrics are: {logged or 'none'}. Choose one of them (and its "
+                "mode=min|max)."
+            )
 
 
 def training_callbacks(options: TrainingOptions, checkpoints: Path) -> list[Callback]:
     """The monitor check, the best and the last checkpoint, and early stopping when enabled."""
     stop = options.early_stopping
-    # Two savers: Lightning (>= 2.5) writes a monitored saver's last.ckpt only at epochs whose
+    monitors = {"trainer.early_stopping.monitor": stop.monitor}
+    if options.lr_schedule.name == "plateau":
+        monitors["trainer.lr_schedule.monitor"] = options.lr_schedule.monitor
+    # Two savers: Lightning (2.6) writes a monitored saver's last.ckpt only at epochs whose
     # top-k checkpoint it also wrote, which would leave resume=true at the best epoch.
     callbacks: list[Callback] = [
-        MonitorCheck(stop.monitor),
+        MonitorCheck(monitors),
         ModelCheckpoint(
             dirpath=str(checkpoints),
             filename=BEST_FILENAME,
