@@ -133,6 +133,8 @@ class EvalConfig:
             (:func:`modalab.evaluation.repair.noisy_probe_records`); empty: none.
         noisy_probe_forget_rate: With noisy probes, the fraction flagged as mislabelled and
             dropped by a small-loss cross-entropy probe (0: no such probe).
+        checkpoint: The weights the runner evaluates: ``best`` (the checkpoint with the best
+            ``trainer.early_stopping.monitor``) or ``last`` (those of the last epoch trained).
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
@@ -143,9 +145,14 @@ class EvalConfig:
     probe_modalities: bool = True
     noisy_probe_losses: list[str] = field(default_factory=list)
     noisy_probe_forget_rate: float = 0.0
+    checkpoint: str = "best"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
+        if self.checkpoint not in ("best", "last"):
+            raise ValueError(
+                f"eval.checkpoint={self.checkpoint!r} is invalid: expected best | last."
+            )
         bad = [f for f in self.label_fractions if not 0 < f <= 1]
         if not self.label_fractions or bad:
             raise ValueError(

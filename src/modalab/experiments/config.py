@@ -31,6 +31,7 @@ from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
 from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
 from modalab.scenarios import SCENARIOS
+from modalab.schedules import EarlyStoppingConfig, LRSchedule
 
 __all__ = [
     "ClipMethodConfig",
@@ -116,7 +117,7 @@ class SupervisedMethodConfig:
 class TrainerConfig:
     """``trainer=default``: arguments of the Lightning Trainer and of the data loaders."""
 
-    max_epochs: int = 15
+    max_epochs: int = 20  # an upper bound: early stopping (trainer.early_stopping) ends sooner
     batch_size: int = 256
     accelerator: str = "cpu"
     devices: Any = 1
@@ -129,10 +130,19 @@ class TrainerConfig:
     log_every_n_steps: int = 5
     check_val_every_n_epoch: int = 1
     enable_progress_bar: bool = True
+    threads: int = 0  # torch threads per process; 0: OMP_NUM_THREADS if set, else idle cores
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    lr_schedule: LRSchedule = field(default_factory=LRSchedule)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
         _check(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        _check(self.threads >= 0, "trainer.threads", self.threads, "0 (auto) or an integer >= 1")
+        for node in (self.early_stopping, self.lr_schedule):
+            try:
+                node.validate()
+            except ValueError as error:
+                raise ValueError(f"trainer.{error}") from None
         _check(self.batch_size >= 2, "trainer.batch_size", self.batch_size, "an integer >= 2")
         _check(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
         _check(

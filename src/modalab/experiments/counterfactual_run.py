@@ -39,6 +39,7 @@ from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 from modalab.experiments.runner import build_data, build_encoders, build_method
+from modalab.experiments.training import evaluated_checkpoint
 from modalab.methods.robust_fusion import RobustFusionMethod
 from modalab.models.multimodal import LateFusionClassifier
 
@@ -64,12 +65,13 @@ class LoadedRun:
     method: L.LightningModule
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/last.ckpt") -> LoadedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
     """Rebuild a run's data and trained method from its directory.
 
     Args:
         run_dir: A directory written by ``modalab run``.
-        checkpoint: Checkpoint path relative to ``run_dir``.
+        checkpoint: Checkpoint path relative to ``run_dir``; default: the one the run
+            evaluated (:func:`~modalab.experiments.training.evaluated_checkpoint`).
 
     Returns:
         The loaded run.
@@ -78,6 +80,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/last.ckpt") -> 
         ConfigError: If the directory lacks the config or checkpoint, or they do not match.
     """
     run_dir = Path(run_dir)
+    checkpoint = checkpoint or evaluated_checkpoint(run_dir)
     config_path, ckpt_path = run_dir / "config.yaml", run_dir / checkpoint
     for path, what in ((config_path, "config.yaml"), (ckpt_path, "checkpoint")):
         if not path.is_file():

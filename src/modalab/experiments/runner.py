@@ -26,12 +26,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -59,6 +58,13 @@ from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
 from modalab.experiments.store import ResultsStore
 from modalab.experiments.teachers import load_run_encoder as _register_run_teacher  # noqa: F401
+from modalab.experiments.threads import apply_threads, choose_threads
+from modalab.experiments.training import (
+    select_checkpoint,
+    split_trainer_config,
+    training_callbacks,
+    training_summary,
+)
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
@@ -107,6 +113,9 @@ class RunResult:
         eval_seconds: Wall time of evaluation.
         is_global_zero: False in the other processes of a DDP run, which neither evaluate
             nor write results (their ``metrics`` are empty).
+        training: How training went: the evaluated epoch and checkpoint, the best monitored
+            value, why training stopped, the thread setting
+            (:func:`~modalab.experiments.training.training_summary`).
     """
 
     run_dir: Path
@@ -115,6 +124,7 @@ class RunResult:
     train_seconds: float
     eval_seconds: float
     is_global_zero: bool = True
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """The metrics as a DataFrame, one row per metric × modality × condition."""
@@ -238,8 +248,9 @@ def _digest(payload: Mapping[str, Any]) -> str:
 def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any]:
     """The config without placement and presentation keys (and ``drop``)."""
     out = {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, *drop)}
-    if isinstance(out.get("trainer"), Mapping):
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k != "enable_progress_bar"}
+    if isinstance(out.get("trainer"), Mapping):  # how fast, not what: threads
+        skip = ("enable_progress_bar", "threads")
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in skip}
     return out
 
 
@@ -324,7 +335,7 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
     elif saved_config.exists():
         previous = _flatten(load_yaml(saved_config))
         current = _flatten(cfg)
-        ignore = {"resume", "trainer.enable_progress_bar", "loggers"}
+        ignore = {"resume", "trainer.enable_progress_bar", "trainer.threads", "loggers"}
         ignore |= {k for k in set(previous) | set(current) if k.startswith("mlflow.")}
         differ = sorted(
             k
@@ -352,6 +363,7 @@ def load_finished(run_dir: str | Path) -> RunResult:
         config=load_yaml(run_dir / "config.yaml"),
         train_seconds=float(payload["train_seconds"]),
         eval_seconds=float(payload["eval_seconds"]),
+        training=dict(payload.get("training", {})),
     )
 
 
@@ -432,6 +444,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             f"The results store {store.root} already holds run {run_id(plain)}; results are "
             "never overwritten (`modalab sweep` skips finished runs)."
         )
+    trainer_cfg, options = split_trainer_config(plain["trainer"])
+    devices = trainer_cfg.get("devices")  # processes of the run on this machine share its cores
+    processes = devices if isinstance(devices, int) and devices > 0 else 1
+    threads = apply_threads(choose_threads(options.threads, processes))
     L.seed_everything(seed, workers=True, verbose=False)
     splits = build_data(plain["data"])
     scenarios = build_run_scenarios(plain.get("scenario"), splits)
@@ -448,7 +464,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         eval_cfg = EvalConfig(**plain["eval"])
     except TypeError as error:
         raise ConfigError(f"Invalid eval config: {error}") from None
-    trainer_cfg = dict(plain["trainer"])
+    cast(Any, method).lr_schedule = options.lr_schedule  # read by adamw_with_schedule
     batch_size = int(trainer_cfg.pop("batch_size"))
     if batch_size < 2:
         raise ConfigError(f"trainer.batch_size={batch_size} must be at least 2.")
@@ -475,11 +491,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             MlflowConfig(**plain.get("mlflow", {})),
             params=_flatten(plain),
         ),
-        callbacks=[
-            ModelCheckpoint(dirpath=str(checkpoints), save_last=True),
-            FiniteGuard(),
-            RNGStateCheckpoint(),
-        ],
+        callbacks=[*training_callbacks(options, checkpoints), FiniteGuard(), RNGStateCheckpoint()],
         enable_model_summary=not quiet,
         num_sanity_val_steps=0,
     )
@@ -516,7 +528,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     if not trainer.is_global_zero:
         # Under DDP only global rank 0 evaluates and writes results.
         return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
-    save_weights(method, run_dir, config_text)
+    training = training_summary(trainer, options)
+    training |= select_checkpoint(trainer, method, eval_cfg.checkpoint)
+    training["threads"] = threads.as_dict()
+    save_weights(method, run_dir, config_text)  # the evaluated weights
 
     start = time.perf_counter()
     method.eval()
@@ -559,7 +574,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         metrics += zero_shot_records(test_f, classes, "text")
     eval_seconds = time.perf_counter() - start
 
-    result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)
+    result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds, training=training)
     if store is not None:  # before metrics.json: a run marked finished is in the store
         store.append(run_id(plain), _store_rows(result))
     _write_metrics(result)
@@ -621,6 +636,7 @@ def _write_metrics(result: RunResult) -> None:
         "seed": cfg["seed"],
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
+        "training": result.training,
         "versions": _versions(),
         "metrics": [dataclasses.asdict(r) for r in result.metrics],
     }

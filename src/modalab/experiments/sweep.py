@@ -22,8 +22,9 @@ runs. Its run id is the hash of the resolved config (:func:`~modalab.experiments
 so a sweep started again skips every run whose rows are already in the store and runs only
 the rest: an interrupted sweep resumes (a run killed half-way continues from its last
 checkpoint, ``resume=true``). Runs execute in worker processes
-(:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``), each with
-``cpu_count // jobs`` torch threads. For a cluster, :func:`hydra_commands` prints the
+(:class:`concurrent.futures.ProcessPoolExecutor`, ``spawn``), each with the idle cores
+(CPUs minus the load average) ``// jobs`` torch threads unless ``OMP_NUM_THREADS`` is set
+(:mod:`modalab.experiments.threads`). For a cluster, :func:`hydra_commands` prints the
 equivalent Hydra multirun commands for the submitit (SLURM) or Ray launchers.
 """
 
@@ -47,6 +48,7 @@ from omegaconf.errors import OmegaConfBaseException
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.errors import RunInterrupted
 from modalab.experiments.store import ResultsStore
+from modalab.experiments.threads import auto_threads, available_cpus, load_average
 
 __all__ = [
     "GridRun",
@@ -347,7 +349,7 @@ def run_sweep(
             failed.append((run.label, f"{type(error).__name__}: {error}"))
             progress(f"[{count}/{total}] FAILED {run.label}: {type(error).__name__}: {error}")
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = auto_threads(available_cpus(), load_average(), jobs)  # the idle cores per worker
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by spawned workers
     if jobs == 1:
         for run in todo:

@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine
+from modalab.methods.common import adamw_with_schedule
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import (
     gaussian_enhanced_gradients,
@@ -271,8 +271,8 @@ class BalancedFusionMethod(L.LightningModule):
                 self.log(f"train/blend_{head}", weight, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
+        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("ogm_ge")

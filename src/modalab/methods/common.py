@@ -1,9 +1,9 @@
-"""Pieces shared by method recipes: the optimizer, term logging, and a one-loss step base."""
+"""Pieces shared by method recipes: the optimizer and its schedule, term logging, a step base."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -11,34 +11,72 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.schedules import LRSchedule, lr_factor
 
-__all__ = ["LossStepMethod", "StepLoss", "adamw_with_cosine", "log_terms"]
+__all__ = [
+    "LRSchedule",
+    "LossStepMethod",
+    "StepLoss",
+    "adamw_with_cosine",
+    "adamw_with_schedule",
+    "log_terms",
+]
 
 
-def adamw_with_cosine(
+def adamw_with_schedule(
     module: L.LightningModule,
     parameters: Iterable[nn.Parameter],
     lr: float,
     weight_decay: float,
+    schedule: LRSchedule | None = None,
 ) -> OptimizerLRSchedulerConfig:
-    """AdamW with a per-step cosine decay over the Trainer's estimated number of steps.
+    """AdamW with the learning-rate schedule of ``schedule`` (or of ``module.lr_schedule``).
+
+    The runner sets ``module.lr_schedule`` from ``trainer.lr_schedule``; a module used on its
+    own gets the default :class:`LRSchedule`. Step-wise schedules count the Trainer's
+    estimated optimizer steps of ``max_epochs`` epochs.
 
     Args:
         module: The LightningModule (its Trainer gives the number of steps).
         parameters: Parameters to optimise.
         lr: Peak learning rate.
         weight_decay: Decoupled weight decay.
+        schedule: The schedule; default: ``module.lr_schedule`` if set, else ``LRSchedule()``.
 
     Returns:
         The optimizer/scheduler dictionary Lightning expects.
     """
+    schedule = schedule or getattr(module, "lr_schedule", None) or LRSchedule()
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    steps = max(1, int(module.trainer.estimated_stepping_batches))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    return {
-        "optimizer": optimizer,
-        "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
-    }
+    trainer = module.trainer
+    if schedule.name == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode=schedule.mode,  # type: ignore[arg-type]
+            factor=schedule.plateau_factor,
+            patience=schedule.plateau_patience,
+        )
+        scheduler: dict[str, Any] = {
+            "scheduler": plateau,
+            "interval": "epoch",
+            "frequency": int(trainer.check_val_every_n_epoch or 1),
+            "monitor": schedule.monitor,
+        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}  # type: ignore[typeddict-item]
+    total = max(1, int(trainer.estimated_stepping_batches))
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1
+    warmup = round(schedule.warmup_epochs * total / epochs)
+    decay = schedule.name == "cosine"
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total, warmup, schedule.min_lr_ratio, decay)
+
+    lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "step"}}
+
+
+#: The former name of :func:`adamw_with_schedule` (kept for existing imports).
+adamw_with_cosine = adamw_with_schedule
 
 
 def log_terms(
@@ -69,11 +107,13 @@ class LossStepMethod(L.LightningModule):
     A subclass sets ``lr`` and ``weight_decay`` and implements :meth:`compute_loss`; this
     class logs ``{stage}/loss`` (progress bar, synchronised across processes) and every term
     of the returned loss output as ``{stage}/{term}``, and
-    optimises :meth:`optimized_parameters` with AdamW and a per-step cosine decay.
+    optimises :meth:`optimized_parameters` with AdamW and the schedule of ``lr_schedule``
+    (:func:`adamw_with_schedule`).
     """
 
     lr: float
     weight_decay: float
+    lr_schedule: LRSchedule | None = None
 
     def compute_loss(self, batch: MultimodalBatch) -> StepLoss:
         """The objective on one batch."""
@@ -119,5 +159,5 @@ class LossStepMethod(L.LightningModule):
         return self.parameters()
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay over :meth:`optimized_parameters`."""
-        return adamw_with_cosine(self, self.optimized_parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule over :meth:`optimized_parameters`."""
+        return adamw_with_schedule(self, self.optimized_parameters(), self.lr, self.weight_decay)

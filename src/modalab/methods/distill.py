@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import adamw_with_schedule, log_terms
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder
 from modalab.objectives.distillation import (
@@ -210,8 +210,8 @@ class DistillationMethod(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay over every trainable parameter."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule over every trainable parameter."""
+        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("distill")

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import adamw_with_schedule, log_terms
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
 from modalab.objectives.distributed import gather_with_grad
@@ -137,8 +137,8 @@ class RobustCLIPMethod(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
+        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("clip_rince")

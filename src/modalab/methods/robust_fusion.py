@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine, log_terms
+from modalab.methods.common import adamw_with_schedule, log_terms
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import modality_dropout
 from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
@@ -195,8 +195,8 @@ class RobustFusionMethod(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
+        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("supervised_robust")

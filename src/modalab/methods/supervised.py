@@ -7,7 +7,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_cosine
+from modalab.methods.common import adamw_with_schedule
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import (
     ConcatFusion,
@@ -93,8 +93,8 @@ class SupervisedFusionMethod(L.LightningModule):
         return self._step(batch, "val")
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + cosine decay."""
-        return adamw_with_cosine(self, self.parameters(), self.lr, self.weight_decay)
+        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
+        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("supervised")
