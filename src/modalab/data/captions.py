@@ -531,17 +531,19 @@ SOURCES.register("coco", "COCO 2017 captions, instances and val images")(
             DataFile("annotations/instances_train2017.json", required=False),
         ),
         remotes=(
+            # SHA-256 as published by TensorFlow Datasets
+            # (tensorflow/datasets, tensorflow_datasets/url_checksums/coco.txt).
             RemoteFile(
-                ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",),
+                ("https://images.cocodataset.org/annotations/annotations_trainval2017.zip",),
                 "annotations_trainval2017.zip",
-                None,
                 extract="zip:annotations->annotations",
+                sha256="113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268",
             ),
             RemoteFile(
-                ("http://images.cocodataset.org/zips/val2017.zip",),
+                ("https://images.cocodataset.org/zips/val2017.zip",),
                 "val2017.zip",
-                None,
                 extract="zip:val2017->val2017",
+                sha256="4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05",
             ),
         ),
         citation="T.-Y. Lin et al., ECCV 2014; X. Chen et al., Microsoft COCO Captions, 2015",
