@@ -36,6 +36,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from modalab.data.files import CorruptDataError
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import Splits, make_loader
 from modalab.evaluation.diagnostics import representation_diagnostics
@@ -54,7 +55,8 @@ from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
-from modalab.experiments.errors import RunInterrupted, TrainingError
+from modalab.experiments.data_checks import check_environment, check_run_data, integrity_records
+from modalab.experiments.errors import DataError, RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
 from modalab.experiments.store import ResultsStore
@@ -115,6 +117,7 @@ class RunResult:
     train_seconds: float
     eval_seconds: float
     is_global_zero: bool = True
+    data_info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """The metrics as a DataFrame, one row per metric × modality × condition."""
@@ -144,6 +147,8 @@ def _call_with_config(
         raise ConfigError(f"Unknown keys {unknown} in {where}; valid keys: {valid}.")
     try:
         return builder(**extra, **kwargs)
+    except (CorruptDataError, DataError):
+        raise  # a bad file is a data error (exit 3), not a configuration error
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Invalid {where}: {error}") from error
 
@@ -352,6 +357,7 @@ def load_finished(run_dir: str | Path) -> RunResult:
         config=load_yaml(run_dir / "config.yaml"),
         train_seconds=float(payload["train_seconds"]),
         eval_seconds=float(payload["eval_seconds"]),
+        data_info={k: payload[k] for k in ("skipped", "leakage") if k in payload},
     )
 
 
@@ -421,6 +427,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     seed = int(plain["seed"])
     store = ResultsStore(plain["store"]) if plain.get("store") else None
     _severity(plain)  # a bad severity_key fails before training, not after
+    check_environment(plain)  # no GPU, unwritable folders: before anything is written
     run_dir = _run_dir(plain)
     if plain["resume"] and (run_dir / "metrics.json").exists():
         finished = load_finished(run_dir)
@@ -433,7 +440,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             "never overwritten (`modalab sweep` skips finished runs)."
         )
     L.seed_everything(seed, workers=True, verbose=False)
-    splits = build_data(plain["data"])
+    splits = check_run_data(plain, build_data(plain["data"]))
     scenarios = build_run_scenarios(plain.get("scenario"), splits)
     seen = {
         stage: apply_scenarios(splits, scenarios, stage, seed)
@@ -557,9 +564,11 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             method.device,
         )
         metrics += zero_shot_records(test_f, classes, "text")
+    metrics += integrity_records(splits.info)  # skipped files, removed duplicates (if any)
     eval_seconds = time.perf_counter() - start
 
     result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds)
+    result.data_info = {k: splits.info[k] for k in ("skipped", "leakage") if k in splits.info}
     if store is not None:  # before metrics.json: a run marked finished is in the store
         store.append(run_id(plain), _store_rows(result))
     _write_metrics(result)
@@ -623,6 +632,7 @@ def _write_metrics(result: RunResult) -> None:
         "eval_seconds": result.eval_seconds,
         "versions": _versions(),
         "metrics": [dataclasses.asdict(r) for r in result.metrics],
+        **result.data_info,  # skipped files (names, errors) and removed duplicates
     }
     table = result.table()
     table.insert(0, "method", cfg["method"]["name"])
