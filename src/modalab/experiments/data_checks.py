@@ -122,6 +122,7 @@ def check_run_data(cfg: Mapping[str, Any], splits: Splits) -> Splits:
             "supervised, ...) or data with two modalities."
         )
     check_labels(splits, where)
+    check_finite_inputs(splits, where)
     sizes = ("data.n_samples", "data.max_per_split", "data.max_images")
     hint = [f"{k}=" for k in sizes if k.split(".")[1] in data]
     check_split_sizes(splits, where, hint)
@@ -164,3 +165,67 @@ def integrity_records(info: Mapping[str, Any]) -> list[Any]:
         if removed:
             records.append(MetricRecord("removed_duplicates", float(removed), "data"))
     return records
+
+
+def check_finite_inputs(splits: Splits, where: str) -> None:
+    """Refuse NaN/Inf in any floating-point input of any split (before training).
+
+    Raises:
+        DataError: Naming the split, the modality and how many samples hold them.
+    """
+    import torch
+
+    from modalab.experiments.errors import DataError
+
+    for split in ("train", "val", "test"):
+        data = getattr(splits, split)
+        for name in data.modalities:
+            values = data.inputs[name]
+            if not torch.is_floating_point(values):
+                continue
+            bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                rows = torch.nonzero(bad).flatten()[:5].tolist()
+                raise DataError(
+                    f"{where}: {int(bad.sum())} {split} sample(s) of {name} hold NaN or Inf "
+                    f"values (rows {rows}...); every metric on them would be undefined. Fix "
+                    "or remove those samples in the data files."
+                )
+
+
+def check_finite_features(features: Mapping[str, Any], run_dir: Path) -> None:
+    """Stop with ``failure.json`` when evaluation features hold NaN/Inf.
+
+    Args:
+        features: Split name → extracted features (``.features`` and ``.joint`` dicts).
+        run_dir: Where ``failure.json`` is written.
+
+    Raises:
+        TrainingError: Naming the split and the modality; weights and checkpoints are kept.
+    """
+    import json
+
+    import torch
+
+    from modalab.experiments.errors import TrainingError
+    from modalab.experiments.io import atomic_write_text
+
+    for split, feats in features.items():
+        for kind in ("features", "joint"):
+            for name, values in (getattr(feats, kind, None) or {}).items():
+                bad = (
+                    ~torch.isfinite(values).all(dim=-1)
+                    if values.ndim > 1
+                    else ~torch.isfinite(values)
+                )
+                if bool(bad.any()):
+                    message = (
+                        f"Evaluation found NaN/Inf in the {split} {kind} of {name} "
+                        f"({int(bad.sum())} of {values.shape[0]} samples); no metric was "
+                        "written. The model diverged or the inputs hold non-finite values: "
+                        "check the data, lower method.lr or set trainer.gradient_clip_val."
+                    )
+                    atomic_write_text(
+                        run_dir / "failure.json", json.dumps({"error": message}, indent=2)
+                    )
+                    raise TrainingError(message)

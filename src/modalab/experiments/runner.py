@@ -53,9 +53,14 @@ from modalab.evaluation.repair import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
-from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
+from modalab.experiments.checkpoint import AtomicCheckpointIO, intact_checkpoint, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
-from modalab.experiments.data_checks import check_environment, check_run_data, integrity_records
+from modalab.experiments.data_checks import (
+    check_environment,
+    check_finite_features,
+    check_run_data,
+    integrity_records,
+)
 from modalab.experiments.errors import DataError, RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
@@ -469,9 +474,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
         atomic_write_text(run_dir / "config.yaml", config_text)
     checkpoints = run_dir / "checkpoints"
-    resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
-    if resume_from is not None and not resume_from.exists():
-        resume_from = None  # interrupted before the first checkpoint: start over
+    # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
+    # none: interrupted before the first checkpoint, start over.
+    resume_from = intact_checkpoint(checkpoints) if plain["resume"] else None
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
@@ -539,6 +544,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         )
         for split in (seen["downstream"], seen["val"], seen["test"])
     )
+    check_finite_features({"train": train_f, "val": val_f, "test": test_f}, run_dir)
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
