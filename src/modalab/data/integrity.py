@@ -142,28 +142,41 @@ def split_overlaps(splits: Splits) -> dict[tuple[str, str], list[tuple[int, int]
     return overlaps
 
 
-def remove_split_leakage(splits: Splits, on_error: str, where: str) -> Splits:
-    """Refuse (``on_error="raise"``) or drop the held-out copies of samples seen in training.
+def remove_split_leakage(
+    splits: Splits, on_error: str, where: str, can_skip: bool = True
+) -> Splits:
+    """Remove held-out copies of training samples; refuse test copies unless asked to skip.
 
-    A sample whose content is in two splits is kept in the earlier split (train, then val)
-    and removed from the later one under ``on_error="skip"``; the count goes to
-    ``info["leakage"]``.
+    A sample whose content is in two splits is kept in the earlier split (train, then val).
+    Copies in ``val`` (used only to choose probe regularisation) are always removed;
+    copies in ``test`` (the reported split) are an error under ``on_error="raise"`` and
+    removed under ``on_error="skip"``. Removals are recorded in ``info["leakage"]``.
+
+    Args:
+        splits: The built splits.
+        on_error: ``raise`` or ``skip`` (``data.on_error``).
+        where: The dataset, for messages.
+        can_skip: Whether the dataset has a ``data.on_error`` key to suggest.
 
     Raises:
-        DataError: Under ``on_error="raise"``, naming the splits, the count and the fix.
+        DataError: Test samples equal to train or val samples, under ``on_error="raise"``.
     """
     overlaps = split_overlaps(splits)
     if not overlaps:
         return splits
     summary = ", ".join(f"{len(p)} in {a} and {b}" for (a, b), p in overlaps.items())
-    if on_error != "skip":
-        example = next(iter(overlaps.items()))
-        (a, b), pairs = example
+    in_test = [(pair, rows) for pair, rows in overlaps.items() if pair[1] == "test"]
+    if in_test and on_error != "skip":
+        (a, b), pairs = in_test[0]
+        fix = "Remove the duplicates from the files" + (
+            ", or set data.on_error=skip to drop the test copies (counted in the results)."
+            if can_skip
+            else "."
+        )
         raise DataError(
-            f"{where}: samples with identical content are in two splits ({summary}), e.g. "
-            f"{a} row {pairs[0][0]} = {b} row {pairs[0][1]}; scores on the later split would "
-            "be inflated. Remove the duplicates from the files, or set data.on_error=skip to "
-            "drop the held-out copies (they are counted in the results)."
+            f"{where}: test samples identical to training samples ({summary}), e.g. "
+            f"{a} row {pairs[0][0]} = {b} row {pairs[0][1]}; the test scores would be "
+            f"inflated. {fix}"
         )
     drop: dict[str, set[int]] = {"val": set(), "test": set()}
     for (_, b), pairs in overlaps.items():

@@ -128,10 +128,10 @@ def check_run_data(cfg: Mapping[str, Any], splits: Splits) -> Splits:
     check_split_sizes(splits, where, hint)
     on_error = str(data.get("on_error", "raise"))
     before = {s: len(getattr(splits, s)) for s in ("val", "test")}
-    splits = remove_split_leakage(splits, on_error, where)
+    splits = remove_split_leakage(splits, on_error, where, can_skip="on_error" in data)
     if "leakage" in splits.info and before != {s: len(getattr(splits, s)) for s in before}:
         warnings.warn(
-            f"{where}: data.on_error=skip removed held-out copies of training samples: "
+            f"{where}: removed held-out copies of training samples: "
             f"{splits.info['leakage']['removed']}.",
             stacklevel=2,
         )
@@ -213,11 +213,10 @@ def check_finite_features(features: Mapping[str, Any], run_dir: Path) -> None:
     for split, feats in features.items():
         for kind in ("features", "joint"):
             for name, values in (getattr(feats, kind, None) or {}).items():
-                bad = (
-                    ~torch.isfinite(values).all(dim=-1)
-                    if values.ndim > 1
-                    else ~torch.isfinite(values)
-                )
+                bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+                present = (getattr(feats, "present", None) or {}).get(name)
+                if present is not None:  # absent samples carry no features to check
+                    bad &= present.to(bad.device).bool()
                 if bool(bad.any()):
                     message = (
                         f"Evaluation found NaN/Inf in the {split} {kind} of {name} "
