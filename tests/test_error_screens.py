@@ -549,3 +549,67 @@ def test_corrupt_data_cases_number_at_least_25() -> None:
 def test_verbose_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(Exception, match=r"data.noise.image"):
         main(["--verbose", "run", "data.noise.image=nan", f"output_dir={tmp_path}"])
+
+
+@pytest.mark.slow
+def test_skipped_files_reach_metrics_json_the_store_and_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modalab.experiments.store import ResultsStore
+
+    path = _manifest_case(tmp_path, "unreadable_image")
+    argv = [
+        "run",
+        "--quiet",
+        *TINY,
+        "data=manifest",
+        f"data.path={path}",
+        "data.label_key=label",
+        "data.image_size=16",
+        "data.on_error=skip",
+        "method=supervised",
+        f"output_dir={tmp_path / 'runs'}",
+        "run_name=skip",
+        f"store={tmp_path / 'store'}",
+    ]
+    code, text = _cli(argv, capsys)
+    assert code == 0, text
+    payload = json.loads((tmp_path / "runs" / "skip" / "metrics.json").read_text())
+    assert payload["skipped"]["count"] == 1
+    assert [Path(f).name for f in payload["skipped"]["files"]] == ["broken.png"]
+    rows = ResultsStore(tmp_path / "store").read()
+    assert rows.loc[rows["metric"] == "skipped_files", "value"].tolist() == [1.0]
+    assert "skipped_files" in text  # printed with the run's results
+    code, text = _cli([*argv, "resume=true"], capsys)  # a finished run: results read back
+    assert code == 0 and "skipped_files" in text
+
+
+def test_max_per_split_is_stratified_and_seeded(tmp_path: Path) -> None:
+    from modalab.data.medmnist import make_pneumoniamnist
+
+    sorted_labels = np.array([0] * 40 + [1] * 20).reshape(60, 1)  # a class-sorted file
+    _npz(tmp_path / "medmnist" / "pneumoniamnist.npz", train_labels=sorted_labels)
+
+    def build(seed: int) -> Splits:
+        return make_pneumoniamnist(data_dir=str(tmp_path), max_per_split=12, seed=seed)
+
+    first, again, other = build(0), build(0), build(1)
+    counts = torch.bincount(first.train.label, minlength=2).tolist()
+    assert counts == [8, 4]  # 12 rows in the file's 2:1 proportion, not the first 12 rows
+    assert torch.equal(first.train.inputs["image"], again.train.inputs["image"])
+    assert not torch.equal(first.train.inputs["image"], other.train.inputs["image"])
+    assert len(first.val) == 12 and len(first.test) == 12
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 30, 59])
+def test_stratified_subset_keeps_class_shares(size: int) -> None:
+    from modalab.data.integrity import stratified_subset
+
+    labels = np.array([0] * 30 + [1] * 20 + [2] * 10)
+    rows = stratified_subset(labels, size, np.random.default_rng(size))
+    assert len(rows) == size and len(set(rows.tolist())) == size
+    got = np.bincount(labels[rows], minlength=3)
+    expected = np.array([30, 20, 10]) * size / 60
+    assert np.all(np.abs(got - expected) <= 1 + (size >= 3))  # rounding, one of each class
+    if size >= 3:
+        assert np.all(got >= 1)

@@ -37,7 +37,8 @@ def _walk(node: Any, prefix: str) -> list[tuple[str, Any]]:
                 continue
             child = node._get_node(key)  # no interpolation resolution needed for numbers
             value = child if isinstance(child, DictConfig | ListConfig) else node.get(key)
-            out += _walk(value, f"{prefix}.{key}" if prefix else str(key))
+            name = str(key)
+            out += _walk(value, f"{prefix}.{name}" if prefix else name)
         return out
     if isinstance(node, ListConfig):
         out = []

@@ -364,6 +364,31 @@ def _execute(overrides: list[str], store: str = "", run_id: str = "") -> float:
     return time.perf_counter() - start
 
 
+def _dropped(run: GridRun) -> str:
+    """What the run's data build dropped, from its ``metrics.json``, for the progress line.
+
+    Warnings are muted in workers, so the sweep says it itself.
+    """
+    import json
+
+    output_dir = next(
+        (o.split("=", 1)[1] for o in run.overrides if o.startswith("output_dir=")), ""
+    )
+    try:
+        payload = json.loads((Path(output_dir) / run.run_id / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    skipped = payload.get("skipped") or {}
+    removed = sum((payload.get("leakage") or {}).get("removed", {}).values())
+    note = ""
+    if skipped.get("count"):
+        names = ", ".join(Path(f).name for f in skipped.get("files", [])[:3])
+        note += f"; {skipped['count']} file(s) skipped: {names}"
+    if removed:
+        note += f"; {removed} duplicate(s) of training samples removed"
+    return note
+
+
 def _interrupted(signal_number: int, done: int, stopped: int) -> RunInterrupted:
     import signal
 
@@ -431,7 +456,7 @@ def run_sweep(
             progress(f"[{count}/{total}] done elsewhere {run.label}")
         elif error is None:
             done += 1
-            progress(f"[{count}/{total}] done   {run.label} ({seconds:.1f}s)")
+            progress(f"[{count}/{total}] done   {run.label} ({seconds:.1f}s){_dropped(run)}")
         else:
             failed.append((run.label, f"{type(error).__name__}: {error}"))
             progress(f"[{count}/{total}] FAILED {run.label}: {type(error).__name__}: {error}")
