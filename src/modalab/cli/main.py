@@ -287,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as error:
         print(f"modalab: training failed: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl+C outside training (composing, building data, evaluating)
+        print("modalab: interrupted (SIGINT); the current run recorded no result.", file=sys.stderr)
+        return 130
     except Exception as error:  # config (2), data (3), environment (4); bugs keep a traceback
         explained = explain_error(error)
         if explained is None or args.verbose_errors or show_traceback():
