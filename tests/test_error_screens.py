@@ -613,3 +613,18 @@ def test_stratified_subset_keeps_class_shares(size: int) -> None:
     assert np.all(np.abs(got - expected) <= 1 + (size >= 3))  # rounding, one of each class
     if size >= 3:
         assert np.all(got >= 1)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["data.n_samples=10"], ["data.n_samples=100", "data.test_fraction=0.05"]],
+    ids=["n_samples=10", "test_fraction=0.05"],
+)
+def test_test_split_too_small_to_score_exits_3_with_its_size(
+    overrides: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--quiet", *TINY, *overrides, f"output_dir={tmp_path}"]
+    code, text = _cli(argv, capsys)
+    assert code == 3, text
+    _assert_screen(text, "data error", "fewer than 10", "data.n_samples=")
+    _assert_nothing_written(tmp_path)

@@ -184,6 +184,7 @@ def check_finite_inputs(splits: Splits, where: str) -> None:
             if not torch.is_floating_point(values):
                 continue
             bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+            bad &= data.present[name].to(bad.device).bool()  # absent samples are not inputs
             if bool(bad.any()):
                 rows = torch.nonzero(bad).flatten()[:5].tolist()
                 raise DataError(
