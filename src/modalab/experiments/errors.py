@@ -102,7 +102,7 @@ def explain_error(error: BaseException) -> Explained | None:
         >>> explain_error(KeyError("a bug")) is None
         True
     """
-    from modalab.experiments.config import ConfigError  # light: config imports no torch
+    from modalab.experiments.config import ConfigError  # imported only once an error occurred
 
     data_errors: tuple[type[BaseException], ...] = (DataError, pickle.UnpicklingError)
     try:
