@@ -628,3 +628,17 @@ def test_test_split_too_small_to_score_exits_3_with_its_size(
     assert code == 3, text
     _assert_screen(text, "data error", "fewer than 10", "data.n_samples=")
     _assert_nothing_written(tmp_path)
+
+
+def test_a_long_missing_data_message_keeps_how_to_get_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modalab.data.files import MissingDataError
+
+    listed = "\n".join(f"  - {tmp_path}/file{i}.wav" for i in range(3000))
+    error = MissingDataError(f"Missing 3000 file(s) in {tmp_path}:\n{listed}\nTo get them: run X")
+    explained = explain_error(error)
+    assert explained is not None and explained.code == 3
+    lines = explained.message.splitlines()
+    assert len(lines) <= 24 and "Missing 3000 file(s)" in lines[0]
+    assert lines[-1] == "To get them: run X" and "more lines" in explained.message

@@ -88,9 +88,14 @@ class Explained:
     message: str
 
 
-def _first_lines(text: str, limit: int = 20) -> str:
+def _first_lines(text: str, limit: int = 24) -> str:
+    """At most ``limit`` lines: the head (what is wrong) and the tail (how to fix it)."""
     lines = text.strip().splitlines()
-    return "\n".join(lines[:limit] + (["  ..."] if len(lines) > limit else []))
+    if len(lines) <= limit:
+        return "\n".join(lines)
+    head, tail = limit * 2 // 3, limit - limit * 2 // 3 - 1
+    skipped = len(lines) - head - tail
+    return "\n".join([*lines[:head], f"  ... ({skipped} more lines)", *lines[-tail:]])
 
 
 def explain_error(error: BaseException) -> Explained | None:
