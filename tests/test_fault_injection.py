@@ -305,7 +305,7 @@ def test_an_interrupted_run_stops_the_sweep_and_a_failed_one_does_not(
     runs = [sweep.GridRun([f"seed={i}"], f"r{i}", "", "m", "s", 0.0, i) for i in range(3)]
     started: list[list[str]] = []
 
-    def execute(overrides: list[str]) -> float:
+    def execute(overrides: list[str], *where: str) -> float:
         started.append(overrides)
         if overrides == ["seed=0"]:
             raise ValueError("bad run")  # an ordinary failure: reported, the sweep goes on

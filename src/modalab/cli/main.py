@@ -245,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     from modalab import __version__
 
     parser.add_argument("--version", action="version", version=f"modalab {__version__}")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        dest="verbose_errors",
+        help="show full tracebacks of errors (as HYDRA_FULL_ERROR=1 does)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_args, handler, help_text, epilog) in COMMANDS.items():
         p = sub.add_parser(
@@ -261,8 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modalab`` console script."""
-    from modalab.experiments.config import ConfigError
-    from modalab.experiments.errors import RunInterrupted, TrainingError
+    from modalab.experiments.errors import (
+        RunInterrupted,
+        TrainingError,
+        explain_error,
+        show_traceback,
+    )
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -271,15 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return int(args.handler(args))
-    except ConfigError as error:
-        print(f"modalab: configuration error: {error}", file=sys.stderr)
-        return 2
     except RunInterrupted as error:
         print(f"modalab: {error}", file=sys.stderr)
         return 128 + error.signal_number
     except TrainingError as error:
         print(f"modalab: training failed: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl+C outside training (composing, building data, evaluating)
+        print("modalab: interrupted (SIGINT); the current run recorded no result.", file=sys.stderr)
+        return 130
+    except Exception as error:  # config (2), data (3), environment (4); bugs keep a traceback
+        explained = explain_error(error)
+        if explained is None or args.verbose_errors or show_traceback():
+            raise
+        print(explained.message, file=sys.stderr)
+        return explained.code
 
 
 if __name__ == "__main__":  # pragma: no cover

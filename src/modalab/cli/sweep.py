@@ -78,8 +78,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.dry_run:
         finished = ResultsStore(store).run_ids()
+        corrupt = ResultsStore(store).corrupt_ids()
         for run in runs:
             state = "done" if run.run_id in finished else "todo"
+            state = "corrupt (re-run)" if run.run_id in corrupt else state
             console.print(f"{state}  {run.run_id}  {run.label}", markup=False)
         return 0
     jobs = args.jobs or spec.jobs

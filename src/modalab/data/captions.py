@@ -46,9 +46,11 @@ from modalab.data.files import (
     check_on_error,
     resolve_data_dir,
 )
+from modalab.data.integrity import duplicate_files
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.data.text import DEFAULT_PROMPTS, class_prompt_tokens, load_tokenizer, tokenize
+from modalab.experiments.errors import DataError
 
 __all__ = [
     "COCOConfig",
@@ -169,6 +171,25 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CorruptDataError(f"{path}: not a readable JSON annotation file ({error}).") from None
 
 
+def _json_list(data: Any, key: str, path: Path) -> list[Any]:
+    """``data[key]`` as a list, or an error naming the file and the key."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list):
+        raise CorruptDataError(
+            f"{path}: no {key!r} list at the top level (found keys "
+            f"{sorted(data)[:10] if isinstance(data, dict) else type(data).__name__}); "
+            "not a COCO annotation file."
+        )
+    return value
+
+
+def _json_field(item: Any, key: str, path: Path, where: str) -> Any:
+    """``item[key]``, or an error naming the file, the entry and the key."""
+    if not isinstance(item, dict) or key not in item:
+        raise CorruptDataError(f"{path}: an entry of {where} has no {key!r} field ({item!r:.80}).")
+    return item[key]
+
+
 def read_coco(
     root: Path, splits: Sequence[str], annotation_dirs: Sequence[str], label: str
 ) -> _Pairs:
@@ -204,24 +225,36 @@ def read_coco(
             )
         by_image: dict[int, list[str]] = {}
         for path in present:
-            for ann in _read_json(path)["annotations"]:
-                known = by_image.setdefault(ann["image_id"], [])
-                if ann["caption"].strip() not in known:
-                    known.append(ann["caption"].strip())
+            for ann in _json_list(_read_json(path), "annotations", path):
+                caption = _json_field(ann, "caption", path, "annotations[]")
+                known = by_image.setdefault(_json_field(ann, "image_id", path, "annotations[]"), [])
+                if str(caption).strip() not in known:
+                    known.append(str(caption).strip())
         biggest: dict[int, tuple[float, str]] = {}
         for directory in annotation_dirs:
             instances = root / directory / f"instances_{split}2017.json"
             if not instances.is_file():
                 continue
             data = _read_json(instances)
+            key = label if label == "supercategory" else "name"
             names = {
-                c["id"]: c[label if label == "supercategory" else "name"]
-                for c in data["categories"]
+                _json_field(c, "id", instances, "categories[]"): _json_field(
+                    c, key, instances, "categories[]"
+                )
+                for c in _json_list(data, "categories", instances)
             }
-            for ann in data["annotations"]:
-                area = float(ann["area"])
-                if area > biggest.get(ann["image_id"], (-1.0, ""))[0]:
-                    biggest[ann["image_id"]] = (area, names[ann["category_id"]])
+            for ann in _json_list(data, "annotations", instances):
+                area = float(_json_field(ann, "area", instances, "annotations[]"))
+                category = _json_field(ann, "category_id", instances, "annotations[]")
+                if category not in names:
+                    raise CorruptDataError(
+                        f"{instances}: an annotation has category_id {category!r}, which is "
+                        f"not among the file's categories {sorted(names)[:20]}. The file is "
+                        "damaged or edited; re-download the official annotations."
+                    )
+                image_id = _json_field(ann, "image_id", instances, "annotations[]")
+                if area > biggest.get(image_id, (-1.0, ""))[0]:
+                    biggest[image_id] = (area, names[category])
         without = [f.name for f in files if int(f.stem) not in by_image]
         if without:
             raise MissingDataError(
@@ -302,6 +335,40 @@ class COCOConfig(_ImageCaptionConfig):
             )
 
 
+def _drop_duplicates(pairs: _Pairs, on_error: str, skipped: SkippedFiles, where: str) -> _Pairs:
+    """Refuse or drop (``on_error=skip``, recorded) entries naming the same image twice.
+
+    Two entries are the same image when their paths are equal after normalisation
+    (``./imgs/x.jpg`` = ``imgs/x.jpg``) or their files hold the same bytes (a copy under a
+    second name): split by image, such pairs would land in train and test at once.
+
+    Raises:
+        DataError: Under ``on_error="raise"``, naming the duplicates and the fix.
+    """
+    duplicates = duplicate_files(pairs.paths)
+    if not duplicates:
+        return pairs
+    if on_error != "skip":
+        listed = "\n".join(f"  - {reason}" for _, _, reason in duplicates[:5])
+        raise DataError(
+            f"{where}: {len(duplicates)} duplicated image(s) (same file, or same bytes under "
+            f"another name):\n{listed}\nEach would be in two splits at once and inflate the "
+            "scores. Remove the duplicates, or set data.on_error=skip to keep the first "
+            "occurrence only (the others are counted)."
+        )
+    drop = {later for _, later, _ in duplicates}
+    for _, later, reason in duplicates:
+        skipped.add(pairs.paths[later], DataError(f"duplicate: {reason}"))
+    keep = [i for i in range(len(pairs.paths)) if i not in drop]
+    return _Pairs(
+        [pairs.paths[i] for i in keep],
+        [pairs.captions[i] for i in keep],
+        pairs.label[keep],
+        pairs.class_names,
+        [pairs.ids[i] for i in keep],
+    )
+
+
 def _drop_unreadable(pairs: _Pairs, skipped: SkippedFiles) -> _Pairs:
     """The pairs whose image reads, recording the others in ``skipped`` (``on_error=skip``)."""
     keep = []
@@ -349,7 +416,8 @@ def make_coco(**kwargs: Any) -> Splits:
     skipped = SkippedFiles("coco")
     if config.on_error == "skip":
         pairs = _drop_unreadable(pairs, skipped)
-        skipped.report()
+    pairs = _drop_duplicates(pairs, config.on_error, skipped, f"COCO in {data_dir}")
+    skipped.report()
     splits = image_text_splits(
         pairs,
         "coco",
@@ -497,6 +565,8 @@ def make_manifest(**kwargs: Any) -> Splits:
     if not config.label_key:
         # No labels at all: split every image (all unlabelled) as if labelled, label 0.
         pairs.label = np.zeros(len(images), dtype=np.int64)
+    pairs = _drop_duplicates(pairs, config.on_error, skipped, str(path))
+    skipped.report()
     splits = image_text_splits(
         pairs,
         "manifest",
@@ -531,17 +601,19 @@ SOURCES.register("coco", "COCO 2017 captions, instances and val images")(
             DataFile("annotations/instances_train2017.json", required=False),
         ),
         remotes=(
+            # SHA-256 as published by TensorFlow Datasets
+            # (tensorflow/datasets, tensorflow_datasets/url_checksums/coco.txt).
             RemoteFile(
-                ("http://images.cocodataset.org/annotations/annotations_trainval2017.zip",),
+                ("https://images.cocodataset.org/annotations/annotations_trainval2017.zip",),
                 "annotations_trainval2017.zip",
-                None,
                 extract="zip:annotations->annotations",
+                sha256="113a836d90195ee1f884e704da6304dfaaecff1f023f49b6ca93c4aaae470268",
             ),
             RemoteFile(
-                ("http://images.cocodataset.org/zips/val2017.zip",),
+                ("https://images.cocodataset.org/zips/val2017.zip",),
                 "val2017.zip",
-                None,
                 extract="zip:val2017->val2017",
+                sha256="4f7e2ccb2866ec5041993c9cf2a952bbed69647b115d0f74da7ce8f4bef82f05",
             ),
         ),
         citation="T.-Y. Lin et al., ECCV 2014; X. Chen et al., Microsoft COCO Captions, 2015",

@@ -40,6 +40,7 @@ __all__ = [
     "MissingDataError",
     "RemoteFile",
     "SkippedFiles",
+    "UnsafeArchiveError",
     "atomic_save_bytes",
     "check_on_error",
     "download_source",
@@ -47,6 +48,7 @@ __all__ = [
     "require_files",
     "require_paths",
     "resolve_data_dir",
+    "safe_extract",
     "sources_for",
     "verify_source",
 ]
@@ -142,16 +144,20 @@ class RemoteFile:
     Attributes:
         urls: Where to fetch it, tried in order (the original source first).
         filename: Name of the downloaded file.
-        md5: Published MD5 of the downloaded bytes, or ``None`` when the source publishes none
-            (the content is then checked by the source's :attr:`DataSource.content_sha256`).
-        extract: ``"gz"`` keeps the file as is, ``"zip:PREFIX->DEST"`` extracts the members
-            under ``PREFIX`` into ``DEST`` (relative to the source's folder), ``""`` keeps it.
+        md5: Published MD5 of the downloaded bytes, or ``None``.
+        extract: ``"gz"`` keeps the file as is, ``"zip:PREFIX->DEST"`` (or ``"tar:..."``)
+            extracts the members under ``PREFIX`` into ``DEST`` (relative to the source's
+            folder), ``""`` keeps it.
+        sha256: Published SHA-256 of the downloaded bytes, or ``None``. An archive needs
+            ``md5`` or ``sha256`` unless its source checks the extracted folder
+            (:attr:`DataSource.content_sha256`); a file without any is refused.
     """
 
     urls: tuple[str, ...]
     filename: str
     md5: str | None = None
     extract: str = ""
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -354,9 +360,39 @@ def atomic_save_bytes(path: Path, write: Callable[[Path], None]) -> None:
             os.unlink(tmp)
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checksum_mismatch(remote: RemoteFile, path: Path) -> str | None:
+    """Why ``path`` is not the published file (``None`` if it matches every published digest)."""
+    if remote.sha256 is not None:
+        got = file_sha256(path)
+        if got != remote.sha256:
+            return f"sha256 {got} does not match the published {remote.sha256}"
+    if remote.md5 is not None:
+        got = file_md5(path, decompress=False)
+        if got != remote.md5:
+            return f"md5 {got} does not match the published {remote.md5}"
+    return None
+
+
 def _fetch(remote: RemoteFile, target: Path, log: Callable[[str], None]) -> None:
+    """Download ``remote`` over HTTPS to ``target`` and check its published checksum.
+
+    Raises:
+        MissingDataError: If no URL gives the published file (plain-HTTP URLs are refused).
+    """
     errors = []
     for url in remote.urls:
+        if not url.lower().startswith(("https://", "file://")):  # file://: a local mirror
+            errors.append(f"{url}: refused, not HTTPS (the file could be altered in transit)")
+            continue
         log(f"downloading {url}")
         try:
             request = urllib.request.Request(url, headers={"User-Agent": "modalab"})
@@ -370,26 +406,101 @@ def _fetch(remote: RemoteFile, target: Path, log: Callable[[str], None]) -> None
         except OSError as error:
             errors.append(f"{url}: {error}")
             continue
-        md5 = file_md5(target, decompress=False)
-        if remote.md5 is not None and md5 != remote.md5:
+        mismatch = _checksum_mismatch(remote, target)
+        if mismatch is not None:
             target.unlink()
-            errors.append(f"{url}: md5 {md5} does not match the published {remote.md5}")
+            errors.append(f"{url}: {mismatch}")
             continue
-        log(f"  {target.name}: md5 {md5}" + (" (matches)" if remote.md5 else " (no published md5)"))
+        published = "sha256" if remote.sha256 else "md5" if remote.md5 else ""
+        log(f"  {target.name}: " + (f"{published} matches" if published else "no published digest"))
         return
     raise MissingDataError(f"Could not download {remote.filename}:\n  " + "\n  ".join(errors))
 
 
-def _extract(archive: Path, spec: str, root: Path) -> None:
-    prefix, dest = spec.removeprefix("zip:").split("->")
-    with zipfile.ZipFile(archive) as zf:
-        for member in zf.namelist():
-            if not member.startswith(prefix) or member.endswith("/"):
-                continue
-            out = root / dest / member[len(prefix) :].lstrip("/")
+class UnsafeArchiveError(CorruptDataError):
+    """An archive member would be written outside the target folder (or is a link/device)."""
+
+
+def _safe_target(root: Path, name: str, archive: Path) -> Path:
+    """``root / name`` if it stays inside ``root``; otherwise :class:`UnsafeArchiveError`."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} has an absolute path; refusing to extract the archive."
+        )
+    base = root.resolve()
+    out = (base / name).resolve()
+    if out != base and base not in out.parents:
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} would be written outside {root} (path traversal); "
+            "refusing to extract the archive."
+        )
+    return out
+
+
+def safe_extract(archive: Path, prefix: str, dest: Path) -> list[Path]:
+    """Extract the regular-file members of a zip or tar archive under ``prefix`` into ``dest``.
+
+    Every member is checked *before* anything is written: a name with ``..`` escaping
+    ``dest`` (zip slip), an absolute path, a symbolic or hard link, or a device file makes
+    the whole archive refused.
+
+    Args:
+        archive: A ``.zip`` or a tar file (optionally compressed).
+        prefix: Only members whose name starts with it are extracted, without it.
+        dest: The target folder.
+
+    Returns:
+        The written files.
+
+    Raises:
+        UnsafeArchiveError: Naming the offending member.
+        CorruptDataError: If the archive cannot be read.
+    """
+    import tarfile
+
+    plan: list[tuple[Path, Callable[[], object]]] = []
+    try:
+        if zipfile.is_zipfile(archive):
+            zf = zipfile.ZipFile(archive)
+            for info in zf.infolist():
+                name = info.filename
+                mode = info.external_attr >> 16
+                if (mode & 0o170000) == 0o120000:  # a symbolic link stored in a zip
+                    raise UnsafeArchiveError(f"{archive}: member {name!r} is a link; refusing.")
+                _safe_target(dest, name, archive)  # the whole name, before the prefix is cut
+                if not name.startswith(prefix) or info.is_dir():
+                    continue
+                out = _safe_target(dest, name[len(prefix) :].lstrip("/"), archive)
+                plan.append((out, lambda info=info: zf.open(info)))  # type: ignore[misc]
+        elif tarfile.is_tarfile(archive):
+            tf = tarfile.open(archive)
+            for member in tf.getmembers():
+                name = member.name
+                if member.issym() or member.islnk() or member.isdev() or member.isfifo():
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {name!r} is a link or device; refusing."
+                    )
+                _safe_target(dest, name, archive)
+                if not name.startswith(prefix) or not member.isfile():
+                    continue
+                out = _safe_target(dest, name[len(prefix) :].lstrip("/"), archive)
+                plan.append((out, lambda member=member: tf.extractfile(member)))  # type: ignore[misc]
+        else:
+            raise CorruptDataError(f"{archive}: neither a zip nor a tar archive.")
+        written = []
+        for out, opener in plan:
             out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(member) as src, open(out, "wb") as dst:
+            with opener() as src, open(out, "wb") as dst:  # type: ignore[attr-defined]
                 shutil.copyfileobj(src, dst)
+            written.append(out)
+        return written
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as error:
+        raise CorruptDataError(f"{archive}: cannot be read ({error}).") from None
+
+
+def _extract(archive: Path, spec: str, root: Path) -> None:
+    prefix, dest = spec.split(":", 1)[1].split("->")
+    safe_extract(archive, prefix, root / dest)
 
 
 def download_source(
@@ -403,16 +514,28 @@ def download_source(
         The verification report after downloading.
     """
     root = data_dir / source.folder
+    unchecked = [
+        r.filename
+        for r in source.remotes
+        if r.md5 is None and r.sha256 is None and source.content_sha256 is None
+    ]
+    if unchecked:
+        raise MissingDataError(
+            f"Data source {source.name!r} publishes no checksum for {unchecked}; modalab "
+            "refuses to download unverifiable files. Download them yourself and run "
+            f"`modalab data verify {source.name}`."
+        )
     root.mkdir(parents=True, exist_ok=True)
     if source.download is not None:
         source.download(data_dir, log)
     for remote in source.remotes:
         target = root / remote.filename
-        if target.is_file() and remote.md5 and file_md5(target, decompress=False) == remote.md5:
-            log(f"{target} already present (md5 matches)")
+        published = remote.md5 is not None or remote.sha256 is not None
+        if target.is_file() and published and _checksum_mismatch(remote, target) is None:
+            log(f"{target} already present (checksum matches)")
         else:
             _fetch(remote, target, log)
-        if remote.extract.startswith("zip:"):
+        if remote.extract.startswith(("zip:", "tar:")):
             _extract(target, remote.extract, root)
             target.unlink()
     return verify_source(source, data_dir)

@@ -22,6 +22,8 @@ independent measurement; the choice is configuration:
 from __future__ import annotations
 
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,10 @@ from modalab.data.files import (
     require_paths,
     resolve_data_dir,
 )
+from modalab.data.integrity import stratified_subset
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.experiments.errors import DataError
 
 __all__ = [
     "DERIVED_MODALITIES",
@@ -84,8 +88,11 @@ def load_medmnist_npz(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         with np.load(path) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise CorruptDataError(f"{path}: not a readable .npz file ({error}).") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise CorruptDataError(
+            f"{path}: not a readable .npz file, truncated or damaged ({type(error).__name__}: "
+            f"{error}). Re-download it with `modalab data download pneumoniamnist`."
+        ) from None
     expected = [f"{s}_{k}" for s in _SPLITS for k in ("images", "labels")]
     missing = [k for k in expected if k not in arrays]
     if missing:
@@ -206,7 +213,9 @@ class MedMNISTConfig:
         file: The ``.npz`` relative to the data directory.
         derived: The derived second modality: ``spectrum``, ``radiomics`` or ``none``.
         image_size: Side after MONAI ``Resize`` (28: unchanged).
-        max_per_split: Keep at most this many samples per split (first rows; 0: all).
+        max_per_split: Keep at most this many samples per split: a label-stratified random
+            subset drawn with ``seed`` (0: all).
+        seed: Seed of that subset.
     """
 
     name: str = "pneumoniamnist"
@@ -215,6 +224,7 @@ class MedMNISTConfig:
     derived: str = "spectrum"
     image_size: int = 28
     max_per_split: int = 0
+    seed: int = 0
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -260,12 +270,24 @@ def make_pneumoniamnist(**kwargs: Any) -> Splits:
     transform = Compose([ScaleIntensityRange(a_min=0.0, a_max=255.0, b_min=0.0, b_max=1.0)])
     if config.image_size != arrays["train"][0].shape[1]:
         transform = Compose([transform, Resize((config.image_size, config.image_size))])
-    num_classes = int(max(labels.max() for _, labels in arrays.values())) + 1
+    class_names = ["normal", "pneumonia"]
+    num_classes = len(class_names)
+    for split, (_, y) in arrays.items():
+        bad = (y < 0) | (y >= num_classes)
+        if bad.any():
+            raise DataError(
+                f"{path}: {int(bad.sum())} {split} label(s) {sorted(set(y[bad].tolist()))[:10]} "
+                f"are outside the declared classes 0..{num_classes - 1} {class_names}. The file "
+                "is not PneumoniaMNIST; re-download it with `modalab data download "
+                "pneumoniamnist` (checked against its published MD5)."
+            )
+    rng = np.random.default_rng(config.seed)
     images: dict[str, Tensor] = {}
     labels: dict[str, Tensor] = {}
     for split, (x, y) in arrays.items():
-        if config.max_per_split:
-            x, y = x[: config.max_per_split], y[: config.max_per_split]
+        if config.max_per_split:  # stratified and random: the file may be sorted by class
+            rows = stratified_subset(y, config.max_per_split, rng)
+            x, y = x[rows], y[rows]
         # MONAI array transforms are channel-first: the N images act as N channels here.
         out = convert_to_tensor(transform(x.astype(np.float32)), torch.float32, track_meta=False)
         images[split] = out.unsqueeze(1).contiguous()
@@ -294,7 +316,7 @@ def make_pneumoniamnist(**kwargs: Any) -> Splits:
         },
         "derived_modality": config.derived,
         "derived_note": "the second modality is computed from the image, not measured",
-        "class_names": ["normal", "pneumonia"],
+        "class_names": class_names,
         "build_seconds": time.perf_counter() - start,
     }
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)

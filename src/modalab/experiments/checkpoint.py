@@ -121,3 +121,46 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
 def state_dict_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
     """The model ``state_dict`` of a Lightning checkpoint."""
     return dict(checkpoint["state_dict"])
+
+
+def intact_checkpoint(folder: str | Path) -> Path | None:
+    """The newest checkpoint of ``folder`` that loads: ``last.ckpt``, else the newest other.
+
+    A ``last.ckpt`` truncated by a full disk or a kill during a copy is skipped with a
+    warning naming it and the checkpoint used instead (Lightning keeps an ``epoch=N``
+    checkpoint beside it). Files are loaded with ``weights_only=True`` only.
+
+    Returns:
+        The checkpoint to resume from, or ``None`` when there is none that loads.
+    """
+    import warnings
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    last = folder / "last.ckpt"
+    others = sorted(
+        (p for p in folder.glob("*.ckpt") if p.name != "last.ckpt"),
+        key=lambda p: p.stat().st_mtime_ns,
+        reverse=True,
+    )
+    broken: list[str] = []
+    for path in ([last] if last.exists() else []) + others:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # any failure to read means: not intact
+            broken.append(f"{path.name} ({type(error).__name__}: {str(error).splitlines()[0]})")
+            continue
+        if broken:
+            warnings.warn(
+                f"Checkpoint(s) {', '.join(broken)} in {folder} do not load (truncated or "
+                f"damaged); resuming from the intact {path.name} instead.",
+                stacklevel=2,
+            )
+        return path
+    if broken:
+        warnings.warn(
+            f"No checkpoint in {folder} loads ({', '.join(broken)}); the run starts over.",
+            stacklevel=2,
+        )
+    return None

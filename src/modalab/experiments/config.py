@@ -74,6 +74,15 @@ class ModelConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
         _check(self.embed_dim >= 1, "model.embed_dim", self.embed_dim, "an integer >= 1")
+        from modalab.models.encoders import ENCODERS
+
+        for modality, name in self.encoders.items():
+            _check(
+                name == "auto" or name in ENCODERS,
+                f"model.encoders.{modality}",
+                name,
+                " | ".join(["auto", *ENCODERS.names()]),
+            )
 
 
 @dataclass
@@ -176,6 +185,19 @@ class TrainerConfig:
             self.accelerator,
             " | ".join(accelerators),
         )
+        devices_ok = (
+            self.devices == "auto"
+            or (isinstance(self.devices, int) and (self.devices >= 1 or self.devices == -1))
+            or (isinstance(self.devices, str) and self.devices.replace(",", "").isdigit())
+            or (isinstance(self.devices, list | tuple) and len(self.devices) > 0)
+        )
+        _check(devices_ok, "trainer.devices", self.devices, "an integer >= 1, -1, auto or [ids]")
+        _check(
+            self.strategy in _STRATEGIES or self.strategy in _lightning_strategies(),
+            "trainer.strategy",
+            self.strategy,
+            " | ".join(sorted(_STRATEGIES)) + " (or another Lightning strategy name)",
+        )
         precisions = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
         _check(
             self.precision in precisions,
@@ -231,6 +253,16 @@ class RunConfig:
     data_label: str = ""  # the store's data column; default: data.name
     loggers: list[str] = field(default_factory=lambda: ["csv", "tensorboard"])  # + mlflow
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+
+_STRATEGIES = {"auto", "ddp", "ddp_spawn", "ddp_notebook", "fsdp", "deepspeed", "single_device"}
+
+
+def _lightning_strategies() -> list[str]:
+    """Every strategy name Lightning registers (imported only for an uncommon name)."""
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return list(StrategyRegistry.available_strategies())
 
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -332,6 +364,9 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         message = _explain(error)
         raise ConfigError(message + _valid_keys_hint(message, overrides)) from None
     OmegaConf.set_struct(cfg, True)
+    from modalab.experiments.config_checks import check_added_keys
+
+    check_added_keys(cfg, overrides)  # +trainer.max_epoch=3 is a typo, not a new field
     validate_config(cfg)
     return cfg
 
@@ -342,6 +377,9 @@ def validate_config(cfg: DictConfig) -> None:
     Raises:
         ConfigError: Naming the key, the value and what is valid.
     """
+    from modalab.experiments.config_checks import check_cross_keys, check_finite
+
+    check_finite(cfg)  # NaN/inf anywhere, named by key, before any group's own checks
     if cfg.get("seed", 0) < 0:
         raise ConfigError(f"seed={cfg.seed} is invalid: expected an integer >= 0.")
     try:
@@ -362,6 +400,7 @@ def validate_config(cfg: DictConfig) -> None:
                     message = f"{group}: {message}"
                 raise ConfigError(message) from None
     _check_scenario_modalities(cfg)
+    check_cross_keys(cfg)
 
 
 def _check_scenario_modalities(cfg: DictConfig) -> None:
@@ -390,4 +429,9 @@ def _explain(error: Exception) -> str:
         if any(h in message for h in (f"'{group}'", f"{group}=", f"group {group}", f"'{group}/")):
             message += f"\nValid options for {group}=: {', '.join(group_options(group))}."
             break
+    if "model.encoders." in message and "not in struct" in message:
+        message += (
+            "\nmodel.encoders is empty by default: choose an encoder with a leading '+', e.g. "
+            "+model.encoders.image=cnn2d (see `modalab list encoders`)."
+        )
     return message + "\nRun `modalab run --cfg` to print the full default config."

@@ -35,6 +35,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from modalab.data.files import CorruptDataError
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import Splits, make_loader
 from modalab.evaluation.diagnostics import representation_diagnostics
@@ -51,9 +52,15 @@ from modalab.evaluation.repair import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
-from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
+from modalab.experiments.checkpoint import AtomicCheckpointIO, intact_checkpoint, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
-from modalab.experiments.errors import RunInterrupted, TrainingError
+from modalab.experiments.data_checks import (
+    check_environment,
+    check_finite_features,
+    check_run_data,
+    integrity_records,
+)
+from modalab.experiments.errors import DataError, RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
 from modalab.experiments.store import ResultsStore
@@ -125,6 +132,7 @@ class RunResult:
     eval_seconds: float
     is_global_zero: bool = True
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data_info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """The metrics as a DataFrame, one row per metric × modality × condition."""
@@ -154,6 +162,8 @@ def _call_with_config(
         raise ConfigError(f"Unknown keys {unknown} in {where}; valid keys: {valid}.")
     try:
         return builder(**extra, **kwargs)
+    except (CorruptDataError, DataError):
+        raise  # a bad file is a data error (exit 3), not a configuration error
     except (TypeError, ValueError) as error:
         raise ConfigError(f"Invalid {where}: {error}") from error
 
@@ -364,6 +374,7 @@ def load_finished(run_dir: str | Path) -> RunResult:
         train_seconds=float(payload["train_seconds"]),
         eval_seconds=float(payload["eval_seconds"]),
         training=dict(payload.get("training", {})),
+        data_info={k: payload[k] for k in ("skipped", "leakage") if k in payload},
     )
 
 
@@ -433,6 +444,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     seed = int(plain["seed"])
     store = ResultsStore(plain["store"]) if plain.get("store") else None
     _severity(plain)  # a bad severity_key fails before training, not after
+    check_environment(plain)  # no GPU, unwritable folders: before anything is written
     run_dir = _run_dir(plain)
     if plain["resume"] and (run_dir / "metrics.json").exists():
         finished = load_finished(run_dir)
@@ -449,7 +461,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     threads = apply_threads(choose_threads(options.threads, processes))
     L.seed_everything(seed, workers=True, verbose=False)
-    splits = build_data(plain["data"])
+    splits = check_run_data(plain, build_data(plain["data"]))
     scenarios = build_run_scenarios(plain.get("scenario"), splits)
     seen = {
         stage: apply_scenarios(splits, scenarios, stage, seed)
@@ -478,9 +490,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
         atomic_write_text(run_dir / "config.yaml", config_text)
     checkpoints = run_dir / "checkpoints"
-    resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
-    if resume_from is not None and not resume_from.exists():
-        resume_from = None  # interrupted before the first checkpoint: start over
+    # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
+    # none: interrupted before the first checkpoint, start over.
+    resume_from = intact_checkpoint(checkpoints) if plain["resume"] else None
     trainer = L.Trainer(
         **trainer_cfg,
         default_root_dir=str(run_dir),
@@ -547,6 +559,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         )
         for split in (seen["downstream"], seen["val"], seen["test"])
     )
+    check_finite_features({"train": train_f, "val": val_f, "test": test_f}, run_dir)
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
@@ -572,9 +585,13 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             method.device,
         )
         metrics += zero_shot_records(test_f, classes, "text")
+    metrics += integrity_records(splits.info)  # skipped files, removed duplicates (if any)
     eval_seconds = time.perf_counter() - start
 
-    result = RunResult(run_dir, metrics, plain, train_seconds, eval_seconds, training=training)
+    data_info = {k: splits.info[k] for k in ("skipped", "leakage") if k in splits.info}
+    result = RunResult(
+        run_dir, metrics, plain, train_seconds, eval_seconds, training=training, data_info=data_info
+    )
     if store is not None:  # before metrics.json: a run marked finished is in the store
         store.append(run_id(plain), _store_rows(result))
     _write_metrics(result)
@@ -639,6 +656,7 @@ def _write_metrics(result: RunResult) -> None:
         "training": result.training,
         "versions": _versions(),
         "metrics": [dataclasses.asdict(r) for r in result.metrics],
+        **result.data_info,  # skipped files (names, errors) and removed duplicates
     }
     table = result.table()
     table.insert(0, "method", cfg["method"]["name"])

@@ -88,14 +88,24 @@ class ResultsStore:
         return self.rows_dir / f"{run_id}.parquet"
 
     def has(self, run_id: str) -> bool:
-        """Whether the run's rows are in the store."""
-        return self.path(run_id).exists()
+        """Whether the run's rows are in the store (a corrupt file does not count)."""
+        path = self.path(run_id)
+        return path.exists() and _readable(path)
 
     def run_ids(self) -> set[str]:
-        """Ids of every run in the store."""
+        """Ids of every run in the store whose file reads (see :meth:`corrupt_ids`)."""
         if not self.rows_dir.exists():
             return set()
-        return {p.stem for p in self.rows_dir.glob("*.parquet")}
+        return {p.stem for p in self.rows_dir.glob("*.parquet") if _readable(p)}
+
+    def corrupt_ids(self) -> set[str]:
+        """Ids of runs whose file is not a readable Parquet file (truncated, overwritten).
+
+        A sweep re-runs them (their file is replaced atomically); :meth:`read` refuses them.
+        """
+        if not self.rows_dir.exists():
+            return set()
+        return {p.stem for p in self.rows_dir.glob("*.parquet") if not _readable(p)}
 
     def append(self, run_id: str, rows: Iterable[dict[str, object]] | pd.DataFrame) -> None:
         """Write the rows of one run atomically (temporary file, then rename).
@@ -134,6 +144,28 @@ class ResultsStore:
     def read(self) -> pd.DataFrame:
         """Every row of the store as one DataFrame (empty, with the columns, if none)."""
         files = sorted(self.rows_dir.glob("*.parquet")) if self.rows_dir.exists() else []
+        corrupt = [f for f in files if not _readable(f)]
+        if corrupt:
+            from modalab.experiments.errors import DataError
+
+            listed = "\n".join(f"  - {f}" for f in corrupt[:10])
+            raise DataError(
+                f"The results store {self.root} holds {len(corrupt)} unreadable run file(s) "
+                f"(truncated or not Parquet):\n{listed}\nDelete them and run the sweep again "
+                "to recompute those runs (`modalab sweep STUDY --dry-run` marks them corrupt)."
+            )
         if not files:
             return SCHEMA.empty_table().to_pandas()
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def _readable(path: Path) -> bool:
+    """Whether ``path`` is a complete Parquet file (its footer reads).
+
+    Columns are checked by the readers, which name the missing ones.
+    """
+    try:
+        pq.ParquetFile(path).schema_arrow  # noqa: B018  (reading the footer is the check)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return True

@@ -292,26 +292,116 @@ class SweepSummary:
     store: str
 
 
+#: What :func:`_execute` returns for a run another process holds the lock of.
+BUSY = -1.0
+#: What :func:`_execute` returns for a run another process finished meanwhile.
+ALREADY_DONE = -2.0
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM outside a Lightning fit: stop as Lightning does at the end of a step."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    raise SIGTERMException  # the runner turns it into RunInterrupted (failure.json, hint)
+
+
 def _init_worker(threads: int) -> None:
+    import signal
+
     import lightning.pytorch  # noqa: F401  (it sets its loggers' levels on import)
     import torch
 
     torch.set_num_threads(threads)
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # The parent handles Ctrl+C (the terminal sends SIGINT to the whole process group) and
+    # forwards SIGTERM; inside a fit Lightning's own SIGTERM handler (which also calls this
+    # one) stops at the end of the step, elsewhere this one stops at once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _sigterm_in_worker)
 
 
-def _execute(overrides: list[str]) -> float:
-    """Compose and run one configuration; returns its wall time."""
+def _sigterm_in_worker(signum: int, frame: object) -> None:
+    """SIGTERM in a run's process: Lightning's fit handles it, elsewhere the run stops now."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is _sigterm_in_worker:  # not inside Lightning's fit
+        _stop_on_sigterm(signum, frame)
+
+
+def _lock_path(store: str, run_id: str) -> Path:
+    return Path(store) / ".locks" / f"{run_id}.lock"
+
+
+def _execute(overrides: list[str], store: str = "", run_id: str = "") -> float:
+    """Compose and run one configuration under its lock; returns its wall time.
+
+    Returns :data:`BUSY` when another process holds the run's lock (another sweep of the
+    same study trains it) and :data:`ALREADY_DONE` when its rows appeared in the store
+    meanwhile.
+    """
     import warnings
+
+    from filelock import FileLock, Timeout
 
     from modalab.experiments.runner import run
 
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        run(compose_config(overrides), quiet=True)
+    lock = FileLock(str(_lock_path(store, run_id))) if store and run_id else None
+    if lock is not None:
+        Path(lock.lock_file).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return BUSY
+    try:
+        if store and run_id and ResultsStore(store).has(run_id):
+            return ALREADY_DONE
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run(compose_config(overrides), quiet=True)
+    finally:
+        if lock is not None:
+            lock.release()
     return time.perf_counter() - start
+
+
+def _dropped(run: GridRun) -> str:
+    """What the run's data build dropped, from its ``metrics.json``, for the progress line.
+
+    Warnings are muted in workers, so the sweep says it itself.
+    """
+    import json
+
+    output_dir = next(
+        (o.split("=", 1)[1] for o in run.overrides if o.startswith("output_dir=")), ""
+    )
+    try:
+        payload = json.loads((Path(output_dir) / run.run_id / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    skipped = payload.get("skipped") or {}
+    removed = sum((payload.get("leakage") or {}).get("removed", {}).values())
+    note = ""
+    if skipped.get("count"):
+        names = ", ".join(Path(f).name for f in skipped.get("files", [])[:3])
+        note += f"; {skipped['count']} file(s) skipped: {names}"
+    if removed:
+        note += f"; {removed} duplicate(s) of training samples removed"
+    return note
+
+
+def _interrupted(signal_number: int, done: int, stopped: int) -> RunInterrupted:
+    import signal
+
+    name = signal.Signals(signal_number).name
+    return RunInterrupted(
+        f"The sweep was interrupted by {name}: {done} run(s) finished now, {stopped} stopped "
+        "(their last checkpoints are kept), none started after the signal. Run the same "
+        "`modalab sweep` command again to resume: finished runs are skipped, stopped ones "
+        "continue from their checkpoints.",
+        signal_number,
+    )
 
 
 def run_sweep(
@@ -322,6 +412,11 @@ def run_sweep(
 ) -> SweepSummary:
     """Run the grid's unfinished runs, ``jobs`` at a time, and report progress.
 
+    SIGTERM or SIGINT (Ctrl+C) stops the sweep: no further run starts, the running ones stop
+    at the end of their current step (checkpoint kept) and :class:`RunInterrupted` is raised
+    once every worker has ended. Each run holds a lock (``<store>/.locks/<run_id>.lock``)
+    while it trains, so a second sweep of the same study skips it with a message.
+
     Args:
         runs: The expanded grid (:func:`expand_study`).
         store: The results store the runs append to.
@@ -330,7 +425,14 @@ def run_sweep(
 
     Returns:
         The summary; failed runs are listed, never hidden.
+
+    Raises:
+        RunInterrupted: After SIGTERM/SIGINT (exit status ``128 + signal``).
     """
+    import signal
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     start = time.perf_counter()
     finished = ResultsStore(store).run_ids()
     todo = [r for r in runs if r.run_id not in finished]
@@ -338,37 +440,101 @@ def run_sweep(
     skipped = total - len(todo)
     progress(f"sweep: {total} runs, {skipped} already in {store}, {len(todo)} to run, {jobs} jobs")
     failed: list[tuple[str, str]] = []
+    busy: list[str] = []
     count = skipped
+    done = 0
 
     def report(run: GridRun, seconds: float | None, error: BaseException | None) -> None:
-        nonlocal count
+        nonlocal count, done, skipped
         count += 1
-        if error is None:
-            progress(f"[{count}/{total}] done   {run.label} ({seconds:.1f}s)")
+        if error is None and seconds == BUSY:
+            busy.append(run.label)
+            progress(
+                f"[{count}/{total}] busy   {run.label}: another process is training it "
+                f"(lock {_lock_path(store, run.run_id)}); skipped here"
+            )
+        elif error is None and seconds == ALREADY_DONE:
+            skipped += 1
+            progress(f"[{count}/{total}] done elsewhere {run.label}")
+        elif error is None:
+            done += 1
+            progress(f"[{count}/{total}] done   {run.label} ({seconds:.1f}s){_dropped(run)}")
         else:
             failed.append((run.label, f"{type(error).__name__}: {error}"))
             progress(f"[{count}/{total}] FAILED {run.label}: {type(error).__name__}: {error}")
 
     threads = auto_threads(available_cpus(), load_average(), jobs)  # the idle cores per worker
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # inherited by spawned workers
+    stop: list[int] = []  # the signal that stopped the sweep
     if jobs == 1:
-        for run in todo:
-            try:
-                report(run, _execute(run.overrides), None)
-            except RunInterrupted:  # SIGTERM / Ctrl+C stops the sweep, not just this run
-                raise
-            except Exception as error:  # reported and counted, the sweep goes on
-                report(run, None, error)
+        previous = signal.signal(signal.SIGTERM, _sigterm_in_worker)
+        try:
+            for run in todo:
+                try:
+                    report(run, _execute(run.overrides, store, run.run_id), None)
+                except RunInterrupted as error:  # SIGTERM / Ctrl+C stops the sweep
+                    raise _interrupted(error.signal_number, done, 1) from None
+                except SIGTERMException:
+                    raise _interrupted(signal.SIGTERM, done, 1) from None
+                except KeyboardInterrupt:
+                    raise _interrupted(signal.SIGINT, done, 1) from None
+                except Exception as error:  # reported and counted, the sweep goes on
+                    report(run, None, error)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     else:
         context = multiprocessing.get_context("spawn")
-        with futures.ProcessPoolExecutor(
+        pool = futures.ProcessPoolExecutor(
             jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)
-        ) as pool:
-            pending = {pool.submit(_execute, run.overrides): run for run in todo}
-            for future in futures.as_completed(pending):
-                failure = future.exception()
-                report(pending[future], None if failure else future.result(), failure)
-    done = len(todo) - len(failed)
+        )
+
+        def on_signal(signum: int, frame: object) -> None:
+            if not stop:
+                stop.append(signum)
+                progress(f"sweep: {signal.Signals(signum).name} received; stopping the workers")
+            for process in list(getattr(pool, "_processes", {}).values()):
+                if process.is_alive() and process.pid is not None:
+                    try:
+                        os.kill(process.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+
+        handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        stopped = 0
+        try:
+            queue = list(todo)
+            pending: dict[futures.Future[float], GridRun] = {}
+            while queue or pending:
+                while queue and not stop and len(pending) < jobs:  # never more than jobs queued
+                    run = queue.pop(0)
+                    pending[pool.submit(_execute, run.overrides, store, run.run_id)] = run
+                if not pending:
+                    break
+                ready, _ = futures.wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+                for future in ready:
+                    run = pending.pop(future)
+                    failure = future.exception()
+                    if stop and isinstance(
+                        failure, (RunInterrupted, SIGTERMException, futures.BrokenExecutor)
+                    ):
+                        stopped += 1
+                        progress(f"[{count + 1}/{total}] stopped {run.label}")
+                        count += 1
+                        continue
+                    if isinstance(failure, RunInterrupted):  # a worker signalled directly
+                        stop.append(failure.signal_number)
+                        stopped += 1
+                        count += 1
+                        continue
+                    report(run, None if failure else future.result(), failure)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+        if stop:
+            raise _interrupted(stop[0], done, stopped)
+    if busy:
+        progress(f"sweep: {len(busy)} run(s) skipped, being trained by another process")
     return SweepSummary(total, skipped, done, failed, time.perf_counter() - start, store)
 
 
