@@ -588,7 +588,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics += integrity_records(splits.info)  # skipped files, removed duplicates (if any)
     eval_seconds = time.perf_counter() - start
 
-    data_info = {k: splits.info[k] for k in ("skipped", "leakage") if k in splits.info}
+    data_info: dict[str, Any] = {
+        k: splits.info[k] for k in ("skipped", "leakage") if k in splits.info
+    }
     result = RunResult(
         run_dir, metrics, plain, train_seconds, eval_seconds, training=training, data_info=data_info
     )
