@@ -203,3 +203,49 @@ def test_format_cell() -> None:
     cell.ci = st.wilson_interval(150, 250)
     assert st.format_cell(cell, show_n=True, show_p=False).endswith("(n=3) [0.538, 0.659]")
     assert st.format_cell(st.CellStats.of([])) == "—"
+
+
+def test_bootstrap_from_stored_accuracy_equals_bootstrap_of_the_vector() -> None:
+    rng = np.random.default_rng(3)
+    vector = (rng.random(250) < 0.64).astype(float)
+    rebuilt = st.correctness_from_accuracy(float(vector.mean()), 250)
+    assert rebuilt.sum() == vector.sum()
+    a = st.bootstrap_ci(vector, n_resamples=4000, seed=5)
+    b = st.bootstrap_ci(rebuilt, n_resamples=4000, seed=6)
+    assert (a.low, a.high) == pytest.approx((b.low, b.high), abs=0.01)
+
+
+def test_record_samples_flags_a_collapsed_probe() -> None:
+    """A probe on constant features predicts one class: top share 1, accuracy = majority rate."""
+    import torch
+
+    from modalab.evaluation.features import EvalConfig, FeatureSet, evaluate_representations
+
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> FeatureSet:
+        label = torch.tensor([0] * (n // 2) + [1] * (n // 4) + [2] * (n - n // 2 - n // 4))
+        informative = torch.nn.functional.one_hot(label, 3).float() * 3
+        informative += 0.1 * torch.randn(n, 3, generator=gen)
+        return FeatureSet(
+            features={"a": informative, "b": torch.zeros(n, 3)},
+            present={"a": torch.ones(n, dtype=torch.bool), "b": torch.ones(n, dtype=torch.bool)},
+            label=label,
+            label_observed=torch.ones(n, dtype=torch.bool),
+            clean_label=label,
+            index=torch.arange(n),
+        )
+
+    config = EvalConfig(l2_grid=[0.01], retrieval_ks=[1], record_samples=True)
+    records = evaluate_representations(split(80), split(40), split(120), 3, config)
+    value = {(r.metric, r.modality): r.value for r in records if r.condition == "labels=1"}
+    assert value[("linear_probe_n_test", "b")] == 120
+    assert value[("linear_probe_majority_rate", "b")] == pytest.approx(0.5)
+    assert value[("linear_probe_top_share", "b")] == 1.0
+    acc_b = value[("linear_probe_acc", "b")]
+    assert st.degenerate_marks([acc_b], majority_rate=0.5) == st.COLLAPSED
+    assert value[("linear_probe_acc", "a")] == 1.0
+    assert value[("linear_probe_top_share", "a")] == pytest.approx(0.5)
+    assert st.degenerate_marks([1.0], majority_rate=0.5) == ""
+    off = evaluate_representations(split(80), split(40), split(120), 3, EvalConfig(l2_grid=[0.01]))
+    assert not any(r.metric == "linear_probe_n_test" for r in off)

@@ -133,6 +133,13 @@ class EvalConfig:
             (:func:`modalab.evaluation.repair.noisy_probe_records`); empty: none.
         noisy_probe_forget_rate: With noisy probes, the fraction flagged as mislabelled and
             dropped by a small-loss cross-entropy probe (0: no such probe).
+        record_samples: Also record, per linear probe, the test-set size
+            (``linear_probe_n_test``), the majority-class rate of its test labels
+            (``linear_probe_majority_rate``) and the share of its most predicted class
+            (``linear_probe_top_share``): what confidence intervals over test samples and the
+            collapsed-probe mark of :mod:`modalab.evaluation.statistics` need (the correctness
+            vector of an accuracy is, for the bootstrap, its count of correct samples out of
+            ``n``).
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
@@ -143,6 +150,7 @@ class EvalConfig:
     probe_modalities: bool = True
     noisy_probe_losses: list[str] = field(default_factory=list)
     noisy_probe_forget_rate: float = 0.0
+    record_samples: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -184,6 +192,40 @@ def _views(split: FeatureSet, modalities: Sequence[str]) -> dict[str, tuple[Tens
     views = {m: (split.features[m], torch.nonzero(split.present[m]).flatten()) for m in modalities}
     views[FUSED] = (split.fused(), torch.arange(split.label.shape[0]))
     return views
+
+
+def sample_records(
+    predictions: Tensor, label: Tensor, modality: str, condition: str
+) -> list[MetricRecord]:
+    """Test-set size, majority-class rate and top predicted share of one probe's predictions.
+
+    Args:
+        predictions: ``[N]`` predicted classes.
+        label: ``[N]`` true classes.
+        modality: View the probe was fitted on.
+        condition: Its condition (``labels=1``).
+
+    Returns:
+        Records ``linear_probe_n_test``, ``linear_probe_majority_rate`` and
+        ``linear_probe_top_share``.
+
+    Example:
+        >>> import torch
+        >>> rows = sample_records(torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 1, 1]), "f", "")
+        >>> [(r.metric, r.value) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+        [('linear_probe_n_test', 4.0), ('linear_probe_majority_rate', 0.75),
+         ('linear_probe_top_share', 0.75)]
+    """
+    n = int(label.numel())
+
+    def top(x: Tensor) -> float:
+        return float(torch.bincount(x.long()).max()) / n if n else float("nan")
+
+    return [
+        MetricRecord("linear_probe_n_test", float(n), modality, condition),
+        MetricRecord("linear_probe_majority_rate", top(label), modality, condition),
+        MetricRecord("linear_probe_top_share", top(predictions), modality, condition),
+    ]
 
 
 def evaluate_representations(
@@ -236,6 +278,10 @@ def evaluate_representations(
             records.append(
                 MetricRecord("linear_probe_acc", result.accuracy, view, f"labels={fraction:g}")
             )
+            if config.record_samples and result.predictions is not None:
+                records += sample_records(
+                    result.predictions, test.clean_label[r_te], view, f"labels={fraction:g}"
+                )
         pred = knn_predict(x_tr[r_tr], train.label[r_tr], x_te[r_te], num_classes, config.knn_k)
         accuracy = float((pred == test.clean_label[r_te]).float().mean())
         records.append(MetricRecord("knn_acc", accuracy, view, f"k={config.knn_k}"))

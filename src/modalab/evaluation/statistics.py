@@ -357,6 +357,23 @@ def bootstrap_ci(
     return Interval(float(low), float(high), estimate, confidence, "bca")
 
 
+def correctness_from_accuracy(accuracy: float, n: int) -> NDArray[np.float64]:
+    """A 0/1 correctness vector with ``round(accuracy * n)`` ones out of ``n``.
+
+    The bootstrap of a mean of 0/1 values depends only on the count of ones: this vector
+    stands in for the per-sample record of a stored accuracy whose test-set size is known
+    (``eval.record_samples=true`` stores ``linear_probe_n_test``).
+
+    Example:
+        >>> correctness_from_accuracy(0.75, 4).tolist()
+        [1.0, 1.0, 1.0, 0.0]
+    """
+    if n < 1 or not 0 <= accuracy <= 1:
+        raise ValueError(f"Need n >= 1 and an accuracy in [0, 1], got {accuracy} on {n}.")
+    ones = round(accuracy * n)
+    return np.r_[np.ones(ones), np.zeros(n - ones)]
+
+
 def _groups(correct: ArrayLike | Sequence[ArrayLike]) -> list[NDArray[np.float64]]:
     if isinstance(correct, np.ndarray) and correct.ndim == 2:
         groups = [np.asarray(row, dtype=float) for row in correct]
