@@ -244,8 +244,15 @@ def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """Hash of what a run computes, without seed and study: seeds of one config share it."""
-    return _digest(_identity(cfg, drop=("seed", "study")))
+    """Hash of what a run computes, without seed and study: seeds of one config share it.
+
+    A ``data.seed`` equal to the seed (a study's ``seed_data: true``) counts as tied to it.
+    """
+    identity = _identity(cfg, drop=("seed", "study"))
+    data = identity.get("data")
+    if isinstance(data, Mapping) and "seed" in data and data["seed"] == cfg.get("seed"):
+        identity["data"] = {**data, "seed": "${seed}"}
+    return _digest(identity)
 
 
 def run_id(cfg: Mapping[str, Any]) -> str:
