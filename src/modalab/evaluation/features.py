@@ -22,6 +22,8 @@ __all__ = [
 ]
 
 FUSED = "fused"
+#: How an absent modality's slot of the joint-space fused probe is filled (``eval.missing_fill``).
+MISSING_FILLS = ("zeros", "substitute")
 
 
 @dataclass
@@ -74,6 +76,46 @@ class FeatureSet:
         names = list(self.features)
         parts = [self.features[n] * self.present[n].unsqueeze(1).float() for n in names]
         flags = torch.stack([self.present[n] for n in names], dim=1).float()
+        return torch.cat([*parts, flags], dim=1)
+
+    def fused_joint(self, fill: str = "zeros") -> Tensor:
+        """Concatenation of the joint-space embeddings (L2-normalised) and presence flags.
+
+        In a contrastively aligned space (CLIP-style) the embedding of a present modality is
+        an estimate of an absent one's: ``fill="substitute"`` puts the mean of the present
+        modalities' normalised embeddings in an absent modality's slot (rows with no
+        modality at all stay zero); ``fill="zeros"`` zeroes it, as :meth:`fused` does.
+
+        Returns:
+            ``[N, M * E + M]``.
+
+        Raises:
+            ValueError: If the joint embeddings differ in width (no shared space) or ``fill``
+                is unknown.
+
+        Example:
+            >>> present = {"a": torch.tensor([True, False]), "b": torch.tensor([True, True])}
+            >>> emb = {"a": torch.tensor([[1.0, 0.0], [1.0, 0.0]]),
+            ...        "b": torch.tensor([[0.0, 2.0], [0.0, 3.0]])}
+            >>> fs = FeatureSet(emb, present, torch.zeros(2), torch.ones(2, dtype=torch.bool),
+            ...                 torch.zeros(2), torch.arange(2))
+            >>> fs.fused_joint("substitute")[1].tolist()
+            [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+        """
+        if fill not in MISSING_FILLS:
+            raise ValueError(f"fill={fill!r} is unknown; use one of {MISSING_FILLS}.")
+        names = list(self.joint)
+        if len({self.joint[n].shape[1] for n in names}) != 1:
+            raise ValueError("The joint embeddings differ in width: no shared space to fill.")
+        emb = {n: torch.nn.functional.normalize(self.joint[n].float(), dim=1) for n in names}
+        mask = {n: self.present[n].unsqueeze(1).float() for n in names}
+        parts = [emb[n] * mask[n] for n in names]
+        if fill == "substitute":
+            total = sum(parts, torch.zeros_like(parts[0]))
+            count = sum((mask[n] for n in names), torch.zeros_like(mask[names[0]]))
+            mean = total / count.clamp_min(1.0)
+            parts = [p + (1 - mask[n]) * mean for p, n in zip(parts, names)]
+        flags = torch.cat([mask[n] for n in names], dim=1)
         return torch.cat([*parts, flags], dim=1)
 
 
@@ -140,6 +182,11 @@ class EvalConfig:
             collapsed-probe mark of :mod:`modalab.evaluation.statistics` need (the correctness
             vector of an accuracy is, for the bootstrap, its count of correct samples out of
             ``n``).
+        missing_fill: Extra fused probes in the joint (aligned) space, one per fill of an
+            absent modality's slot: ``zeros`` (view ``fused_joint_zeros``) and/or
+            ``substitute`` (view ``fused_joint_substitute``: the mean embedding of the
+            present modalities stands in for the absent one, the natural fallback of a
+            CLIP-style model). Empty: none. Needs joint embeddings of one width.
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
@@ -151,6 +198,7 @@ class EvalConfig:
     noisy_probe_losses: list[str] = field(default_factory=list)
     noisy_probe_forget_rate: float = 0.0
     record_samples: bool = False
+    missing_fill: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -181,16 +229,28 @@ class EvalConfig:
                 f"eval.noisy_probe_forget_rate={self.noisy_probe_forget_rate} is invalid: "
                 "expected a fraction in [0, 1)."
             )
+        bad_fills = [x for x in self.missing_fill if x not in MISSING_FILLS]
+        if bad_fills:
+            raise ValueError(
+                f"eval.missing_fill={list(self.missing_fill)} is invalid: expected fills among "
+                f"{', '.join(MISSING_FILLS)}."
+            )
         if self.batch_size < 1:
             raise ValueError(
                 f"eval.batch_size={self.batch_size} is invalid: expected an integer >= 1."
             )
 
 
-def _views(split: FeatureSet, modalities: Sequence[str]) -> dict[str, tuple[Tensor, Tensor]]:
-    """``{view: (features, rows)}`` for each modality (its present rows) and for ``fused``."""
+def _views(
+    split: FeatureSet, modalities: Sequence[str], fills: Sequence[str] = ()
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{view: (features, rows)}`` per modality (its present rows), ``fused`` and joint fills."""
     views = {m: (split.features[m], torch.nonzero(split.present[m]).flatten()) for m in modalities}
-    views[FUSED] = (split.fused(), torch.arange(split.label.shape[0]))
+    every = torch.arange(split.label.shape[0])
+    views[FUSED] = (split.fused(), every)
+    widths = {e.shape[1] for e in split.joint.values()}
+    for fill in fills if len(split.joint) > 1 and len(widths) == 1 else ():
+        views[f"{FUSED}_joint_{fill}"] = (split.fused_joint(fill), every)
     return views
 
 
@@ -255,7 +315,8 @@ def evaluate_representations(
     """
     config = config or EvalConfig()
     modalities = list(train.features) if config.probe_modalities else []
-    tr, va, te = _views(train, modalities), _views(val, modalities), _views(test, modalities)
+    fills = config.missing_fill
+    tr, va, te = (_views(s, modalities, fills) for s in (train, val, test))
     records: list[MetricRecord] = []
     for view in tr:
         (x_tr, r_tr), (x_va, r_va), (x_te, r_te) = tr[view], va[view], te[view]

@@ -129,7 +129,8 @@ class TrainerConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
-        _check(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        # 0: the encoders are evaluated as initialised (the random-encoder lower bound).
+        _check(self.max_epochs >= 0, "trainer.max_epochs", self.max_epochs, "an integer >= 0")
         _check(self.batch_size >= 2, "trainer.batch_size", self.batch_size, "an integer >= 2")
         _check(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
         _check(
