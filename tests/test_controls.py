@@ -103,3 +103,36 @@ def test_unimodal_baseline_and_random_encoder_switches(tmp_path: Path) -> None:
     state = fresh.state_dict()
     assert saved.keys() == state.keys()
     assert all(torch.equal(saved[k], state[k]) for k in state)
+
+
+@pytest.mark.slow
+def test_probe_fitted_under_the_obstacle_equals_a_run_whose_probe_sees_it(tmp_path: Path) -> None:
+    """eval.probe_fit=both: the extra probe is the one a run with stage=[downstream,test] fits."""
+    from modalab.experiments.config import compose_config
+    from modalab.experiments.runner import run
+
+    base = [
+        *TINY,
+        f"output_dir={tmp_path}",
+        "trainer.max_epochs=1",
+        "method=supervised",
+        "scenario=[missing]",
+        "scenario.missing.modalities=[image]",
+        "scenario.missing.rate=0.7",
+    ]
+    both = run(
+        compose_config([*base, "scenario.missing.stage=[test]", "eval.probe_fit=both"]), True
+    )
+    seen = run(compose_config([*base, "scenario.missing.stage=[downstream,test]"]), True)
+
+    def acc(result, condition: str) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        return {
+            r.modality: r.value
+            for r in result.metrics
+            if r.metric == "linear_probe_acc" and r.condition == condition
+        }
+
+    under = acc(both, "labels=1,fit=obstacle")
+    assert set(under) == set(acc(both, "labels=1")) == {"image", "text", "audio", "fused"}
+    assert under == pytest.approx(acc(seen, "labels=1"), abs=1e-6)
+    assert not any(r.condition.endswith("fit=obstacle") for r in seen.metrics)

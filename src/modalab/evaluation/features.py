@@ -187,6 +187,11 @@ class EvalConfig:
             ``substitute`` (view ``fused_joint_substitute``: the mean embedding of the
             present modalities stands in for the absent one, the natural fallback of a
             CLIP-style model). Empty: none. Needs joint embeddings of one width.
+        probe_fit: ``stage``: probes are fitted on the downstream split as the scenarios'
+            stages leave it (a scenario with ``stage=[test]`` gives a clean-fitted probe);
+            ``both``: also probes fitted with every test-time obstacle applied to their
+            training split (records with condition ``...,fit=obstacle``). Together with the
+            method's own head (``head_acc``) a robustness result is then read three ways.
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])
@@ -199,6 +204,7 @@ class EvalConfig:
     noisy_probe_forget_rate: float = 0.0
     record_samples: bool = False
     missing_fill: list[str] = field(default_factory=list)
+    probe_fit: str = "stage"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
@@ -234,6 +240,10 @@ class EvalConfig:
             raise ValueError(
                 f"eval.missing_fill={list(self.missing_fill)} is invalid: expected fills among "
                 f"{', '.join(MISSING_FILLS)}."
+            )
+        if self.probe_fit not in ("stage", "both"):
+            raise ValueError(
+                f"eval.probe_fit={self.probe_fit!r} is invalid: expected stage or both."
             )
         if self.batch_size < 1:
             raise ValueError(
@@ -357,3 +367,34 @@ def evaluate_representations(
         for k, value in recall.items():
             records.append(MetricRecord(f"recall@{k}", value, f"{a}->{b}"))
     return records
+
+
+def obstacle_fitted_records(
+    train: FeatureSet,
+    val: FeatureSet,
+    test: FeatureSet,
+    num_classes: int,
+    config: EvalConfig,
+    seed: int = 0,
+) -> list[MetricRecord]:
+    """Linear probes fitted on ``train`` taken under the test-time obstacles.
+
+    Args:
+        train: Features of the downstream split with the test-time scenarios applied
+            (:func:`modalab.scenarios.fitted_under_test`).
+        val: Validation features (penalty selection).
+        test: Test features.
+        num_classes: Number of classes.
+        config: Protocol settings (its label fractions, penalties and views).
+        seed: Seed of label subsets.
+
+    Returns:
+        The ``linear_probe_acc`` records (and sample records when asked) of
+        :func:`evaluate_representations`, their condition suffixed ``,fit=obstacle``.
+    """
+    records = evaluate_representations(train, val, test, num_classes, config, seed=seed)
+    return [
+        MetricRecord(r.metric, r.value, r.modality, f"{r.condition},fit=obstacle")
+        for r in records
+        if r.metric.startswith("linear_probe_")
+    ]

@@ -44,6 +44,7 @@ from modalab.evaluation.features import (
     MetricRecord,
     evaluate_representations,
     extract_features,
+    obstacle_fitted_records,
 )
 from modalab.evaluation.repair import (
     head_accuracy_records,
@@ -62,7 +63,13 @@ from modalab.experiments.teachers import load_run_encoder as _register_run_teach
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
-from modalab.scenarios import SCENARIOS, Scenario, apply_scenarios, build_scenarios
+from modalab.scenarios import (
+    SCENARIOS,
+    Scenario,
+    apply_scenarios,
+    build_scenarios,
+    fitted_under_test,
+)
 
 __all__ = [
     "RunInterrupted",
@@ -542,6 +549,18 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
+    if eval_cfg.probe_fit == "both":  # probes fitted under the test-time obstacles too
+        under = apply_scenarios(splits, fitted_under_test(scenarios), "downstream", seed)
+        under_f = extract_features(
+            method.representations,
+            under,
+            method.joint_embeddings,
+            eval_cfg.batch_size,
+            device=method.device,
+        )
+        metrics += obstacle_fitted_records(
+            under_f, val_f, test_f, splits.num_classes, eval_cfg, seed
+        )
     metrics += representation_diagnostics(test_f.features, test_f.joint, test_f.present)
     metrics += head_accuracy_records(method, seen["test"], eval_cfg.batch_size)
     metrics += pair_flag_records(method, seen["pretrain"])
