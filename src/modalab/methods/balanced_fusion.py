@@ -34,6 +34,24 @@ from modalab.objectives.supervised import masked_cross_entropy
 __all__ = ["BLENDS", "MODULATIONS", "BalancedFusionMethod", "build_grad_blend", "build_ogm_ge"]
 
 MODULATIONS = ("none", "ogm", "ogm_ge")
+#: Which encoder parameters OGM(-GE) modulates (``method.modulated_params``).
+MODULATED_PARAMS = ("all", "conv")
+
+
+def modulated_parameters(encoder: nn.Module, which: str) -> list[nn.Parameter]:
+    """The parameters of ``encoder`` that OGM(-GE) modulates: all, or its convolution weights.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(4))
+        >>> [tuple(p.shape) for p in modulated_parameters(net, "conv")]
+        [(2, 1, 3, 3)]
+    """
+    if which == "all":
+        return list(encoder.parameters())
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [m.weight for m in encoder.modules() if isinstance(m, convs)]
+
+
 BLENDS = ("none", "fixed", "ogb")
 FUSED = "fused"
 
@@ -50,6 +68,11 @@ class BalancedFusionMethod(L.LightningModule):
         alpha: OGM-GE modulation strength.
         modulation_start: First epoch with modulation.
         modulation_end: Epoch at which modulation stops (exclusive; ``-1``: never).
+        modulated_params: ``"all"`` (every parameter of each encoder) or ``"conv"`` (only
+            the weights of its convolutions, as the reference implementation does: it scales
+            and perturbs the gradients whose tensor is 4-D, the conv kernels of its ResNet-18
+            encoders; GeWu-Lab/OGM-GE_CVPR2022 ``main.py``, ``train_epoch``). Here any
+            ``Conv1d/2d/3d`` weight counts; an encoder without convolutions is an error.
         blend: ``"none"`` (fused loss only), ``"fixed"`` (fused + ``aux_weight`` × each unimodal
             loss) or ``"ogb"`` (weights re-estimated each epoch from train/val losses).
         aux_weight: Weight of each unimodal loss with ``blend="fixed"`` (and the initial weight
@@ -73,8 +96,14 @@ class BalancedFusionMethod(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
+        modulated_params: str = "all",
     ) -> None:
         super().__init__()
+        if modulated_params not in MODULATED_PARAMS:
+            raise ValueError(
+                f"method.modulated_params={modulated_params!r} is unknown; valid: "
+                f"{list(MODULATED_PARAMS)}."
+            )
         if modulation not in MODULATIONS:
             raise ValueError(
                 f"method.modulation={modulation!r} is unknown; valid: {list(MODULATIONS)}."
@@ -95,6 +124,16 @@ class BalancedFusionMethod(L.LightningModule):
             else None
         )
         self.modulation, self.alpha = modulation, alpha
+        self.modulated = {
+            m: modulated_parameters(encoder.encoders[m], modulated_params) for m in self.names
+        }
+        if modulation != "none":
+            bare = [m for m, params in self.modulated.items() if not params]
+            if bare:
+                raise ValueError(
+                    f"method.modulated_params={modulated_params!r}: the {bare} encoder(s) have "
+                    "no convolution to modulate; use modulated_params=all."
+                )
         self.modulation_start, self.modulation_end = modulation_start, modulation_end
         self.blend, self.aux_weight = blend, aux_weight
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
@@ -225,7 +264,7 @@ class BalancedFusionMethod(L.LightningModule):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.global_step))
         for m, k in self._coefficients.items():
             gaussian_enhanced_gradients(
-                self.encoder.encoders[m].parameters(),
+                self.modulated[m],
                 k,
                 generator,
                 enhance=self.modulation == "ogm_ge",
@@ -289,6 +328,7 @@ def build_ogm_ge(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    modulated_params: str = "all",
 ) -> BalancedFusionMethod:
     """Linear late fusion with on-the-fly gradient modulation (OGM-GE, Peng et al. 2022)."""
     return BalancedFusionMethod(
@@ -304,6 +344,7 @@ def build_ogm_ge(
         lr,
         weight_decay,
         seed,
+        modulated_params,
     )
 
 
@@ -321,6 +362,7 @@ def build_grad_blend(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    modulated_params: str = "all",
 ) -> BalancedFusionMethod:
     """Late fusion + unimodal auxiliary losses, gradient-blended (Wang et al., CVPR 2020)."""
     return BalancedFusionMethod(
@@ -336,4 +378,5 @@ def build_grad_blend(
         lr,
         weight_decay,
         seed,
+        modulated_params,
     )
