@@ -134,3 +134,13 @@ def test_conv_only_modulation_leaves_every_other_gradient_alone():
 def _method_conv_on_linear():
     enc = MultimodalEncoder(nn.ModuleDict({"a": nn.Linear(3, 4), "b": nn.Linear(2, 4)}))
     return build_ogm_ge(enc, 2, 4, modulation="ogm", modulated_params="conv")
+
+
+def test_reference_coefficient_rule_without_offset():
+    """ratio_offset=0 is the reference code's k = 1 - tanh(alpha * rho) for rho > 1."""
+    for sa, sv, alpha in [(3.0, 1.0, 0.5), (1.2, 1.0, 0.8), (5.0, 4.0, 0.1)]:
+        k = ogm_ge_coefficients({"a": sa, "v": sv}, alpha, ratio_offset=0.0)
+        assert k["a"] == pytest.approx(1 - math.tanh(alpha * sa / sv))
+        assert k["v"] == 1.0
+    k = ogm_ge_coefficients({"a": 1.0, "v": 1.0}, 0.5, ratio_offset=0.0)
+    assert k == {"a": 1.0, "v": 1.0}  # no modality leads: no damping

@@ -49,7 +49,8 @@ def modulated_parameters(encoder: nn.Module, which: str) -> list[nn.Parameter]:
     if which == "all":
         return list(encoder.parameters())
     convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    return [m.weight for m in encoder.modules() if isinstance(m, convs)]
+    weights = [m.weight for m in encoder.modules() if isinstance(m, convs)]
+    return [w for w in weights if isinstance(w, nn.Parameter)]
 
 
 BLENDS = ("none", "fixed", "ogb")
@@ -73,6 +74,8 @@ class BalancedFusionMethod(L.LightningModule):
             and perturbs the gradients whose tensor is 4-D, the conv kernels of its ResNet-18
             encoders; GeWu-Lab/OGM-GE_CVPR2022 ``main.py``, ``train_epoch``). Here any
             ``Conv1d/2d/3d`` weight counts; an encoder without convolutions is an error.
+        ratio_offset: ``k = 1 - tanh(alpha · (rho - ratio_offset))`` for the dominant
+            modality; ``0`` is the reference code's rule (:func:`ogm_ge_coefficients`).
         blend: ``"none"`` (fused loss only), ``"fixed"`` (fused + ``aux_weight`` × each unimodal
             loss) or ``"ogb"`` (weights re-estimated each epoch from train/val losses).
         aux_weight: Weight of each unimodal loss with ``blend="fixed"`` (and the initial weight
@@ -97,6 +100,7 @@ class BalancedFusionMethod(L.LightningModule):
         weight_decay: float = 1e-4,
         seed: int = 0,
         modulated_params: str = "all",
+        ratio_offset: float = 1.0,
     ) -> None:
         super().__init__()
         if modulated_params not in MODULATED_PARAMS:
@@ -123,7 +127,7 @@ class BalancedFusionMethod(L.LightningModule):
             if blend != "none"
             else None
         )
-        self.modulation, self.alpha = modulation, alpha
+        self.modulation, self.alpha, self.ratio_offset = modulation, alpha, ratio_offset
         self.modulated = {
             m: modulated_parameters(encoder.encoders[m], modulated_params) for m in self.names
         }
@@ -230,7 +234,7 @@ class BalancedFusionMethod(L.LightningModule):
         size = batch.batch_size
         if self._modulating() and bool(rows.any()):
             scores = modality_scores(shares, batch.label, rows)
-            self._coefficients = ogm_ge_coefficients(scores, self.alpha)
+            self._coefficients = ogm_ge_coefficients(scores, self.alpha, self.ratio_offset)
             for m in self.names:
                 self.log(
                     f"train/score_{m}",
@@ -329,6 +333,7 @@ def build_ogm_ge(
     weight_decay: float = 1e-4,
     seed: int = 0,
     modulated_params: str = "all",
+    ratio_offset: float = 1.0,
 ) -> BalancedFusionMethod:
     """Linear late fusion with on-the-fly gradient modulation (OGM-GE, Peng et al. 2022)."""
     return BalancedFusionMethod(
@@ -345,6 +350,7 @@ def build_ogm_ge(
         weight_decay,
         seed,
         modulated_params,
+        ratio_offset,
     )
 
 
@@ -363,6 +369,7 @@ def build_grad_blend(
     weight_decay: float = 1e-4,
     seed: int = 0,
     modulated_params: str = "all",
+    ratio_offset: float = 1.0,
 ) -> BalancedFusionMethod:
     """Late fusion + unimodal auxiliary losses, gradient-blended (Wang et al., CVPR 2020)."""
     return BalancedFusionMethod(
@@ -379,4 +386,5 @@ def build_grad_blend(
         weight_decay,
         seed,
         modulated_params,
+        ratio_offset,
     )
