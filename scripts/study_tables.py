@@ -115,7 +115,9 @@ def curve_table(
     (``auto``: paired t over shared seeds, else Welch); the p-values of every cell of the
     table (severities and drops) form one family, corrected by ``correction`` before the
     stars are set. Degenerate cells carry the marks of ``degenerate_marks`` (collapse needs
-    ``linear_probe_majority_rate`` rows, stored with ``eval.record_samples=true``).
+    ``linear_probe_majority_rate`` rows, stored with ``eval.record_samples=true``), and with
+    ``linear_probe_n_test`` rows each accuracy cell gets a 95 % bootstrap interval over the
+    test samples of its seeds (``[lo, hi]``).
     """
     rows = frame[(frame.metric == metric) & (frame.modality == modality)]
     rows = rows[rows.condition == CONDITION] if metric == METRIC else rows
@@ -130,7 +132,29 @@ def curve_table(
         .groupby("severity")
         .value.mean()
     )
+    sizes = (
+        frame[
+            (frame.metric == "linear_probe_n_test")
+            & (frame.modality == modality)
+            & (frame.condition == CONDITION)
+        ]
+        .groupby(["method", "severity", "seed"])
+        .value.first()
+    )
     clean, hardest = severities[0], severities[-1]
+
+    def interval(method: str, severity: float) -> statistics.Interval | None:
+        """Bootstrap CI over test samples (needs ``eval.record_samples=true`` rows)."""
+        values = seeds_of(method, severity)
+        if metric != METRIC or not len(values):
+            return None
+        keys = [(method, severity, seed) for seed in values.index]
+        if not all(k in sizes.index for k in keys):
+            return None
+        runs = [
+            statistics.correctness_from_accuracy(float(values[k[2]]), int(sizes[k])) for k in keys
+        ]
+        return statistics.bootstrap_ci(runs, n_resamples=1000, seed=0)
 
     def seeds_of(method: str, severity: float) -> pd.Series:
         if (method, severity) not in per_seed.index.droplevel(2):
@@ -146,6 +170,7 @@ def curve_table(
             values = drops(method) if s == "drop" else seeds_of(method, s)
             rate = None if s == "drop" or s not in majority.index else float(majority.loc[s])
             cell = statistics.CellStats.of(values.to_numpy(float), majority_rate=rate)
+            cell.ci = None if s == "drop" else interval(method, float(s))
             base = drops(baseline) if s == "drop" else seeds_of(baseline, s)
             if method != baseline and len(values) and len(base):
                 cell.p_value = statistics.compare_seeds(

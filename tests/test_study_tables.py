@@ -143,3 +143,21 @@ def test_check_fails_on_a_stale_document(
     doc.write_text(printed)
     code, out = run("--check", str(doc))
     assert code == 0 and "1/1 tables" in out
+
+
+def test_curve_table_bootstrap_interval_from_recorded_test_sizes(tmp_path: Path) -> None:
+    """With linear_probe_n_test rows a cell carries the bootstrap CI over its test samples."""
+    from modalab.evaluation import statistics
+
+    tables = load_script()
+    write_store(tmp_path / "toy")
+    frame = ResultsStore(tmp_path / "toy").read()
+    sizes = frame.assign(metric="linear_probe_n_test", value=200.0)
+    text = tables.curve_table(pd.concat([frame, sizes]), "fused")
+    clip = next(line for line in text.splitlines() if line.startswith("| clip"))
+    cell = [c.strip() for c in clip.strip("|").split("|")][1]
+    runs = [statistics.correctness_from_accuracy(v, 200) for v in VALUES["clip"][0.0]]
+    ci = statistics.bootstrap_ci(runs, n_resamples=1000, seed=0)
+    assert f"[{ci.low:.3f}, {ci.high:.3f}]" in cell
+    plain = tables.curve_table(frame, "fused")
+    assert "[" not in next(line for line in plain.splitlines() if line.startswith("| clip"))
