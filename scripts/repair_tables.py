@@ -1,10 +1,13 @@
 """Results tables of the repair methods (docs/repair.md), read from the sweeps' results stores.
 
 Each table compares the methods of one ``studies/repair_*.yaml`` study on one dataset: every
-cell is the mean ± standard deviation over seeds of one metric, and ``p`` is Welch's t-test
-(:func:`scipy.stats.ttest_ind` with ``equal_var=False``) of the method's per-seed values
-against its baseline's at the same severity (``n/a`` for the baseline itself or with fewer
-than two seeds). Nothing is trained here: run the studies first::
+cell is the mean ± standard deviation over seeds of one metric, ``p`` the test of the method's
+per-seed values against its baseline's at the same severity
+(:func:`modalab.evaluation.statistics.compare_seeds`: by default a paired t-test over the
+seeds both share, Welch's test otherwise; ``--test``) and ``p_adj`` that p-value corrected
+over the table's cells (Holm–Bonferroni by default; ``--correction bh|none``); ``n/a`` for
+untestable cells. ``†`` marks zero variance across seeds. Nothing is trained here: run the
+studies first::
 
     MODALAB_DATA=/work/shared/data modalab sweep studies/repair_distill.yaml   # ... each study
     python scripts/repair_tables.py                      # reads results/repair_<study>
@@ -19,15 +22,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from modalab.evaluation import statistics
 from modalab.experiments.curves import robustness_curves, robustness_scores
 from modalab.experiments.store import ResultsStore
 
@@ -71,49 +73,85 @@ def seed_values(frame: pd.DataFrame, spec: Spec) -> np.ndarray:
 
 
 def welch_p(values: np.ndarray, base: np.ndarray) -> float:
-    """Two-sided Welch t-test p-value (NaN with < 2 values a side or no variance at all)."""
-    if len(values) < 2 or len(base) < 2:
-        return math.nan
-    if np.var(values) == 0 and np.var(base) == 0:
-        return math.nan
-    with warnings.catch_warnings():  # near-identical per-seed values: p is still defined
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(values, base, equal_var=False).pvalue)
+    """Two-sided Welch t-test p-value (:func:`modalab.evaluation.statistics.welch_test`)."""
+    return statistics.welch_test(values, base).p_value
 
 
-def cell(values: np.ndarray, p: float | None) -> str:
-    """``mean ± std`` (and ``p``) of per-seed values."""
-    if len(values) == 0 or bool(np.isnan(values).all()):
-        return "—"
+def seed_test(frame: pd.DataFrame, spec: Spec, base_spec: Spec, test: str) -> float:
+    """p-value of the cell ``spec`` against ``base_spec``, paired by seed where both share seeds.
+
+    ``test`` is that of :func:`modalab.evaluation.statistics.compare_seeds` (``auto``:
+    paired t over shared seeds, Welch otherwise).
+    """
+
+    def by_seed(s: Spec) -> dict[int, float]:
+        rows = frame
+        for key, value in s.items():
+            if key == "severity":
+                rows = rows[np.isclose(rows["severity"].astype(float), float(value))]  # type: ignore[arg-type]
+            else:
+                rows = rows[rows[key] == value]
+        rows = rows.dropna(subset=["value"])
+        return dict(zip(rows["seed"].astype(int), rows["value"].astype(float)))
+
+    a, b = by_seed(spec), by_seed(base_spec)
+    if not a or not b:
+        return math.nan
+    return statistics.compare_seeds(a, b, test).p_value  # type: ignore[arg-type]
+
+
+def cell(values: np.ndarray, p: float | None, p_adjusted: float = math.nan) -> str:
+    """``mean ± std`` (and ``p``, corrected when given) of per-seed values; marks degenerate."""
     values = values[~np.isnan(values)]
-    std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-    text = f"{np.mean(values):.3f} ± {std:.3f}" if not math.isnan(std) else f"{values[0]:.3f}"
-    if p is not None:
-        text += f" (p={p:.3f})" if not math.isnan(p) else " (p=n/a)"
-    return text
+    stats_ = statistics.CellStats.of(values)
+    text = statistics.format_cell(stats_, stars=False)
+    if text == "—" or p is None:
+        return text
+    marks = f" {stats_.marks}" if stats_.marks else ""
+    text = text.removesuffix(marks)
+    if not math.isnan(p_adjusted):
+        return text + f" (p={p:.3f}, p_adj={p_adjusted:.3f})" + marks
+    return text + (f" (p={p:.3f})" if not math.isnan(p) else " (p=n/a)") + marks
 
 
-def render(frame: pd.DataFrame, table: Table) -> str:
-    """The table as Markdown."""
+def render(
+    frame: pd.DataFrame,
+    table: Table,
+    test: str = "auto",
+    correction: statistics.Correction = "holm",
+) -> str:
+    """The table as Markdown; the p-values of its cells are corrected together."""
     lines = [f"#### {table.title}", ""]
     lines.append("| | " + " | ".join(table.cols) + " |")
     lines.append("|---" * (len(table.cols) + 1) + "|")
+    grid: list[list[tuple[np.ndarray, float | None]]] = []
     for label, row in table.rows.items():
-        cells = []
+        cells: list[tuple[np.ndarray, float | None]] = []
         base_label = table.baseline.get(label)
         for col in table.cols.values():
             values = seed_values(frame, {**row, **col})
             p = None
             if base_label is not None and base_label != label:
-                base = seed_values(frame, {**table.rows[base_label], **col})
-                p = welch_p(values, base)
-            cells.append(cell(values, p))
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+                p = seed_test(frame, {**row, **col}, {**table.rows[base_label], **col}, test)
+            cells.append((values, p))
+        grid.append(cells)
+    raw = [math.nan if p is None else p for cells in grid for _, p in cells]
+    adjusted = iter(statistics.adjust_p_values(raw, correction))
+    for label, cells in zip(table.rows, grid):
+        texts = []
+        for values, p in cells:
+            a = float(next(adjusted))
+            texts.append(cell(values, p, a if correction != "none" else math.nan))
+        lines.append(f"| {label} | " + " | ".join(texts) + " |")
     seeds = sorted(frame["seed"].unique())
+    tests = {"auto": "paired t-test over shared seeds (Welch otherwise)", "welch": "Welch's t-test"}
+    named = tests.get(test, test)
+    fix = {"holm": "Holm", "bh": "Benjamini–Hochberg", "none": "no"}[correction]
     lines += [
         "",
         f"Mean ± std over seeds {[int(s) for s in seeds]}; "
-        "p: Welch's t-test against the baseline row.",
+        f"p: {named} against the baseline row; p_adj: {fix} correction over the table's "
+        f"p-values. {statistics.DEGENERATE_LEGEND}",
     ]
     lines += table.notes
     return "\n".join(lines) + "\n"
@@ -313,7 +351,13 @@ BUILDERS = {
 }
 
 
-def study_markdown(root: Path, study: str, smoke: bool) -> str:
+def study_markdown(
+    root: Path,
+    study: str,
+    smoke: bool,
+    test: str = "auto",
+    correction: statistics.Correction = "holm",
+) -> str:
     """All tables of one study, per dataset of its store."""
     store = root / (f"repair_{study}" + ("_smoke" if smoke else ""))
     frame = ResultsStore(store).read()
@@ -323,7 +367,7 @@ def study_markdown(root: Path, study: str, smoke: bool) -> str:
     for data in sorted(frame["data"].unique()):
         rows = frame[frame["data"] == data]
         for table in BUILDERS[study](rows, data):
-            parts.append(render(rows, table))
+            parts.append(render(rows, table, test, correction))
     return "\n".join(parts)
 
 
@@ -333,8 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="read the <study>_smoke stores")
     parser.add_argument("--studies", nargs="+", choices=STUDIES, default=list(STUDIES))
     parser.add_argument("--out", default=None, help="also write the Markdown to this file")
+    parser.add_argument("--test", default="auto", choices=["auto", "paired_t", "wilcoxon", "welch"])
+    parser.add_argument("--correction", default="holm", choices=["holm", "bh", "none"])
     args = parser.parse_args(argv)
-    text = "\n".join(study_markdown(Path(args.results), s, args.smoke) for s in args.studies)
+    text = "\n".join(
+        study_markdown(Path(args.results), s, args.smoke, args.test, args.correction)
+        for s in args.studies
+    )
     print(text)
     if args.out:
         Path(args.out).write_text(text)

@@ -4,13 +4,17 @@ Every table of docs/study.md is printed by this script from the stores that ``mo
 studies/<study>.yaml`` (and ``scripts/counterfactual_study.py``) wrote; nothing is typed by
 hand. Statistics:
 
-- cells are mean ± sample std (ddof=1) over seeds, ``n`` seeds;
+- cells are mean ± sample std (ddof=1) over seeds, ``n`` seeds, formatted by
+  :func:`modalab.evaluation.statistics.format_cell`;
 - significance markers compare each method with the baseline (``supervised``, or the first
-  variant of a repair study) at the same severity, by Welch's two-sided t-test over seeds
-  (``scipy.stats.ttest_ind(equal_var=False)``, via ``modalab.experiments.report.summarize``):
-  ``*`` p < 0.05, ``**`` p < 0.01, ``***`` p < 0.001, no correction for multiple comparisons;
-- ``drop`` is clean minus hardest severity per seed (same seed, same data), and its marker
-  is Welch's test of the drops against the baseline's drops;
+  variant of a repair study) at the same severity (:mod:`modalab.evaluation.statistics`):
+  by default a paired t-test over the seeds both share (Welch's test when they share none;
+  ``--test``), and the p-values of one table are corrected together (Holm–Bonferroni by
+  default, ``--correction bh|none``) before ``*`` p < 0.05, ``**`` p < 0.01, ``***``
+  p < 0.001 are set; ``†`` marks zero variance across seeds and ``‡`` a collapsed probe;
+  the first edition of docs/study.md used ``--test welch --correction none``;
+- ``drop`` is clean minus hardest severity per seed (same seed, same data), tested like the
+  other cells against the baseline's drops;
 - ``AUC`` (normalised area under the curve over the severity axis) and effective robustness
   against the baseline are those of ``modalab.experiments.curves.robustness_scores``.
 
@@ -36,10 +40,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
+from modalab.evaluation import statistics
 from modalab.experiments.curves import robustness_curves, robustness_scores
-from modalab.experiments.report import markdown_table, significance_marker, summarize
+from modalab.experiments.report import markdown_table, summarize
 from modalab.experiments.store import ResultsStore
 
 warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -80,19 +84,15 @@ REPAIR_STUDIES = [
 
 
 def fmt(mean: float, std: float, marker: str = "") -> str:
-    """``mean ± std marker`` (``—`` for no value)."""
-    if math.isnan(mean):
-        return "—"
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-    return f"{text} {marker}".rstrip()
+    """``mean ± std marker`` (``—`` for no value), via :func:`statistics.format_cell`."""
+    n = 0 if math.isnan(mean) else 2
+    text = statistics.format_cell(statistics.CellStats(mean, std, n), stars=False)
+    return f"{text} {marker}".rstrip() if n else text
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided Welch t-test p-value (NaN with < 2 values per side or no spread)."""
-    x, y = np.asarray(a, float), np.asarray(b, float)
-    if len(x) < 2 or len(y) < 2 or (x.var() == 0 and y.var() == 0):
-        return math.nan
-    return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    """Two-sided Welch t-test p-value (:func:`statistics.welch_test`)."""
+    return statistics.welch_test(a, b).p_value
 
 
 def read(store: Path) -> pd.DataFrame:
@@ -106,54 +106,107 @@ def curve_table(
     baseline: str = "supervised",
     metric: str = METRIC,
     order: Sequence[str] = (),
+    test: str = "auto",
+    correction: statistics.Correction = "holm",
 ) -> str:
-    """Methods × severities (mean ± std, Welch marker vs baseline), drop, AUC, eff. robustness."""
+    """Methods × severities (mean ± std, marker vs baseline), drop, AUC, eff. robustness.
+
+    Each cell's test against the baseline is :func:`modalab.evaluation.statistics.compare_seeds`
+    (``auto``: paired t over shared seeds, else Welch); the p-values of every cell of the
+    table (severities and drops) form one family, corrected by ``correction`` before the
+    stars are set. Degenerate cells carry the marks of ``degenerate_marks`` (collapse needs
+    ``linear_probe_majority_rate`` rows, stored with ``eval.record_samples=true``), and with
+    ``linear_probe_n_test`` rows each accuracy cell gets a 95 % bootstrap interval over the
+    test samples of its seeds (``[lo, hi]``).
+    """
     rows = frame[(frame.metric == metric) & (frame.modality == modality)]
     rows = rows[rows.condition == CONDITION] if metric == METRIC else rows
     curves = robustness_curves(rows, metric, modality)
     scores = robustness_scores(curves, baseline=baseline).set_index("method")
-    summary = summarize(rows, baseline=baseline, test="welch")
     severities = list(dict.fromkeys(curves.severity))
     found = list(dict.fromkeys(curves.method))
     methods = [m for m in order if m in found] + [m for m in found if m not in order]
     per_seed = rows.groupby(["method", "severity", "seed"]).value.mean()
+    majority = (
+        frame[(frame.metric == "linear_probe_majority_rate") & (frame.modality == modality)]
+        .groupby("severity")
+        .value.mean()
+    )
+    sizes = (
+        frame[
+            (frame.metric == "linear_probe_n_test")
+            & (frame.modality == modality)
+            & (frame.condition == CONDITION)
+        ]
+        .groupby(["method", "severity", "seed"])
+        .value.first()
+    )
     clean, hardest = severities[0], severities[-1]
 
+    def interval(method: str, severity: float) -> statistics.Interval | None:
+        """Bootstrap CI over test samples (needs ``eval.record_samples=true`` rows)."""
+        values = seeds_of(method, severity)
+        if metric != METRIC or not len(values):
+            return None
+        keys = [(method, severity, seed) for seed in values.index]
+        if not all(k in sizes.index for k in keys):
+            return None
+        runs = [
+            statistics.correctness_from_accuracy(float(values[k[2]]), int(sizes[k])) for k in keys
+        ]
+        return statistics.bootstrap_ci(runs, n_resamples=1000, seed=0)
+
+    def seeds_of(method: str, severity: float) -> pd.Series:
+        if (method, severity) not in per_seed.index.droplevel(2):
+            return pd.Series(dtype=float)
+        return per_seed.loc[(method, severity)]
+
     def drops(method: str) -> pd.Series:
-        if method not in per_seed.index.get_level_values(0):
-            return pd.Series(dtype=float)
-        part = per_seed.loc[method]
-        levels = part.index.get_level_values(0)
-        if clean not in levels or hardest not in levels:
-            return pd.Series(dtype=float)
-        return (part.loc[clean] - part.loc[hardest]).dropna()
+        return (seeds_of(method, clean) - seeds_of(method, hardest)).dropna()
+
+    cells: dict[tuple[str, str], statistics.CellStats] = {}
+    for method in methods:
+        for s in [*severities, "drop"]:
+            values = drops(method) if s == "drop" else seeds_of(method, s)
+            rate = None if s == "drop" or s not in majority.index else float(majority.loc[s])
+            cell = statistics.CellStats.of(values.to_numpy(float), majority_rate=rate)
+            cell.ci = None if s == "drop" else interval(method, float(s))
+            base = drops(baseline) if s == "drop" else seeds_of(baseline, s)
+            if method != baseline and len(values) and len(base):
+                cell.p_value = statistics.compare_seeds(
+                    values.to_dict(),
+                    base.to_dict(),
+                    test,  # type: ignore[arg-type]
+                ).p_value
+            cells[(method, str(s))] = cell
+    keys = list(cells)
+    adjusted = statistics.adjust_p_values([cells[k].p_value for k in keys], correction)
+    for key, p in zip(keys, adjusted):
+        cells[key].p_adjusted = float(p) if correction != "none" else math.nan
 
     header = ["method", *(f"{s:g}" for s in severities), "drop", "AUC", "eff. rob."]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:
-        cells = []
-        for s in severities:
-            hit = summary[(summary.method == method) & (summary.severity == s)]
-            if hit.empty:
-                cells.append("—")
-                continue
-            r = hit.iloc[0]
-            cells.append(fmt(r["mean"], r["std"], r["marker"]))
-        d = drops(method)
-        p = math.nan if method == baseline else welch(d, drops(baseline))
-        cells.append(fmt(float(d.mean()), float(d.std(ddof=1)), significance_marker(p)))
+        row = [statistics.format_cell(cells[(method, str(s))]) for s in [*severities, "drop"]]
         sc = scores.loc[method]
         eff = sc["effective_robustness"]
-        cells += [
+        row += [
             f"{sc['auc']:.3f}",
             "—" if method == baseline or math.isnan(eff) else f"{eff:+.3f}",
         ]
         n = int(per_seed.loc[method].groupby(level=0).size().min())
-        lines.append(f"| {method} (n={n}) | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} (n={n}) | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
 
-def scenario_section(name: str, results: Path, figures: Path | None, studies: Path) -> str:
+def scenario_section(
+    name: str,
+    results: Path,
+    figures: Path | None,
+    studies: Path,
+    test: str = "auto",
+    correction: statistics.Correction = "holm",
+) -> str:
     frame = read(results / name)
     if frame.empty:
         return f"### {name}\n\n(no rows in {results / name}: `modalab sweep studies/{name}.yaml`)\n"
@@ -167,12 +220,32 @@ def scenario_section(name: str, results: Path, figures: Path | None, studies: Pa
         for modality in SCENARIO_STUDIES[name]:
             out.append(
                 f"**{name} / {scenario}** (`{key}`), linear probe on `{modality}`, "
-                f"test split; markers: Welch vs supervised\n"
+                f"test split; markers: {caption(test, correction)} vs supervised\n"
             )
-            out.append(curve_table(part, modality, order=order) + "\n")
+            table = curve_table(part, modality, order=order, test=test, correction=correction)
+            out.append(table + "\n")
         if figures is not None:
             curve_figure(part, SCENARIO_STUDIES[name], figures / f"{name}_{scenario}.png")
     return "\n".join(out)
+
+
+def caption(test: str, correction: str) -> str:
+    """How the markers of a table were computed, in words."""
+    tests = {
+        "auto": "paired t-test over shared seeds (Welch otherwise)",
+        "paired_t": "paired t-test",
+        "wilcoxon": "Wilcoxon signed-rank test",
+        "welch": "Welch's t-test",
+        "paired": "paired t-test",
+    }
+    corrected = {
+        "holm": "Holm-corrected",
+        "bh": "Benjamini–Hochberg-corrected",
+        "none": "uncorrected",
+    }
+    return (
+        f"{tests[test]}, {corrected[correction]} within the table; {statistics.DEGENERATE_LEGEND}"
+    )
 
 
 def curve_figure(frame: pd.DataFrame, modalities: Sequence[str], path: Path) -> None:
@@ -377,7 +450,13 @@ def study_methods(name: str, studies: Path) -> list[str]:
     return study_keys(name, studies, "methods")
 
 
-def repair_section(name: str, results: Path, studies: Path) -> str:
+def repair_section(
+    name: str,
+    results: Path,
+    studies: Path,
+    test: str = "auto",
+    correction: statistics.Correction = "holm",
+) -> str:
     """Accuracy tables of a repair study: quantity × variant, Welch vs the study's first method.
 
     The quantities are the method's own head (``head_acc``: fused, and per modality where the
@@ -393,9 +472,23 @@ def repair_section(name: str, results: Path, studies: Path) -> str:
     variants += [m for m in present if m not in variants]
     baseline = variants[0]
     frame = frame[frame.metric.isin(REPAIR_METRICS)]
-    summary = summarize(frame, baseline=baseline, test="welch")
+    summary = summarize(frame, baseline=baseline, test="welch" if test == "welch" else "paired")
+    adjusted = statistics.adjust_p_values(summary["p_value"].to_numpy(float), correction)
+    cells = [
+        statistics.CellStats(
+            m,
+            sd,
+            n,
+            p_value=p,
+            p_adjusted=a if correction != "none" else math.nan,
+            marks=statistics.ZERO_VARIANCE if n > 1 and sd == 0 else "",
+        )
+        for m, sd, n, p, a in zip(
+            summary["mean"], summary["std"], summary["n"], summary["p_value"], adjusted
+        )
+    ]
     summary = summary.assign(
-        cell=[fmt(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary.marker)],
+        cell=[statistics.format_cell(c) for c in cells],
         severity=[f"{v:g}" for v in summary.severity],
     )
     keys = ["data", "scenario", "severity", "metric", "modality", "condition"]
@@ -406,8 +499,8 @@ def repair_section(name: str, results: Path, studies: Path) -> str:
     low, high = int(summary.n.min()), int(summary.n.max())
     seeds = f"{low}" if low == high else f"{low}-{high}"
     return (
-        f"### {name}\n\nMean ± std over {seeds} seeds; markers: Welch vs `{baseline}` "
-        "(the study's first method).\n\n" + markdown_table(table) + "\n"
+        f"### {name}\n\nMean ± std over {seeds} seeds; markers: {caption(test, correction)} "
+        f"vs `{baseline}` (the study's first method).\n\n" + markdown_table(table) + "\n"
     )
 
 
@@ -423,17 +516,35 @@ def main() -> None:
         default=None,
         help="exit 1 unless every generated table appears verbatim in this file (docs/study.md)",
     )
+    parser.add_argument(
+        "--test",
+        default="auto",
+        choices=["auto", "paired_t", "wilcoxon", "welch"],
+        help="test against the baseline (auto: paired t over shared seeds, else Welch)",
+    )
+    parser.add_argument(
+        "--correction",
+        default="holm",
+        choices=["holm", "bh", "none"],
+        help="multiple-comparison correction within each table",
+    )
     args = parser.parse_args()
     valid = [*SCENARIO_STUDIES, "counterfactual", *REPAIR_STUDIES]
     names = args.sections or valid
     texts = []
     for name in names:
         if name in SCENARIO_STUDIES:
-            texts.append(scenario_section(name, args.results, args.figures, args.studies))
+            texts.append(
+                scenario_section(
+                    name, args.results, args.figures, args.studies, args.test, args.correction
+                )
+            )
         elif name == "counterfactual":
             texts.append(counterfactual_section(args.results, args.figures, args.studies))
         elif name in REPAIR_STUDIES:
-            texts.append(repair_section(name, args.results, args.studies))
+            texts.append(
+                repair_section(name, args.results, args.studies, args.test, args.correction)
+            )
         else:
             raise SystemExit(f"Unknown section {name!r}; valid: {valid}.")
         if args.check is None:

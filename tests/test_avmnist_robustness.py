@@ -122,10 +122,10 @@ def test_methods_that_need_text_fail_on_avmnist_with_the_reason(splits, cache, t
 
 def test_avmnist_robustness_study_expands_to_the_documented_grid():
     spec = load_study(REPO / "studies" / "avmnist_robustness.yaml")
-    # 3 methods × (3 missing rates + 3 SNRs) × 3 seeds, on avmnist with waveforms.
+    # 3 methods × (3 missing rates + 3 SNRs) × 5 seeds, on avmnist with waveforms.
     assert set(spec.methods) == {"clip", "supervised", "vicreg"}
     assert sum(len(s.values) for s in spec.scenarios.values()) == 6
-    assert spec.seeds == [0, 1, 2]
+    assert spec.seeds == [0, 1, 2, 3, 4] and spec.seed_data
     assert "data.keep_waveforms=true" in spec.datasets["avmnist"]
     # The smoke grid composes (it is what CI runs): first and last level, one seed, tiny data.
     smoke, store = expand_study(spec, smoke=True)

@@ -17,7 +17,7 @@ BAD_CONFIGS = [
     (["data=imagenet"], ["data/imagenet", "shapes"]),
     (["method=supervised", "method.fuson=mean"], ["fuson", "fusion"]),
     (["trainer.max_epochs=many"], ["trainer.max_epochs", "Integer"]),
-    (["trainer.max_epochs=0"], ["trainer.max_epochs=0", ">= 1"]),
+    (["trainer.max_epochs=-1"], ["trainer.max_epochs=-1", ">= 0"]),
     (["trainer.batch_size=1"], ["trainer.batch_size=1", ">= 2"]),
     (["trainer.precision=bf32"], ["trainer.precision='bf32'", "bf16-mixed"]),
     (["trainer.accelerator=quantum"], ["trainer.accelerator='quantum'", "gpu"]),
@@ -84,9 +84,9 @@ def test_cli_validates_every_run_before_training_any(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The second run of the list is invalid: the first must not start either.
-    code = main(["run", "--quiet", "trainer.max_epochs=1,0", f"output_dir={tmp_path}"])
+    code = main(["run", "--quiet", "trainer.max_epochs=1,-1", f"output_dir={tmp_path}"])
     assert code == 2
-    assert "trainer.max_epochs=0" in capsys.readouterr().err
+    assert "trainer.max_epochs=-1" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 

@@ -99,3 +99,48 @@ def test_gradient_blend_weights_against_hand_values():
     assert w["b"] == 0.0
     with pytest.raises(ValueError, match="heads"):
         gradient_blend_weights({"a": 1.0}, {"b": 1.0}, {"a": 1.0}, {"a": 1.0})
+
+
+def test_conv_only_modulation_leaves_every_other_gradient_alone():
+    """method.modulated_params=conv: as the reference, only the conv kernels are scaled."""
+    torch.manual_seed(0)
+
+    def conv_encoder(dims: int) -> nn.Module:
+        conv = nn.Conv1d(1, 2, 3) if dims == 1 else nn.Conv2d(1, 2, 3)
+        return nn.Sequential(conv, nn.Flatten(), nn.LazyLinear(4))
+
+    enc = MultimodalEncoder(nn.ModuleDict({"a": conv_encoder(2), "b": conv_encoder(1)}))
+    inputs = {"a": torch.randn(8, 1, 5, 5), "b": torch.randn(8, 1, 7)}
+    enc(inputs)  # materialise the lazy layers
+    method = build_ogm_ge(enc, 2, 4, modulation="ogm", alpha=1.0, modulated_params="conv")
+    label = torch.randint(0, 2, (8,))
+    batch = MultimodalBatch.from_inputs(inputs, label=label)
+    loss = F.cross_entropy(method(batch), batch.label)
+    loss.backward()
+    before = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+    method._coefficients = {"a": 0.25, "b": 0.5}
+    method.on_after_backward()
+    for name, p in method.named_parameters():
+        if p.grad is None:
+            continue
+        modality = name.split(".")[2] if name.startswith("encoder.encoders.") else ""
+        is_conv_weight = name.endswith("0.weight") and modality in ("a", "b")
+        factor = method._coefficients[modality] if is_conv_weight else 1.0
+        assert torch.allclose(p.grad, before[name] * factor), name
+    with pytest.raises(ValueError, match="no convolution"):
+        _method_conv_on_linear()
+
+
+def _method_conv_on_linear():
+    enc = MultimodalEncoder(nn.ModuleDict({"a": nn.Linear(3, 4), "b": nn.Linear(2, 4)}))
+    return build_ogm_ge(enc, 2, 4, modulation="ogm", modulated_params="conv")
+
+
+def test_reference_coefficient_rule_without_offset():
+    """ratio_offset=0 is the reference code's k = 1 - tanh(alpha * rho) for rho > 1."""
+    for sa, sv, alpha in [(3.0, 1.0, 0.5), (1.2, 1.0, 0.8), (5.0, 4.0, 0.1)]:
+        k = ogm_ge_coefficients({"a": sa, "v": sv}, alpha, ratio_offset=0.0)
+        assert k["a"] == pytest.approx(1 - math.tanh(alpha * sa / sv))
+        assert k["v"] == 1.0
+    k = ogm_ge_coefficients({"a": 1.0, "v": 1.0}, 0.5, ratio_offset=0.0)
+    assert k == {"a": 1.0, "v": 1.0}  # no modality leads: no damping

@@ -199,3 +199,40 @@ def test_sweep_datasets_option_keeps_only_the_named_datasets(capsys):
     assert len(lines) == 4 and all(" shapes " in x for x in lines)
     assert main(["sweep", study, "--dry-run", "--datasets", "mnist"]) == 2
     assert "not among the study's datasets" in capsys.readouterr().out
+
+
+def test_repair_table_pairs_by_seed_and_holm_corrects_the_table():
+    import pandas as pd
+    from statsmodels.stats.multitest import multipletests
+
+    tables = _load_tables()
+    values = {"base": [0.50, 0.55, 0.52, 0.58, 0.51], "x": [0.56, 0.60, 0.55, 0.66, 0.55]}
+    rows = [
+        {
+            "method": m,
+            "metric": "acc",
+            "modality": "fused",
+            "condition": "",
+            "severity": sev,
+            "seed": seed,
+            "value": v + sev / 10,
+        }
+        for m, vs in values.items()
+        for sev in (0.0, 1.0)
+        for seed, v in enumerate(vs)
+    ]
+    frame = pd.DataFrame(rows)
+    table = tables.Table(
+        "toy",
+        rows={"base": {"method": "base"}, "x": {"method": "x"}},
+        cols={"0": {"severity": 0.0}, "1": {"severity": 1.0}},
+        baseline={"base": "base", "x": "base"},
+    )
+    text = tables.render(frame, table)
+    raw = stats.ttest_rel(values["x"], values["base"]).pvalue  # the same at both severities
+    adjusted = multipletests([raw, raw], method="holm")[1]
+    line = next(x for x in text.splitlines() if x.startswith("| x |"))
+    assert f"(p={raw:.3f}, p_adj={adjusted[0]:.3f})" in line
+    welch = tables.render(frame, table, test="welch", correction="none")
+    p = stats.ttest_ind(values["x"], values["base"], equal_var=False).pvalue
+    assert f"(p={p:.3f})" in next(x for x in welch.splitlines() if x.startswith("| x |"))

@@ -30,7 +30,7 @@ def test_repair_studies_smoke_and_tables(tmp_path):
     tables = _tables_module()
     for study in STUDIES:
         spec = load_study(ROOT / "studies" / f"repair_{study}.yaml")
-        assert {"shapes", "avmnist"} <= set(spec.datasets) and spec.seeds == [0, 1, 2]
+        assert {"shapes", "avmnist"} <= set(spec.datasets) and spec.seeds == [0, 1, 2, 3, 4]
         spec.datasets = {"shapes": spec.datasets["shapes"]}  # AV-MNIST files are not in CI
         spec.smoke.datasets = {"shapes": spec.smoke.datasets["shapes"]}
         spec.output_dir = str(tmp_path / "runs" / study)

@@ -182,3 +182,34 @@ def test_study_files_compose(path: Path) -> None:
     assert store.endswith("_smoke")
     n_datasets = max(len(spec.datasets), 1)
     assert len(runs) == n_datasets * len(spec.methods) * levels * len(spec.smoke.seeds)
+
+
+def test_seed_data_ties_data_seed_to_the_seed(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from modalab.experiments.config import compose_config
+    from modalab.experiments.runner import config_hash
+
+    path = _study(tmp_path, seeds="[0, 1, 2]")
+    path.write_text(path.read_text() + "seed_data: true\n")
+    runs, _ = expand_study(load_study(path))
+    hashes: dict[str, set[str]] = {}
+    for point in runs:
+        cfg = OmegaConf.to_container(compose_config(point.overrides[:-2]), resolve=True)
+        assert cfg["data"]["seed"] == point.seed == cfg["seed"]
+        if point.severity == 0.0:
+            hashes.setdefault(point.method, set()).add(config_hash(cfg))
+    assert [len(h) for h in hashes.values()] == [1, 1]  # seeds of a config share its hash
+    (tmp_path / "b").mkdir()
+    plain, _ = expand_study(load_study(_study(tmp_path / "b", seeds="[0, 1, 2]")))
+    seeds = {
+        OmegaConf.to_container(compose_config(r.overrides[:-2]), resolve=True)["data"]["seed"]
+        for r in plain
+    }
+    assert seeds == {0}
+
+
+def test_study_files_use_five_seeds_and_seed_data() -> None:
+    for path in sorted((Path(__file__).parents[1] / "studies").glob("*.yaml")):
+        spec = load_study(path)
+        assert len(spec.seeds) >= 5 and spec.seed_data, path.name

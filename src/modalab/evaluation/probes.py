@@ -105,12 +105,14 @@ class LinearProbeResult:
         l2: The penalty selected on the validation split.
         val_accuracy: Validation accuracy of each penalty tried.
         num_train: Labelled training samples used.
+        predictions: ``[Nt]`` predicted test classes of the selected penalty.
     """
 
     accuracy: float
     l2: float
     val_accuracy: dict[float, float]
     num_train: int
+    predictions: Tensor | None = None
 
 
 def _standardise(train: Tensor, *others: Tensor) -> list[Tensor]:
@@ -163,9 +165,14 @@ def linear_probe(
         val_accuracy[l2] = float((pred == val_label).float().mean())
     best = max(l2_grid, key=lambda l2: (val_accuracy[l2], l2))
     w, b = fitted[best]
-    accuracy = float(((x_test @ w.t() + b).argmax(1) == test_label).float().mean())
+    predictions = (x_test @ w.t() + b).argmax(1)
+    accuracy = float((predictions == test_label).float().mean())
     return LinearProbeResult(
-        accuracy=accuracy, l2=best, val_accuracy=val_accuracy, num_train=int(rows.numel())
+        accuracy=accuracy,
+        l2=best,
+        val_accuracy=val_accuracy,
+        num_train=int(rows.numel()),
+        predictions=predictions,
     )
 
 

@@ -145,7 +145,8 @@ class TrainerConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field."""
-        _check(self.max_epochs >= 1, "trainer.max_epochs", self.max_epochs, "an integer >= 1")
+        # 0: the encoders are evaluated as initialised (the random-encoder lower bound).
+        _check(self.max_epochs >= 0, "trainer.max_epochs", self.max_epochs, "an integer >= 0")
         _check(self.threads >= 0, "trainer.threads", self.threads, "0 (auto) or an integer >= 1")
         for node in (self.early_stopping, self.lr_schedule):
             try:

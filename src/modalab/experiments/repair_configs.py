@@ -64,6 +64,8 @@ class OgmGeMethodConfig:
     alpha: float = 0.5  # modulation strength
     modulation_start: int = 0  # first modulated epoch
     modulation_end: int = -1  # last modulated epoch (exclusive); -1: to the end
+    modulated_params: str = "all"  # all | conv (the reference: encoders' conv weights only)
+    ratio_offset: float = 1.0  # k = 1 - tanh(alpha (rho - offset)); 0: the reference code
     blend: str = "none"  # none | fixed | ogb (unimodal auxiliary losses)
     aux_weight: float = 1.0
     lr: float = 2e-3

@@ -21,7 +21,6 @@ import html
 import json
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from modalab.evaluation import statistics
 from modalab.experiments.collect import CollectedResults, collect_results
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.plots import (
@@ -141,31 +140,16 @@ def significance_marker(p_value: float, alpha: Sequence[float] = (0.05, 0.01, 0.
         >>> significance_marker(0.003), significance_marker(0.2), significance_marker(float("nan"))
         ('**', '', '')
     """
-    if math.isnan(p_value):
-        return ""
-    return "*" * sum(p_value < a for a in alpha)
+    return statistics.significance_stars(p_value, alpha)
 
 
 def _p_value(baseline: pd.Series, other: pd.Series, test: str) -> float:
     """Two-sided p-value of ``other`` against ``baseline`` (values indexed by seed)."""
     if test == "paired":
-        seeds = baseline.index.intersection(other.index)
-        if len(seeds) < 2:
-            return float("nan")
-        diff = other.loc[seeds].to_numpy(float) - baseline.loc[seeds].to_numpy(float)
-        if np.allclose(diff, diff[0]):
-            return float("nan") if diff[0] == 0 else 0.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return float(stats.ttest_rel(other.loc[seeds], baseline.loc[seeds]).pvalue)
-    if len(baseline) < 2 or len(other) < 2:
-        return float("nan")
-    if baseline.var() == 0 and other.var() == 0:
-        return float("nan")  # no spread at all: the t statistic is undefined
-    with warnings.catch_warnings():
-        # scipy warns about precision loss for nearly equal seeds; the p-value is still valid.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(other, baseline, equal_var=False).pvalue)
+        return statistics.compare_seeds(
+            other.to_dict(), baseline.to_dict(), test="paired_t"
+        ).p_value
+    return statistics.welch_test(other.to_numpy(float), baseline.to_numpy(float)).p_value
 
 
 def summarize(

@@ -44,6 +44,7 @@ from modalab.evaluation.features import (
     MetricRecord,
     evaluate_representations,
     extract_features,
+    obstacle_fitted_records,
 )
 from modalab.evaluation.repair import (
     head_accuracy_records,
@@ -75,7 +76,13 @@ from modalab.experiments.training import (
 from modalab.methods.registry import METHODS, RepresentationLearner
 from modalab.models.encoders import build_encoder
 from modalab.models.multimodal import MultimodalEncoder
-from modalab.scenarios import SCENARIOS, Scenario, apply_scenarios, build_scenarios
+from modalab.scenarios import (
+    SCENARIOS,
+    Scenario,
+    apply_scenarios,
+    build_scenarios,
+    fitted_under_test,
+)
 
 __all__ = [
     "RunInterrupted",
@@ -265,8 +272,15 @@ def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
-    """Hash of what a run computes, without seed and study: seeds of one config share it."""
-    return _digest(_identity(cfg, drop=("seed", "study")))
+    """Hash of what a run computes, without seed and study: seeds of one config share it.
+
+    A ``data.seed`` equal to the seed (a study's ``seed_data: true``) counts as tied to it.
+    """
+    identity = _identity(cfg, drop=("seed", "study"))
+    data = identity.get("data")
+    if isinstance(data, Mapping) and "seed" in data and data["seed"] == cfg.get("seed"):
+        identity["data"] = {**data, "seed": "${seed}"}
+    return _digest(identity)
 
 
 def run_id(cfg: Mapping[str, Any]) -> str:
@@ -563,6 +577,18 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
+    if eval_cfg.probe_fit == "both":  # probes fitted under the test-time obstacles too
+        under = apply_scenarios(splits, fitted_under_test(scenarios), "downstream", seed)
+        under_f = extract_features(
+            method.representations,
+            under,
+            method.joint_embeddings,
+            eval_cfg.batch_size,
+            device=method.device,
+        )
+        metrics += obstacle_fitted_records(
+            under_f, val_f, test_f, splits.num_classes, eval_cfg, seed
+        )
     metrics += representation_diagnostics(test_f.features, test_f.joint, test_f.present)
     metrics += head_accuracy_records(method, seen["test"], eval_cfg.batch_size)
     metrics += pair_flag_records(method, seen["pretrain"])

@@ -110,6 +110,10 @@ class StudySpec:
             extra overrides select a method themselves.
         scenarios: Scenario label → :class:`ScenarioSpec`.
         seeds: Seeds.
+        seed_data: Vary the data with the seed: every run gets ``data.seed=${seed}``, so
+            that the spread over seeds includes the draw of the data (generated samples,
+            splits, pairings) and not only initialisation and batch order. Methods run with
+            the same seed still see the same data, so their comparison stays paired.
         jobs: Default number of parallel worker processes.
         smoke: The ``--smoke`` variant.
     """
@@ -122,6 +126,7 @@ class StudySpec:
     methods: dict[str, list[str]] = field(default_factory=dict)
     scenarios: dict[str, ScenarioSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
+    seed_data: bool = False
     jobs: int = 1
     smoke: SmokeSpec = field(default_factory=SmokeSpec)
 
@@ -237,6 +242,7 @@ def expand_study(
                 for value in values:
                     for seed in seeds:
                         overrides = [
+                            *(["data.seed=${seed}"] if spec.seed_data else []),
                             *spec.overrides,
                             *data_overrides,
                             *extra,

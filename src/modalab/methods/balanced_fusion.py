@@ -34,6 +34,25 @@ from modalab.objectives.supervised import masked_cross_entropy
 __all__ = ["BLENDS", "MODULATIONS", "BalancedFusionMethod", "build_grad_blend", "build_ogm_ge"]
 
 MODULATIONS = ("none", "ogm", "ogm_ge")
+#: Which encoder parameters OGM(-GE) modulates (``method.modulated_params``).
+MODULATED_PARAMS = ("all", "conv")
+
+
+def modulated_parameters(encoder: nn.Module, which: str) -> list[nn.Parameter]:
+    """The parameters of ``encoder`` that OGM(-GE) modulates: all, or its convolution weights.
+
+    Example:
+        >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(4))
+        >>> [tuple(p.shape) for p in modulated_parameters(net, "conv")]
+        [(2, 1, 3, 3)]
+    """
+    if which == "all":
+        return list(encoder.parameters())
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    weights = [m.weight for m in encoder.modules() if isinstance(m, convs)]
+    return [w for w in weights if isinstance(w, nn.Parameter)]
+
+
 BLENDS = ("none", "fixed", "ogb")
 FUSED = "fused"
 
@@ -50,6 +69,13 @@ class BalancedFusionMethod(L.LightningModule):
         alpha: OGM-GE modulation strength.
         modulation_start: First epoch with modulation.
         modulation_end: Epoch at which modulation stops (exclusive; ``-1``: never).
+        modulated_params: ``"all"`` (every parameter of each encoder) or ``"conv"`` (only
+            the weights of its convolutions, as the reference implementation does: it scales
+            and perturbs the gradients whose tensor is 4-D, the conv kernels of its ResNet-18
+            encoders; GeWu-Lab/OGM-GE_CVPR2022 ``main.py``, ``train_epoch``). Here any
+            ``Conv1d/2d/3d`` weight counts; an encoder without convolutions is an error.
+        ratio_offset: ``k = 1 - tanh(alpha · (rho - ratio_offset))`` for the dominant
+            modality; ``0`` is the reference code's rule (:func:`ogm_ge_coefficients`).
         blend: ``"none"`` (fused loss only), ``"fixed"`` (fused + ``aux_weight`` × each unimodal
             loss) or ``"ogb"`` (weights re-estimated each epoch from train/val losses).
         aux_weight: Weight of each unimodal loss with ``blend="fixed"`` (and the initial weight
@@ -73,8 +99,15 @@ class BalancedFusionMethod(L.LightningModule):
         lr: float = 2e-3,
         weight_decay: float = 1e-4,
         seed: int = 0,
+        modulated_params: str = "all",
+        ratio_offset: float = 1.0,
     ) -> None:
         super().__init__()
+        if modulated_params not in MODULATED_PARAMS:
+            raise ValueError(
+                f"method.modulated_params={modulated_params!r} is unknown; valid: "
+                f"{list(MODULATED_PARAMS)}."
+            )
         if modulation not in MODULATIONS:
             raise ValueError(
                 f"method.modulation={modulation!r} is unknown; valid: {list(MODULATIONS)}."
@@ -94,7 +127,17 @@ class BalancedFusionMethod(L.LightningModule):
             if blend != "none"
             else None
         )
-        self.modulation, self.alpha = modulation, alpha
+        self.modulation, self.alpha, self.ratio_offset = modulation, alpha, ratio_offset
+        self.modulated = {
+            m: modulated_parameters(encoder.encoders[m], modulated_params) for m in self.names
+        }
+        if modulation != "none":
+            bare = [m for m, params in self.modulated.items() if not params]
+            if bare:
+                raise ValueError(
+                    f"method.modulated_params={modulated_params!r}: the {bare} encoder(s) have "
+                    "no convolution to modulate; use modulated_params=all."
+                )
         self.modulation_start, self.modulation_end = modulation_start, modulation_end
         self.blend, self.aux_weight = blend, aux_weight
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
@@ -191,7 +234,7 @@ class BalancedFusionMethod(L.LightningModule):
         size = batch.batch_size
         if self._modulating() and bool(rows.any()):
             scores = modality_scores(shares, batch.label, rows)
-            self._coefficients = ogm_ge_coefficients(scores, self.alpha)
+            self._coefficients = ogm_ge_coefficients(scores, self.alpha, self.ratio_offset)
             for m in self.names:
                 self.log(
                     f"train/score_{m}",
@@ -225,7 +268,7 @@ class BalancedFusionMethod(L.LightningModule):
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.global_step))
         for m, k in self._coefficients.items():
             gaussian_enhanced_gradients(
-                self.encoder.encoders[m].parameters(),
+                self.modulated[m],
                 k,
                 generator,
                 enhance=self.modulation == "ogm_ge",
@@ -289,6 +332,8 @@ def build_ogm_ge(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    modulated_params: str = "all",
+    ratio_offset: float = 1.0,
 ) -> BalancedFusionMethod:
     """Linear late fusion with on-the-fly gradient modulation (OGM-GE, Peng et al. 2022)."""
     return BalancedFusionMethod(
@@ -304,6 +349,8 @@ def build_ogm_ge(
         lr,
         weight_decay,
         seed,
+        modulated_params,
+        ratio_offset,
     )
 
 
@@ -321,6 +368,8 @@ def build_grad_blend(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    modulated_params: str = "all",
+    ratio_offset: float = 1.0,
 ) -> BalancedFusionMethod:
     """Late fusion + unimodal auxiliary losses, gradient-blended (Wang et al., CVPR 2020)."""
     return BalancedFusionMethod(
@@ -336,4 +385,6 @@ def build_grad_blend(
         lr,
         weight_decay,
         seed,
+        modulated_params,
+        ratio_offset,
     )

@@ -93,7 +93,9 @@ def modality_scores(
     return out
 
 
-def ogm_ge_coefficients(scores: Mapping[str, Tensor | float], alpha: float) -> dict[str, float]:
+def ogm_ge_coefficients(
+    scores: Mapping[str, Tensor | float], alpha: float, ratio_offset: float = 1.0
+) -> dict[str, float]:
     """On-the-fly gradient modulation coefficients (Peng, Wei, Deng, Wang & Hu, CVPR 2022).
 
     For two modalities with scores ``s_a, s_v`` the discrepancy ratio of ``a`` is
@@ -102,9 +104,16 @@ def ogm_ge_coefficients(scores: Mapping[str, Tensor | float], alpha: float) -> d
     than two modalities, ``rho_m = s_m / mean_{j != m} s_j`` and every ``m`` with ``rho_m > 1``
     is damped likewise (for two modalities this is the paper's rule exactly).
 
+    ``ratio_offset`` is the ``1`` subtracted from ``rho``: the reference implementation
+    (GeWu-Lab/OGM-GE_CVPR2022 ``main.py``, ``train_epoch``, quoting its eq. 10) computes
+    ``1 - tanh(alpha · relu(rho))`` for ``rho > 1``, i.e. ``ratio_offset=0``, which damps
+    the dominant modality by at least ``1 - tanh(alpha)`` as soon as it leads; the default
+    ``1`` makes the coefficient continuous at ``rho = 1``.
+
     Args:
         scores: Modality → score (:func:`modality_scores`).
         alpha: Modulation strength ``alpha > 0``.
+        ratio_offset: Subtracted from the ratio before ``tanh`` (``0``: the reference code).
 
     Returns:
         Modality → coefficient in ``(0, 1]``.
@@ -113,6 +122,8 @@ def ogm_ge_coefficients(scores: Mapping[str, Tensor | float], alpha: float) -> d
         >>> k = ogm_ge_coefficients({"audio": 3.0, "visual": 1.0}, alpha=0.5)
         >>> round(k["audio"], 4), k["visual"]  # 1 - tanh(0.5 * (3 - 1))
         (0.2384, 1.0)
+        >>> round(ogm_ge_coefficients({"audio": 3.0, "visual": 1.0}, 0.5, 0.0)["audio"], 4)
+        0.0949
     """
     if alpha <= 0:
         raise ValueError(f"OGM-GE alpha={alpha} must be positive.")
@@ -124,7 +135,8 @@ def ogm_ge_coefficients(scores: Mapping[str, Tensor | float], alpha: float) -> d
         others = [v for k, v in values.items() if k != name]
         reference = sum(others) / len(others)
         ratio = value / reference if reference > 0 else math.inf
-        out[name] = 1.0 - math.tanh(alpha * max(ratio - 1.0, 0.0))
+        damped = ratio > 1.0
+        out[name] = 1.0 - math.tanh(alpha * max(ratio - ratio_offset, 0.0)) if damped else 1.0
     return out
 
 

@@ -7,7 +7,12 @@ registered in :data:`SCENARIOS`; see ``docs/scenarios.md``.
 """
 
 from modalab.scenarios.base import STAGES, Scenario
-from modalab.scenarios.compose import apply_scenarios, build_scenarios, scenario_seed
+from modalab.scenarios.compose import (
+    apply_scenarios,
+    build_scenarios,
+    fitted_under_test,
+    scenario_seed,
+)
 from modalab.scenarios.imbalance import Downsample
 from modalab.scenarios.labels import LabelNoise, LabelScarcity
 from modalab.scenarios.misalign import Misalignment
@@ -40,6 +45,7 @@ __all__ = [
     "WordDropout",
     "apply_scenarios",
     "build_scenarios",
+    "fitted_under_test",
     "scenario_seed",
     "signal_power",
     "snr_db",

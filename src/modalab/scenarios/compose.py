@@ -16,6 +16,7 @@ samples both times (a missing modality stays missing).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,7 +25,13 @@ from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.scenarios.base import STAGES, Scenario
 from modalab.scenarios.registry import SCENARIOS
 
-__all__ = ["SPLIT_OF_STAGE", "apply_scenarios", "build_scenarios", "scenario_seed"]
+__all__ = [
+    "SPLIT_OF_STAGE",
+    "apply_scenarios",
+    "build_scenarios",
+    "fitted_under_test",
+    "scenario_seed",
+]
 
 #: The split each stage draws from.
 SPLIT_OF_STAGE: dict[str, str] = {
@@ -105,3 +112,24 @@ def apply_scenarios(
         scenario.set_random_state(scenario_seed(seed, position, name, split))
         dataset = scenario(dataset)
     return dataset
+
+
+def fitted_under_test(scenarios: Sequence[Scenario]) -> list[Scenario]:
+    """Copies of ``scenarios`` in which every test-time obstacle also applies at ``downstream``.
+
+    The split they give the ``downstream`` stage is the training data of a probe fitted
+    *under* the obstacles it is tested on (``eval.probe_fit=both``), beside the probe fitted
+    as the scenarios' own stages say. Scenarios that do not apply at test are unchanged.
+
+    Example:
+        >>> only_test = build_scenarios({"missing": {"rate": 1.0, "stage": ["test"]}})
+        >>> fitted_under_test(only_test)[0].stage, only_test[0].stage
+        (['test', 'downstream'], ['test'])
+    """
+    out = []
+    for scenario in scenarios:
+        twin = copy.copy(scenario)
+        if scenario.applies_to("test") and not scenario.applies_to("downstream"):
+            twin.stage = [*scenario.stage, "downstream"]
+        out.append(twin)
+    return out
