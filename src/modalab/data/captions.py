@@ -38,6 +38,7 @@ from torch import Tensor
 from modalab.data.files import (
     SOURCES,
     CorruptDataError,
+    DataError,
     DataFile,
     DataSource,
     MissingDataError,
@@ -50,7 +51,6 @@ from modalab.data.integrity import duplicate_files
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.data.text import DEFAULT_PROMPTS, class_prompt_tokens, load_tokenizer, tokenize
-from modalab.experiments.errors import DataError
 
 __all__ = [
     "COCOConfig",

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from modalab.data.files import DataError
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
-from modalab.experiments.errors import DataError
 
 __all__ = [
     "MIN_TEST_SIZE",

@@ -35,6 +35,7 @@ from torch import Tensor
 from modalab.data.files import (
     SOURCES,
     CorruptDataError,
+    DataError,
     DataFile,
     DataSource,
     RemoteFile,
@@ -45,7 +46,6 @@ from modalab.data.files import (
 from modalab.data.integrity import stratified_subset
 from modalab.data.registry import DATASETS
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
-from modalab.experiments.errors import DataError
 
 __all__ = [
     "DERIVED_MODALITIES",

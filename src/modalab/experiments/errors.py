@@ -22,6 +22,8 @@ import pickle
 import sys
 from dataclasses import dataclass
 
+from modalab.data.files import DataError  # defined in the data layer, which raises it
+
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_DATA",
@@ -61,14 +63,6 @@ class RunInterrupted(TrainingError):
     def __reduce__(self) -> tuple[type[RunInterrupted], tuple[str, int]]:
         """Pickle with both arguments (a sweep's worker process sends it to the parent)."""
         return (type(self), (str(self), self.signal_number))
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message names the file or split and the fix.
-
-    Duplicates, leakage between splits, labels outside the declared classes, a split too
-    small to score.
-    """
 
 
 class EnvironmentProblem(RuntimeError):
