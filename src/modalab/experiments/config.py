@@ -26,6 +26,7 @@ from modalab.data.medmnist import MedMNISTConfig
 from modalab.data.sanity import SanityConfig
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
+from modalab.experiments.errors import ConfigError
 from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
 from modalab.scenarios import SCENARIOS
 
@@ -41,10 +42,6 @@ __all__ = [
     "register_configs",
     "validate_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be composed or is invalid; the message says how to fix it."""
 
 
 @dataclass

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["RunInterrupted", "TrainingError"]
+__all__ = ["ConfigError", "RunInterrupted", "TrainingError"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be composed or is invalid; the message says how to fix it."""
 
 
 class TrainingError(RuntimeError):

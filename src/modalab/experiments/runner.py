@@ -52,6 +52,7 @@ from modalab.evaluation.repair import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
+from modalab.experiments.chatter import lightning_chatter_off
 from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.errors import RunInterrupted, TrainingError
@@ -418,6 +419,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     )
     plain.pop("defaults", None)
     plain.setdefault("resume", False)
+    lightning_chatter_off()  # Lightning's banners and tips, unless MODALAB_VERBOSE=1
     seed = int(plain["seed"])
     store = ResultsStore(plain["store"]) if plain.get("store") else None
     _severity(plain)  # a bad severity_key fails before training, not after
@@ -532,6 +534,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         )
         for split in (seen["downstream"], seen["val"], seen["test"])
     )
+    joint_space = getattr(method, "trains_joint_space", True)  # else no retrieval/alignment rows
+    if not joint_space:
+        train_f.joint, val_f.joint, test_f.joint = {}, {}, {}
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
@@ -548,7 +553,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             seed=seed,
         )
     prompts = splits.info.get("class_prompt_tokens")
-    if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
+    if prompts is not None and "text" in splits.modalities and joint_space:  # zero-shot
         classes = class_embeddings(
             method.representations,
             method.joint_embeddings,
