@@ -111,11 +111,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Print the side-by-side table of ``args.paths``."""
     from modalab.experiments.collect import ResultsNotFoundError
     from modalab.experiments.io import atomic_write_text
-    from modalab.experiments.report import compare_results, markdown_table
+    from modalab.experiments.report import compare_results, config_differences, markdown_table
 
     console = Console()
     try:
         frame = compare_results(args.paths, args.labels, args.metric)
+        differences = config_differences(args.paths)
     except (ResultsNotFoundError, ValueError) as error:
         console.print(f"modalab compare: {error}", markup=False, style="red")
         return 2
@@ -125,6 +126,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for row in frame.itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     console.print(table)
+    for warning in differences:
+        console.print(f"warning: {warning}", markup=False, style="yellow")
     if args.output:
         output = Path(args.output)
         if output.suffix == ".csv":
