@@ -37,12 +37,20 @@ from modalab.counterfactual import (
 from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.experiments.config import ConfigError
+from modalab.experiments.data_location import with_recorded_data_dir
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 from modalab.experiments.runner import build_data, build_encoders, build_method
 from modalab.methods.robust_fusion import RobustFusionMethod
 from modalab.models.multimodal import LateFusionClassifier
 
-__all__ = ["LoadedRun", "RobustFusionPredictor", "analyse_run", "build_predictor", "load_run"]
+__all__ = [
+    "LoadedRun",
+    "RobustFusionPredictor",
+    "analyse_run",
+    "build_predictor",
+    "load_run",
+    "unfinished_reason",
+]
 
 OUTPUT_DIR = "counterfactual"
 
@@ -62,6 +70,28 @@ class LoadedRun:
     config: dict[str, Any]
     splits: Splits
     method: L.LightningModule
+
+
+def unfinished_reason(run_dir: str | Path) -> str:
+    """Why ``run_dir`` is not a finished run (empty when it is, or is no run directory).
+
+    Args:
+        run_dir: A directory written by ``modalab run``.
+
+    Returns:
+        ``""`` for a finished run (``metrics.json`` written); else what its ``failure.json``
+        says, or that it has no ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file():
+        return ""
+    failure = run_dir / "failure.json"
+    if failure.is_file():
+        try:
+            return str(json.loads(failure.read_text()).get("error", "failure.json"))
+        except (ValueError, AttributeError):
+            return "failure.json is unreadable"
+    return "no metrics.json: interrupted, still running or failed"
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/last.ckpt") -> LoadedRun:
@@ -88,7 +118,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "checkpoints/last.ckpt") -> 
     config = yaml.safe_load(config_path.read_text())
     seed = int(config["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
-    splits = build_data(config["data"])
+    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(config["model"], splits)
     method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))

@@ -430,11 +430,12 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
 
     from modalab.evaluation.features import extract_features
     from modalab.experiments.checkpoint import load_weights
+    from modalab.experiments.data_location import with_recorded_data_dir
     from modalab.experiments.runner import build_data, build_encoders, build_method
 
     run_dir = Path(run_dir)
     config = load_yaml(run_dir / "config.yaml")
-    splits = build_data(config["data"])
+    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
     encoder = build_encoders(config["model"], splits)
     method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
     load_weights(method, run_dir)

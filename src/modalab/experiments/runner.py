@@ -55,6 +55,7 @@ from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateC
 from modalab.experiments.chatter import lightning_chatter_off
 from modalab.experiments.checkpoint import AtomicCheckpointIO, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
+from modalab.experiments.data_location import record_data_dir
 from modalab.experiments.errors import RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
@@ -463,6 +464,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
     if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
         atomic_write_text(run_dir / "config.yaml", config_text)
+        record_data_dir(run_dir, plain["data"])  # the folder read, for counterfactual/report
     checkpoints = run_dir / "checkpoints"
     resume_from = checkpoints / "last.ckpt" if plain["resume"] else None
     if resume_from is not None and not resume_from.exists():
