@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from _real_data import shared_data_dir
@@ -77,7 +79,9 @@ def test_run_coco_with_minilm_reports_zero_shot(tmp_path, monkeypatch):
     assert 0.0 <= accuracy <= 1.0
 
 
-def test_data_verify_fails_on_a_checksum_mismatch(tmp_path, capsys):
+def test_data_verify_fails_on_a_checksum_mismatch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import gzip
 
     root = shared_data_dir("mnist", "fsdd/recordings")
