@@ -177,3 +177,47 @@ def test_compare_warns_when_runs_differ_in_more_than_the_seed(
     assert main(["compare", str(a), str(b)]) == 0
     assert "differ in more than the seed" in " ".join(capsys.readouterr().out.split())
     assert json.dumps(warnings)  # plain strings
+
+
+def test_tables_order_severities_numerically_and_mark_missing_cells_once() -> None:
+    from modalab.experiments.report import MISSING, wide_table
+
+    rows = []
+    for method in ("clip", "supervised"):
+        for severity in (0.5, 0.0, 1.0):  # first seen in this order
+            if method == "supervised" and severity == 1.0:
+                continue  # a missing cell
+            for seed in (0, 1):
+                rows.append(
+                    {
+                        "data": "shapes",
+                        "scenario": "missing",
+                        "severity": severity,
+                        "metric": "linear_probe_acc",
+                        "modality": "fused",
+                        "condition": "",
+                        "method": method,
+                        "seed": seed,
+                        "value": 0.9 - severity / 4 + seed / 100,
+                    }
+                )
+    rows.append(
+        {
+            "data": "shapes",
+            "scenario": "missing",
+            "severity": 0.0,
+            "metric": "uniformity",
+            "modality": "fused",
+            "condition": "",
+            "method": "clip",
+            "seed": 0,
+            "value": float("nan"),
+        }
+    )
+    table = wide_table(summarize(pd.DataFrame(rows), baseline="supervised"))
+    probe = table[table["metric"] == "linear_probe_acc"]
+    assert list(probe["severity"]) == ["0", "0.5", "1"]
+    assert probe.iloc[2]["supervised"] == MISSING
+    undefined = table[table["metric"] == "uniformity"].iloc[0]
+    assert undefined["clip"] == MISSING and undefined["supervised"] == MISSING
+    assert not any("nan" in str(v) for v in table.to_numpy().ravel())

@@ -315,7 +315,13 @@ def summarize(
     )
 
 
+#: The one marker of a value that is missing or undefined in a table.
+MISSING = "—"
+
+
 def _cell(mean: float, std: float, marker: str) -> str:
+    if math.isnan(mean):
+        return MISSING
     text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
     return f"{text} {marker}".rstrip()
 
@@ -342,14 +348,24 @@ def _label(value: Any) -> str:
 def _pivot(
     frame: pd.DataFrame, index: list[str], column: str, value: str, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """Rows of ``index`` values (first-seen order), one column per ``column`` value."""
+    """Rows of ``index`` values, one column per ``column`` value; absent cells :data:`MISSING`.
+
+    Rows keep their first-seen order, except that severities run in numeric order within
+    each scenario (``0, 0.5, 1``, never ``0.5, 0, 1``).
+    """
     rows: dict[tuple[str, ...], dict[str, str]] = {}
+    if "severity" in frame.columns and "severity" in index:
+        order = frame["scenario"].astype(str) if "scenario" in frame.columns else None
+        frame = frame.assign(_scenario_order=pd.factorize(order)[0] if order is not None else 0)
+        frame = frame.sort_values(
+            ["_scenario_order", "severity"], kind="stable", na_position="first"
+        )
     for record in frame.to_dict("records"):
         key = tuple(_label(record[c]) for c in index)
         rows.setdefault(key, {})[str(record[column])] = str(record[value])
     present = [c for c in columns if any(c in cells for cells in rows.values())]
     return pd.DataFrame(
-        [[*key, *(cells.get(c, "") for c in present)] for key, cells in rows.items()],
+        [[*key, *(cells.get(c, MISSING) for c in present)] for key, cells in rows.items()],
         columns=[*index, *present],
     )
 
