@@ -68,3 +68,46 @@ def test_supervised_run_prints_no_joint_space_rows_and_no_lightning_chatter(
     assert "alignment" not in printed and "modality_gap" not in printed
     assert "GPU available" not in printed and "Tip:" not in printed
     assert "LeafSpec" not in printed
+
+
+def test_plots_name_classes_where_the_data_has_names() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from modalab.counterfactual.plots import class_heatmap, swap_matrix
+    from modalab.experiments.plots import embedding_map
+
+    names = ["normal", "pneumonia"]
+    rows = []
+    for c in ("0", "1"):
+        for m in ("image", "text"):
+            rows.append(
+                {
+                    "analysis": "shapley",
+                    "statistic": "shapley",
+                    "class": c,
+                    "modality": m,
+                    "target": "",
+                    "value": 0.1,
+                }
+            )
+        rows.append(
+            {
+                "analysis": "swap",
+                "statistic": "follows_swapped",
+                "class": c,
+                "modality": "image",
+                "target": "1" if c == "0" else "0",
+                "value": 0.5,
+            }
+        )
+    table = pd.DataFrame(rows)
+    heat = class_heatmap(table, class_names=names)
+    assert [t.get_text() for t in heat.axes[0].get_yticklabels()] == names
+    assert [t.get_text() for t in class_heatmap(table).axes[0].get_yticklabels()] == ["0", "1"]
+    swap = swap_matrix(table, "image", class_names=names)
+    assert [t.get_text() for t in swap.axes[0].get_xticklabels()] == names
+    points = np.random.default_rng(0).normal(size=(4, 2))
+    figure = embedding_map(points, np.array([0, 1, 0, 1]), ["a", "a", "b", "b"], "m", names)
+    legend = figure.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == names

@@ -254,8 +254,13 @@ def _write_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def write_report(report: CounterfactualReport, out_dir: Path) -> list[Path]:
-    """Write the table (Parquet + CSV), the settings (JSON) and the figures, atomically."""
+def write_report(
+    report: CounterfactualReport, out_dir: Path, class_names: Sequence[str] | None = None
+) -> list[Path]:
+    """Write the table (Parquet + CSV), the settings (JSON) and the figures, atomically.
+
+    ``class_names`` (the dataset's, where it has them) label the per-class figures.
+    """
     table = report.table
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
@@ -265,14 +270,19 @@ def write_report(report: CounterfactualReport, out_dir: Path) -> list[Path]:
     analyses = set(table["analysis"])
     if "shapley" in analyses:
         written += _write_figure(shapley_bars(table), out_dir / "shapley_bars")
-        written += _write_figure(class_heatmap(table), out_dir / "shapley_per_class")
+        written += _write_figure(
+            class_heatmap(table, class_names=class_names), out_dir / "shapley_per_class"
+        )
     if "ablation" in analyses:
         written += _write_figure(
-            class_heatmap(table, "ablation", "ablation"), out_dir / "ablation_per_class"
+            class_heatmap(table, "ablation", "ablation", class_names=class_names),
+            out_dir / "ablation_per_class",
         )
     if "swap" in analyses:
         for modality in sorted(set(table.loc[table["analysis"] == "swap", "modality"])):
-            written += _write_figure(swap_matrix(table, modality), out_dir / f"swap_{modality}")
+            written += _write_figure(
+                swap_matrix(table, modality, class_names=class_names), out_dir / f"swap_{modality}"
+            )
     atomic_write_text(out_dir / "settings.json", json.dumps(report.settings, indent=2))
     written.append(out_dir / "settings.json")
     return written
@@ -330,5 +340,6 @@ def analyse_run(
             "predictor": type(predictor).__name__,
         }
     )
-    written = write_report(report, loaded.run_dir / OUTPUT_DIR)
+    names = loaded.splits.info.get("class_names")
+    written = write_report(report, loaded.run_dir / OUTPUT_DIR, class_names=names)
     return report, written

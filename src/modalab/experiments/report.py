@@ -421,12 +421,14 @@ class EmbeddingSample:
         labels: ``[N * M]`` clean labels.
         modalities: ``[N * M]`` modality names.
         space: ``"joint"`` or ``"representation"``.
+        class_names: The dataset's class names, where it has them (else empty).
     """
 
     embeddings: np.ndarray
     labels: np.ndarray
     modalities: list[str]
     space: str
+    class_names: list[str] = field(default_factory=list)
 
 
 def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSample:
@@ -478,7 +480,10 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
         blocks.append(values[rows].numpy())
         labels.append(features.clean_label[rows].numpy())
         names.extend([modality] * int(rows.sum()))
-    return EmbeddingSample(np.concatenate(blocks), np.concatenate(labels), names, space)
+    class_names = [str(c) for c in splits.info.get("class_names") or []]
+    return EmbeddingSample(
+        np.concatenate(blocks), np.concatenate(labels), names, space, class_names
+    )
 
 
 def modality_gap(sample: EmbeddingSample) -> dict[str, float]:
@@ -965,7 +970,13 @@ def _embedding_section(
             continue
         points = _tsne(sample.embeddings)
         writer.figure(
-            embedding_map(points, sample.labels, sample.modalities, f"{method} ({run_id})"),
+            embedding_map(
+                points,
+                sample.labels,
+                sample.modalities,
+                f"{method} ({run_id})",
+                sample.class_names or None,
+            ),
             f"embedding_{_slug(method)}",
             f"`{method}`: t-SNE of the {sample.space} embeddings of run `{run_id}`.",
         )
