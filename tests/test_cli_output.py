@@ -110,4 +110,8 @@ def test_plots_name_classes_where_the_data_has_names() -> None:
     points = np.random.default_rng(0).normal(size=(4, 2))
     figure = embedding_map(points, np.array([0, 1, 0, 1]), ["a", "a", "b", "b"], "m", names)
     legend = figure.axes[0].get_legend()
-    assert [t.get_text() for t in legend.get_texts()] == names
+    assert legend is not None and [t.get_text() for t in legend.get_texts()] == names
+    from modalab.data.shapes import make_shapes
+
+    info = make_shapes(n_samples=100, seed=0).info
+    assert info["class_names"] == ["circle", "square", "triangle", "cross"]
