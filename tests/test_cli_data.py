@@ -49,7 +49,8 @@ def test_run_avmnist_clip_and_supervised_end_to_end(tmp_path, monkeypatch):
         )
         result = run(cfg, quiet=True)
         assert 0.0 <= result.value("linear_probe_acc", "fused") <= 1.0
-        assert result.value("recall@1", "image->audio") >= 0.0
+        if method == "clip":  # supervised trains no joint space: no retrieval rows
+            assert result.value("recall@1", "image->audio") >= 0.0
         assert (tmp_path / method / "metrics.json").is_file()
 
 
