@@ -122,7 +122,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     table = Table(title="comparison (mean ± std over seeds, seeds in brackets)")
     for column in frame.columns:
-        table.add_column(str(column))
+        if "/" in str(column):  # a value column: header kept whole
+            table.add_column(str(column), no_wrap=True, min_width=len(str(column)))
+        else:  # row labels wrap
+            table.add_column(str(column), overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     console.print(table)
