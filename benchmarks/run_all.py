@@ -28,6 +28,7 @@ SCRIPTS = {
     "bench_scenarios.py": ([], ["--n-samples", "2000"]),
     "bench_counterfactual.py": ([], ["--n-samples", "2000"]),
     "bench_threads.py": ([], ["--repeats", "1"]),
+    "bench_startup.py": ([], ["--repeats", "1"]),
 }
 #: Printed lines that carry a benchmark's headline figure (copied into the summary table).
 HEADLINES = ("speed-up", "ratio", "efficiency", "peak memory", "R@1", "samples/s")

@@ -204,9 +204,10 @@ def to_markdown(
             "ranks nothing at convergence. Run it larger with `--n-samples` and `--epochs`.",
         ]
         retrieval = (
-            "the six directions (— where a method trains no joint space across modalities, "
-            "i.e. the unimodal two-view recipes; for `supervised`, `masked` and `fusion` it "
-            "compares representations that were never aligned and is listed for completeness; "
+            "the six directions, expected under random tie-breaking (half the test captions are "
+            "exact duplicates; a tie with the true match is not a hit) (— where a method trains "
+            "no joint space: `supervised`, `masked` and the unimodal two-view recipes; for "
+            "`fusion` it compares co-attention streams and is listed for completeness; "
         )
     else:
         command = (
@@ -228,8 +229,9 @@ def to_markdown(
             "quoted in its row.",
         ]
         retrieval = (
-            "the two directions (— for the unimodal two-view recipes; for `supervised`, "
-            "`masked` and `fusion` the spaces were never aligned). Pairs are drawn at random "
+            "the two directions, expected under random tie-breaking (— for `supervised`, "
+            "`masked` and the unimodal two-view recipes, which train no joint space; for "
+            "`fusion` the streams were never aligned). Pairs are drawn at random "
             "within a digit, so instance-level R@1 cannot exceed about 10/N; "
         )
     return "\n".join(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from rich.console import Console
 from rich.table import Table
@@ -45,12 +46,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="hidden width of the head fitted on frozen features of encoder-only runs (0: linear)",
     )
+    parser.add_argument(
+        "--allow-unfinished",
+        action="store_true",
+        help="analyse a run without metrics.json (interrupted or failed) from its last checkpoint",
+    )
 
 
 def command(args: argparse.Namespace) -> int:
     """Run the analyses and print the pooled summary."""
-    from modalab.experiments.counterfactual_run import analyse_run
+    from modalab.experiments.counterfactual_run import analyse_run, unfinished_reason
 
+    reason = unfinished_reason(args.run_dir)
+    if reason and not args.allow_unfinished:
+        print(
+            f"modalab counterfactual: {args.run_dir} is an unfinished run ({reason}). Finish it "
+            "with `modalab run ... run_name=NAME resume=true`, or analyse its last checkpoint "
+            "anyway with --allow-unfinished.",
+            file=sys.stderr,
+        )
+        return 2
+    if reason:
+        print(f"warning: analysing an unfinished run ({reason}).", file=sys.stderr)
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     report, written = analyse_run(
         args.run_dir,

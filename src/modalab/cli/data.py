@@ -101,7 +101,10 @@ def _report(console: Console, name: str, data_dir: Path, all_files: bool) -> int
             optional_missing = st.status == "missing" and not st.required
             key = "missing (optional)" if optional_missing else st.status
             counts[key] = counts.get(key, 0) + 1
-            failed |= st.status == "corrupt" or (st.status == "missing" and st.required)
+            # a checksum that differs is a failure: results on other bytes are not comparable
+            failed |= st.status in ("corrupt", "differs") or (
+                st.status == "missing" and st.required
+            )
             if all_files or st.status not in ("ok", "unchecked"):
                 style = "dim" if optional_missing else _STYLE[st.status]
                 console.print(
@@ -111,6 +114,13 @@ def _report(console: Console, name: str, data_dir: Path, all_files: bool) -> int
         console.print(f"[bold]{source.name}[/] in {data_dir / source.folder}: {summary}")
         if any(st.status == "missing" and st.required for st in statuses):
             console.print(source.how_to_get(data_dir), markup=False, highlight=False)
+        if any(st.status == "differs" for st in statuses):
+            console.print(
+                "  A file differs from the published one: download it again "
+                f"(`modalab data download {source.name}`) or replace it with the original.",
+                markup=False,
+                highlight=False,
+            )
     return 1 if failed else 0
 
 

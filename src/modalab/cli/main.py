@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -60,6 +61,12 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. method=supervised")
     parser.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summaries")
+    parser.add_argument(  # SUPPRESS: a global --verbose, if any, is not overridden
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="keep Lightning's banners, tips and notices (also MODALAB_VERBOSE=1)",
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -68,6 +75,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from modalab.experiments.config import compose_config
     from modalab.experiments.runner import run
 
+    if getattr(args, "verbose", False):
+        os.environ["MODALAB_VERBOSE"] = "1"  # inherited by the runner (and sweep workers)
     console = Console()
     runs = _expand_overrides(args.overrides)
     configs = [compose_config(o) for o in runs]  # validate every run before training any
@@ -97,18 +106,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 _DIAGNOSTICS = ("effective_rank", "uniformity", "alignment", "modality_gap")
 
 
+def _value_column(table: Table, name: str) -> None:
+    """A right-aligned value column whose header is never wrapped or abbreviated."""
+    table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+
+
 def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
     """Accuracies (modality columns), retrieval (Recall@K columns), diagnostics (metric columns)."""
     accuracy = Table(title="frozen-representation accuracy (test split)")
     retrieval = Table(title="cross-modal retrieval (test split)")
     diagnostics = Table(title="representation diagnostics (test split)")
     for table in (accuracy, retrieval, diagnostics):
-        table.add_column("run")
-    diagnostics.add_column("modality / pair")
+        table.add_column("run", overflow="fold")  # row labels wrap; metric names never do
+    diagnostics.add_column("modality / pair", overflow="fold")
     diag_names: list[str] = []
     diag_rows: dict[tuple[str, str], dict[str, float]] = {}
-    accuracy.add_column("metric")
-    retrieval.add_column("direction")
+    accuracy.add_column("metric", overflow="fold")
+    retrieval.add_column("direction", overflow="fold")
     views: list[str] = []
     ks: list[str] = []
     acc_rows: dict[tuple[str, str], dict[str, float]] = {}
@@ -119,7 +133,7 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
                 diag_rows.setdefault((label, record.modality), {})[record.metric] = record.value
                 if record.metric not in diag_names:
                     diag_names.append(record.metric)
-            elif record.metric.startswith("recall@"):
+            elif record.metric.startswith(("recall@", "recall_mp@")):
                 ret_rows.setdefault((label, record.modality), {})[record.metric] = record.value
                 if record.metric not in ks:
                     ks.append(record.metric)
@@ -129,9 +143,9 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
                 if record.modality not in views:
                     views.append(record.modality)
     for view in views:
-        accuracy.add_column(view, justify="right")
+        _value_column(accuracy, view)
     for k in ks:
-        retrieval.add_column(k.replace("recall", "R"), justify="right")
+        _value_column(retrieval, k.replace("recall", "R"))
     for (label, name), values in acc_rows.items():
         accuracy.add_row(label, name, *[f"{values[v]:.3f}" if v in values else "" for v in views])
     for (label, direction), values in ret_rows.items():
@@ -139,7 +153,7 @@ def _results_tables(results: Sequence[tuple[str, Any]]) -> list[Table]:
             label, direction, *[f"{values[k]:.3f}" if k in values else "" for k in ks]
         )
     for name in diag_names:
-        diagnostics.add_column(name, justify="right")
+        _value_column(diagnostics, name)
     for (label, where), values in diag_rows.items():
         diagnostics.add_row(
             label, where, *[f"{values[n]:.3f}" if n in values else "" for n in diag_names]
@@ -158,11 +172,11 @@ def _add_list_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from modalab.catalog import registries
-    from modalab.experiments.config import group_options
+    from modalab.catalog import CONFIG_GROUPS, static_catalog
 
     console = Console()
-    kinds = registries()
+    catalog = static_catalog()  # a snapshot kept equal to the registries by a test: no imports
+    kinds = catalog["kinds"]
     wanted = list(kinds) if args.kind == "all" else [args.kind]
     for kind in wanted:
         if kind == "configs":
@@ -173,15 +187,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
         table = Table(title=kind)
         table.add_column("name")
         table.add_column("description")
-        for entry in kinds[kind].entries():
-            table.add_row(entry.name, entry.description)
+        for name, description in kinds[kind]:
+            table.add_row(name, description)
         console.print(table)
     if args.kind in ("all", "configs"):
         table = Table(title="config groups")
         table.add_column("group")
         table.add_column("options")
-        for group in ("data", "model", "method", "scenario", "eval", "trainer"):
-            table.add_row(group, ", ".join(group_options(group)))
+        for group in CONFIG_GROUPS:
+            table.add_row(group, ", ".join(catalog["config_groups"][group]))
         console.print(table)
     return 0
 

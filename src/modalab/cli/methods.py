@@ -18,23 +18,20 @@ def add_methods_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_methods(args: argparse.Namespace) -> int:
     """Print every registered method with its description and config keys."""
-    from modalab.experiments.config import group_options, register_configs
-    from modalab.methods import METHODS
+    from fnmatch import fnmatch
 
-    register_configs()
-    from hydra.core.config_store import ConfigStore
+    from modalab.catalog import static_catalog
 
-    repo = ConfigStore.instance().repo.get("method", {})
+    catalog = static_catalog()  # a snapshot kept equal to the registries by a test: no imports
     table = Table(title=escape("methods (modalab run method=NAME [method.KEY=VALUE ...])"))
     table.add_column("name")
     table.add_column("description")
     table.add_column("config keys")
-    options = set(group_options("method"))
-    for entry in METHODS.entries(args.pattern):
-        keys = ""
-        if entry.name in options:
-            node = repo[f"{entry.name}.yaml"].node
-            keys = ", ".join(k for k in node if k != "name")
-        table.add_row(entry.name, entry.description, keys)
+    method_keys = catalog["method_keys"]
+    for name, description in catalog["kinds"]["methods"]:
+        if not fnmatch(name, args.pattern):
+            continue
+        keys = ", ".join(method_keys.get(name, []))
+        table.add_row(name, description, keys)
     Console().print(table)
     return 0

@@ -111,20 +111,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Print the side-by-side table of ``args.paths``."""
     from modalab.experiments.collect import ResultsNotFoundError
     from modalab.experiments.io import atomic_write_text
-    from modalab.experiments.report import compare_results, markdown_table
+    from modalab.experiments.report import compare_results, config_differences, markdown_table
 
     console = Console()
     try:
         frame = compare_results(args.paths, args.labels, args.metric)
+        differences = config_differences(args.paths)
     except (ResultsNotFoundError, ValueError) as error:
         console.print(f"modalab compare: {error}", markup=False, style="red")
         return 2
     table = Table(title="comparison (mean ± std over seeds, seeds in brackets)")
     for column in frame.columns:
-        table.add_column(str(column))
+        if "/" in str(column):  # a value column: header kept whole
+            table.add_column(str(column), no_wrap=True, min_width=len(str(column)))
+        else:  # row labels wrap
+            table.add_column(str(column), overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*[str(v) for v in row])
     console.print(table)
+    for warning in differences:
+        console.print(f"warning: {warning}", markup=False, style="yellow")
     if args.output:
         output = Path(args.output)
         if output.suffix == ".csv":

@@ -6,6 +6,8 @@ returns a :class:`matplotlib.figure.Figure` (nothing is shown or saved here).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -46,10 +48,25 @@ def shapley_bars(table: pd.DataFrame, title: str = "") -> Figure:
     return fig
 
 
+def _class_label(class_id: object, class_names: Sequence[str] | None) -> str:
+    """The class's name where the data has names (``class_names[id]``), else its id."""
+    text = str(class_id)
+    if class_names and text.isdigit() and int(text) < len(class_names):
+        return str(class_names[int(text)])
+    return text
+
+
 def class_heatmap(
-    table: pd.DataFrame, analysis: str = "shapley", statistic: str = "shapley", title: str = ""
+    table: pd.DataFrame,
+    analysis: str = "shapley",
+    statistic: str = "shapley",
+    title: str = "",
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
-    """Heatmap of a per-class statistic: classes × modalities."""
+    """Heatmap of a per-class statistic: classes × modalities.
+
+    ``class_names`` (the dataset's ``info["class_names"]``) label the rows by name.
+    """
     rows = _select(table, analysis, statistic)
     rows = rows[rows["class"] != "all"]
     grid = rows.pivot_table(index="class", columns="modality", values="value", sort=False)
@@ -59,7 +76,7 @@ def class_heatmap(
     limit = float(np.nanmax(np.abs(grid.to_numpy()))) or 1.0
     image = ax.imshow(grid.to_numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(grid.shape[1]), list(grid.columns))
-    ax.set_yticks(range(grid.shape[0]), list(grid.index))
+    ax.set_yticks(range(grid.shape[0]), [_class_label(c, class_names) for c in grid.index])
     ax.set_ylabel("class")
     for (i, j), value in np.ndenumerate(grid.to_numpy()):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
@@ -69,8 +86,16 @@ def class_heatmap(
     return fig
 
 
-def swap_matrix(table: pd.DataFrame, modality: str, title: str = "") -> Figure:
-    """Matrix of ``P(prediction follows the swapped modality)`` per (original, donor) class."""
+def swap_matrix(
+    table: pd.DataFrame,
+    modality: str,
+    title: str = "",
+    class_names: Sequence[str] | None = None,
+) -> Figure:
+    """Matrix of ``P(prediction follows the swapped modality)`` per (original, donor) class.
+
+    ``class_names`` (the dataset's ``info["class_names"]``) label the axes by name.
+    """
     rows = _select(table, "swap", "follows_swapped")
     rows = rows[(rows["modality"] == modality) & (rows["class"] != "all")]
     if rows.empty:
@@ -82,8 +107,9 @@ def swap_matrix(table: pd.DataFrame, modality: str, title: str = "") -> Figure:
     fig = Figure(figsize=(1.5 + 0.5 * len(classes), 1.2 + 0.5 * len(classes)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes)
-    ax.set_yticks(range(len(classes)), classes)
+    labels = [_class_label(c, class_names) for c in classes]
+    ax.set_xticks(range(len(classes)), labels, rotation=45 if class_names else 0)
+    ax.set_yticks(range(len(classes)), labels)
     ax.set_xlabel(f"class of the swapped-in {modality}")
     ax.set_ylabel("class of the other modalities")
     for (i, j), value in np.ndenumerate(grid):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import kornia.augmentation as K
 import torch
 from monai.transforms import Compose, RandCoarseDropoutd, RandGaussianNoised, RandScaleIntensityd
 from monai.utils import convert_to_tensor
@@ -131,6 +130,8 @@ def default_augmentation(name: str, example: Tensor, seed: int = 0) -> nn.Module
     if not example.is_floating_point() and example.dim() == 2:
         return TokenMasking(mask_prob=0.15, seed=seed)
     if example.dim() == 4:
+        import kornia.augmentation as K  # here: importing kornia costs ~1.5 s at start-up
+
         channels, height, width = example.shape[1:]
         saturation = 0.2 if channels == 3 else 0.0
         pipeline = K.AugmentationSequential(

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modalab.errors import DataError
 from modalab.registry import Registry
 
 __all__ = [
@@ -58,14 +59,6 @@ __all__ = [
 DATA_ENV = "MODALAB_DATA"
 #: Data directory used when neither ``data_dir`` nor ``MODALAB_DATA`` is set.
 DEFAULT_DATA_DIR = "~/.modalab/data"
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message names the file or split and the fix.
-
-    Duplicates, leakage between splits, labels outside the declared classes, a split too
-    small to score. The command line reports it as a data error (exit 3).
-    """
 
 
 class MissingDataError(FileNotFoundError):

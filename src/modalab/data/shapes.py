@@ -583,5 +583,15 @@ def make_shapes(**kwargs: Any) -> Splits:
             "mask_id": MASK_ID,
             "special_ids": [PAD_ID, CLS_ID, SEP_ID, MASK_ID],
             "sample_rates": {"audio": AUDIO_SAMPLE_RATE},
+            "class_names": _class_names(config),
         },
     )
+
+
+def _class_names(config: ShapesConfig) -> list[str]:
+    """Names of the classes when the label is one named factor (``identity`` rule), else ids."""
+    words = {"shape": _SHAPE_WORDS, "colour": _COLOUR_WORDS, "size": _SIZE_WORDS}
+    factors = list(config.label_factors)
+    if config.label_rule == "identity" and len(factors) == 1 and factors[0] in words:
+        return list(words[factors[0]])
+    return []

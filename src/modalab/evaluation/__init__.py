@@ -13,8 +13,8 @@ from modalab.evaluation.probes import (
     knn_predict,
     label_subset,
     linear_probe,
-    retrieval_recall,
 )
+from modalab.evaluation.retrieval import retrieval_recall, retrieval_recall_multi_positive
 from modalab.evaluation.zero_shot import (
     class_embeddings,
     zero_shot_accuracy,
@@ -35,6 +35,7 @@ __all__ = [
     "label_subset",
     "linear_probe",
     "retrieval_recall",
+    "retrieval_recall_multi_positive",
     "zero_shot_accuracy",
     "zero_shot_logits",
     "zero_shot_records",

@@ -11,7 +11,12 @@ from torch import Tensor
 
 from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, make_loader
-from modalab.evaluation.probes import knn_predict, linear_probe, retrieval_recall
+from modalab.evaluation.probes import knn_predict, linear_probe
+from modalab.evaluation.retrieval import (
+    has_repeated_rows,
+    retrieval_recall,
+    retrieval_recall_multi_positive,
+)
 
 __all__ = [
     "EvalConfig",
@@ -370,9 +375,14 @@ def evaluate_representations(
         rows = test.present[a] & test.present[b]
         if int(rows.sum()) < 2:
             continue
-        recall = retrieval_recall(test.joint[a][rows], test.joint[b][rows], config.retrieval_ks)
+        queries, gallery = test.joint[a][rows], test.joint[b][rows]
+        recall = retrieval_recall(queries, gallery, config.retrieval_ks)
         for k, value in recall.items():
             records.append(MetricRecord(f"recall@{k}", value, f"{a}->{b}"))
+        if has_repeated_rows(gallery):  # targets repeat: identical copies also count as hits
+            multi = retrieval_recall_multi_positive(queries, gallery, config.retrieval_ks)
+            for k, value in multi.items():
+                records.append(MetricRecord(f"recall_mp@{k}", value, f"{a}->{b}"))
     return records
 
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from modalab.evaluation.retrieval import retrieval_recall
+
 __all__ = [
     "LinearProbeResult",
     "fit_logistic_regression",
@@ -209,42 +211,3 @@ def knn_predict(
         votes = F.one_hot(train_label[idx], num_classes).sum(dim=1)
         out.append(votes.argmax(dim=1))
     return torch.cat(out)
-
-
-def retrieval_recall(
-    queries: Tensor,
-    gallery: Tensor,
-    ks: Sequence[int] = (1, 5, 10),
-    chunk_size: int = 1024,
-) -> dict[int, float]:
-    """Recall@K of paired retrieval: query ``i``'s correct match is gallery item ``i``.
-
-    Computed in chunks of queries, so memory stays ``O(chunk_size × N)``. The rank of the
-    correct item counts the gallery items with a strictly higher cosine similarity.
-
-    Args:
-        queries: ``[N, D]``.
-        gallery: ``[N, D]``, aligned with ``queries``.
-        ks: Cut-offs.
-        chunk_size: Queries per chunk.
-
-    Returns:
-        ``{k: recall}``.
-
-    Example:
-        >>> q = torch.eye(4)
-        >>> retrieval_recall(q, q, ks=(1,))
-        {1: 1.0}
-    """
-    if queries.shape[0] != gallery.shape[0]:
-        raise ValueError("queries and gallery must be aligned (same number of rows).")
-    g = F.normalize(gallery, dim=1)
-    ranks = []
-    for start in range(0, queries.shape[0], chunk_size):
-        q = F.normalize(queries[start : start + chunk_size], dim=1)
-        sims = q @ g.t()
-        rows = torch.arange(q.shape[0])
-        correct = sims[rows, rows + start].unsqueeze(1)
-        ranks.append((sims > correct).sum(dim=1))
-    rank = torch.cat(ranks)
-    return {int(k): float((rank < k).float().mean()) for k in ks}

@@ -29,6 +29,7 @@ from modalab.data.noisymnist import NoisyMNISTConfig
 from modalab.data.sanity import SanityConfig
 from modalab.data.shapes import ShapesConfig
 from modalab.evaluation.features import EvalConfig
+from modalab.experiments.errors import ConfigError
 from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
 from modalab.scenarios import SCENARIOS
 from modalab.schedules import EarlyStoppingConfig, LRSchedule
@@ -45,10 +46,6 @@ __all__ = [
     "register_configs",
     "validate_config",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be composed or is invalid; the message says how to fix it."""
 
 
 @dataclass

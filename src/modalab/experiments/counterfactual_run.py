@@ -37,13 +37,21 @@ from modalab.counterfactual import (
 from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.experiments.config import ConfigError
+from modalab.experiments.data_location import with_recorded_data_dir
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 from modalab.experiments.runner import build_data, build_encoders, build_method
 from modalab.experiments.training import evaluated_checkpoint
 from modalab.methods.robust_fusion import RobustFusionMethod
 from modalab.models.multimodal import LateFusionClassifier
 
-__all__ = ["LoadedRun", "RobustFusionPredictor", "analyse_run", "build_predictor", "load_run"]
+__all__ = [
+    "LoadedRun",
+    "RobustFusionPredictor",
+    "analyse_run",
+    "build_predictor",
+    "load_run",
+    "unfinished_reason",
+]
 
 OUTPUT_DIR = "counterfactual"
 
@@ -63,6 +71,28 @@ class LoadedRun:
     config: dict[str, Any]
     splits: Splits
     method: L.LightningModule
+
+
+def unfinished_reason(run_dir: str | Path) -> str:
+    """Why ``run_dir`` is not a finished run (empty when it is, or is no run directory).
+
+    Args:
+        run_dir: A directory written by ``modalab run``.
+
+    Returns:
+        ``""`` for a finished run (``metrics.json`` written); else what its ``failure.json``
+        says, or that it has no ``metrics.json``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file():
+        return ""
+    failure = run_dir / "failure.json"
+    if failure.is_file():
+        try:
+            return str(json.loads(failure.read_text()).get("error", "failure.json"))
+        except (ValueError, AttributeError):
+            return "failure.json is unreadable"
+    return "no metrics.json: interrupted, still running or failed"
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
@@ -91,7 +121,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
     config = yaml.safe_load(config_path.read_text())
     seed = int(config["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
-    splits = build_data(config["data"])
+    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(config["model"], splits)
     method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
@@ -227,8 +257,13 @@ def _write_figure(figure: Figure, stem: Path) -> list[Path]:
     return paths
 
 
-def write_report(report: CounterfactualReport, out_dir: Path) -> list[Path]:
-    """Write the table (Parquet + CSV), the settings (JSON) and the figures, atomically."""
+def write_report(
+    report: CounterfactualReport, out_dir: Path, class_names: Sequence[str] | None = None
+) -> list[Path]:
+    """Write the table (Parquet + CSV), the settings (JSON) and the figures, atomically.
+
+    ``class_names`` (the dataset's, where it has them) label the per-class figures.
+    """
     table = report.table
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
@@ -238,14 +273,19 @@ def write_report(report: CounterfactualReport, out_dir: Path) -> list[Path]:
     analyses = set(table["analysis"])
     if "shapley" in analyses:
         written += _write_figure(shapley_bars(table), out_dir / "shapley_bars")
-        written += _write_figure(class_heatmap(table), out_dir / "shapley_per_class")
+        written += _write_figure(
+            class_heatmap(table, class_names=class_names), out_dir / "shapley_per_class"
+        )
     if "ablation" in analyses:
         written += _write_figure(
-            class_heatmap(table, "ablation", "ablation"), out_dir / "ablation_per_class"
+            class_heatmap(table, "ablation", "ablation", class_names=class_names),
+            out_dir / "ablation_per_class",
         )
     if "swap" in analyses:
         for modality in sorted(set(table.loc[table["analysis"] == "swap", "modality"])):
-            written += _write_figure(swap_matrix(table, modality), out_dir / f"swap_{modality}")
+            written += _write_figure(
+                swap_matrix(table, modality, class_names=class_names), out_dir / f"swap_{modality}"
+            )
     atomic_write_text(out_dir / "settings.json", json.dumps(report.settings, indent=2))
     written.append(out_dir / "settings.json")
     return written
@@ -303,5 +343,6 @@ def analyse_run(
             "predictor": type(predictor).__name__,
         }
     )
-    written = write_report(report, loaded.run_dir / OUTPUT_DIR)
+    names = loaded.splits.info.get("class_names")
+    written = write_report(report, loaded.run_dir / OUTPUT_DIR, class_names=names)
     return report, written

@@ -22,12 +22,13 @@ import pickle
 import sys
 from dataclasses import dataclass
 
-from modalab.data.files import DataError  # defined in the data layer, which raises it
+from modalab.errors import DataError  # raised in the data layer too
 
 __all__ = [
     "EXIT_CONFIG",
     "EXIT_DATA",
     "EXIT_ENVIRONMENT",
+    "ConfigError",
     "DataError",
     "EnvironmentProblem",
     "Explained",
@@ -43,6 +44,10 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 #: Exit status of an environment error (no GPU, unwritable folder).
 EXIT_ENVIRONMENT = 4
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be composed or is invalid; the message says how to fix it."""
 
 
 class TrainingError(RuntimeError):
@@ -101,8 +106,6 @@ def explain_error(error: BaseException) -> Explained | None:
         >>> explain_error(KeyError("a bug")) is None
         True
     """
-    from modalab.experiments.config import ConfigError  # imported only once an error occurred
-
     data_errors: tuple[type[BaseException], ...] = (DataError, pickle.UnpicklingError)
     try:
         from modalab.data.files import CorruptDataError, MissingDataError

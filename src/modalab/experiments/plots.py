@@ -282,7 +282,11 @@ def direction_matrices(summary: pd.DataFrame, metric_label: str) -> Figure:
 
 
 def embedding_map(
-    points: np.ndarray, labels: np.ndarray, modalities: Sequence[str], title: str
+    points: np.ndarray,
+    labels: np.ndarray,
+    modalities: Sequence[str],
+    title: str,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
     """A 2-D map of embeddings coloured by label (left) and by modality (right).
 
@@ -292,6 +296,7 @@ def embedding_map(
         modalities: ``[N]`` modality of each point; a clear separation by modality on the
             right is the *modality gap* (Liang et al., NeurIPS 2022).
         title: Figure title (the method).
+        class_names: The dataset's class names (legend by name), if it has them.
 
     Example:
         >>> points = np.random.default_rng(0).normal(size=(6, 2))
@@ -335,7 +340,7 @@ def embedding_map(
                 linewidths=0,
                 alpha=0.8,
             )
-        _legend_classes(by_label, classes, cmap)
+        _legend_classes(by_label, classes, cmap, class_names)
         by_modality.legend(
             frameon=False, markerscale=2.5, loc="upper left", bbox_to_anchor=(1.0, 1.0)
         )
@@ -349,11 +354,15 @@ def embedding_map(
     return figure
 
 
-def _legend_classes(ax: Axes, classes: np.ndarray, cmap: Any) -> None:
+def _legend_classes(
+    ax: Axes, classes: np.ndarray, cmap: Any, class_names: Sequence[str] | None = None
+) -> None:
     if len(classes) > 10:
         return
     for c in classes:
-        ax.scatter([], [], color=cmap(int(c) % 10), s=8, label=str(int(c)))
+        named = class_names is not None and 0 <= int(c) < len(class_names)
+        text = str(class_names[int(c)]) if named and class_names is not None else str(int(c))
+        ax.scatter([], [], color=cmap(int(c) % 10), s=8, label=text)
     ax.legend(
         frameon=False,
         title="label",

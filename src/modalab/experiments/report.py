@@ -17,11 +17,12 @@ variances) or, with ``test="paired"``, a paired t-test over the seeds both metho
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,12 @@ __all__ = [
     "ReportFiles",
     "build_report",
     "compare_results",
+    "config_differences",
     "embedding_features",
     "markdown_table",
     "modality_gap",
     "read_learning_curves",
+    "separate_configs",
     "significance_marker",
     "summarize",
     "wide_table",
@@ -152,6 +155,86 @@ def _p_value(baseline: pd.Series, other: pd.Series, test: str) -> float:
     return statistics.welch_test(other.to_numpy(float), baseline.to_numpy(float)).p_value
 
 
+def separate_configs(
+    table: pd.DataFrame, run_dirs: Mapping[str, Path] | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Relabel the methods whose runs differ in more than the seed, so that none are pooled.
+
+    Seeds of one configuration share its ``config_hash`` (the resolved config without seed and
+    study). Within one quantity (data, scenario, severity, metric, modality, condition), a
+    method with several config hashes is several experiments: each gets its own label,
+    ``method [key=value, ...]`` naming the config keys that differ (read from the run
+    directories when known), else ``method [config <hash>]``. Rows are never averaged across
+    labels afterwards.
+
+    Args:
+        table: Results rows (:data:`~modalab.experiments.collect.RESULT_COLUMNS`).
+        run_dirs: Run id → run directory (for the config keys that differ).
+
+    Returns:
+        The table with ``method`` relabelled where needed, and one warning per split method.
+
+    Example:
+        >>> import pandas as pd
+        >>> rows = pd.DataFrame({"data": "d", "scenario": "", "severity": float("nan"),
+        ...     "metric": "acc", "modality": "", "condition": "", "method": "a",
+        ...     "config_hash": ["h1", "h1", "h2"], "run_id": ["r1", "r2", "r3"],
+        ...     "seed": [0, 1, 0], "value": [0.5, 0.7, 0.9]})
+        >>> sorted(separate_configs(rows)[0]["method"].unique())
+        ['a [config h1]', 'a [config h2]']
+    """
+    if table.empty or "config_hash" not in table.columns:
+        return table, []
+    keyed = table.assign(_severity=[_label(v) for v in table["severity"]])
+    quantity = [("_severity" if c == "severity" else c) for c in QUANTITY]
+    hashes = keyed.groupby([*quantity, "method"], sort=False, dropna=False)["config_hash"]
+    data_at = quantity.index("data")
+    split = {(key[data_at], key[-1]) for key, n in hashes.nunique().items() if n > 1}
+    if not split:
+        return table, []
+    first_run = table.drop_duplicates("config_hash").set_index("config_hash")["run_id"]
+    flat: dict[str, dict[str, Any]] = {}
+    for config_hash, run_id in first_run.items():
+        run_dir = (run_dirs or {}).get(str(run_id))
+        if run_dir is not None and (run_dir / "config.yaml").is_file():
+            flat[str(config_hash)] = _flatten(load_yaml(run_dir / "config.yaml"))
+    labels: dict[tuple[str, str, str], str] = {}
+    warnings_: list[str] = []
+    for data, method in sorted(split):
+        rows = (table["method"] == method) & (table["data"] == data)
+        configs = sorted(table.loc[rows, "config_hash"].unique())
+        known = [flat[h] for h in configs if h in flat]
+        differing: list[str] = []
+        if len(known) == len(configs):
+            keys = sorted(set().union(*known))
+            differing = [
+                k
+                for k in keys
+                if k not in _NOT_IDENTITY
+                and len({json.dumps(f.get(k), default=str) for f in known}) > 1
+            ]
+        for h in configs:
+            if differing:
+                text = ", ".join(f"{k}={flat[h].get(k, '')}" for k in differing)
+                labels[(data, method, h)] = f"{method} [{text}]"
+            else:
+                labels[(data, method, h)] = f"{method} [config {h[:8]}]"
+        named = f" ({', '.join(differing)})" if differing else ""
+        warnings_.append(
+            f"Runs of `{method}` on `{data}` differ in more than the seed{named}: "
+            f"{len(configs)} configurations, reported separately and never averaged together."
+        )
+    relabelled = [
+        labels.get((str(d), str(m), str(h)), str(m))
+        for d, m, h in zip(table["data"], table["method"], table["config_hash"])
+    ]
+    return table.assign(method=relabelled), warnings_
+
+
+#: Config keys that name where a run lives or how it prints, not what it computes.
+_NOT_IDENTITY = ("run_name", "output_dir", "seed", "study", "store", "resume")
+
+
 def summarize(
     table: pd.DataFrame,
     baseline: str = "supervised",
@@ -216,7 +299,13 @@ def summarize(
     )
 
 
+#: The one marker of a value that is missing or undefined in a table.
+MISSING = "—"
+
+
 def _cell(mean: float, std: float, marker: str) -> str:
+    if math.isnan(mean):
+        return MISSING
     text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
     return f"{text} {marker}".rstrip()
 
@@ -243,14 +332,24 @@ def _label(value: Any) -> str:
 def _pivot(
     frame: pd.DataFrame, index: list[str], column: str, value: str, columns: Sequence[str]
 ) -> pd.DataFrame:
-    """Rows of ``index`` values (first-seen order), one column per ``column`` value."""
+    """Rows of ``index`` values, one column per ``column`` value; absent cells :data:`MISSING`.
+
+    Rows keep their first-seen order, except that severities run in numeric order within
+    each scenario (``0, 0.5, 1``, never ``0.5, 0, 1``).
+    """
     rows: dict[tuple[str, ...], dict[str, str]] = {}
+    if "severity" in frame.columns and "severity" in index:
+        order = frame["scenario"].astype(str) if "scenario" in frame.columns else None
+        frame = frame.assign(_scenario_order=pd.factorize(order)[0] if order is not None else 0)
+        frame = frame.sort_values(
+            ["_scenario_order", "severity"], kind="stable", na_position="first"
+        )
     for record in frame.to_dict("records"):
         key = tuple(_label(record[c]) for c in index)
         rows.setdefault(key, {})[str(record[column])] = str(record[value])
     present = [c for c in columns if any(c in cells for cells in rows.values())]
     return pd.DataFrame(
-        [[*key, *(cells.get(c, "") for c in present)] for key, cells in rows.items()],
+        [[*key, *(cells.get(c, MISSING) for c in present)] for key, cells in rows.items()],
         columns=[*index, *present],
     )
 
@@ -271,8 +370,8 @@ def read_learning_curves(run_dirs: dict[str, Path], table: pd.DataFrame) -> pd.D
     """Epoch-level losses of every run from its Lightning CSV log (``logs/metrics.csv``).
 
     Returns:
-        Columns ``run_id``, ``method``, ``seed``, ``epoch``, ``series`` and ``value`` for the
-        logged ``*/loss`` columns (the last logged value of each epoch).
+        Columns ``run_id``, ``method``, ``data``, ``seed``, ``epoch``, ``series`` and ``value``
+        for the logged ``*/loss`` columns (the last logged value of each epoch).
     """
     meta = table.drop_duplicates("run_id").set_index("run_id")
     frames = []
@@ -289,9 +388,11 @@ def read_learning_curves(run_dirs: dict[str, Path], table: pd.DataFrame) -> pd.D
         long["run_id"] = run_id
         long["method"] = meta.loc[run_id, "method"]
         long["seed"] = int(meta.loc[run_id, "seed"])
+        long["data"] = meta.loc[run_id, "data"]
         frames.append(long)
     if not frames:
-        return pd.DataFrame(columns=["run_id", "method", "seed", "epoch", "series", "value"])
+        columns = ["run_id", "method", "data", "seed", "epoch", "series", "value"]
+        return pd.DataFrame(columns=columns)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -304,12 +405,14 @@ class EmbeddingSample:
         labels: ``[N * M]`` clean labels.
         modalities: ``[N * M]`` modality names.
         space: ``"joint"`` or ``"representation"``.
+        class_names: The dataset's class names, where it has them (else empty).
     """
 
     embeddings: np.ndarray
     labels: np.ndarray
     modalities: list[str]
     space: str
+    class_names: list[str] = field(default_factory=list)
 
 
 def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSample:
@@ -329,11 +432,12 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
 
     from modalab.evaluation.features import extract_features
     from modalab.experiments.checkpoint import load_weights
+    from modalab.experiments.data_location import with_recorded_data_dir
     from modalab.experiments.runner import build_data, build_encoders, build_method
 
     run_dir = Path(run_dir)
     config = load_yaml(run_dir / "config.yaml")
-    splits = build_data(config["data"])
+    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
     encoder = build_encoders(config["model"], splits)
     method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
     load_weights(method, run_dir)
@@ -360,7 +464,10 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
         blocks.append(values[rows].numpy())
         labels.append(features.clean_label[rows].numpy())
         names.extend([modality] * int(rows.sum()))
-    return EmbeddingSample(np.concatenate(blocks), np.concatenate(labels), names, space)
+    class_names = [str(c) for c in splits.info.get("class_names") or []]
+    return EmbeddingSample(
+        np.concatenate(blocks), np.concatenate(labels), names, space, class_names
+    )
 
 
 def modality_gap(sample: EmbeddingSample) -> dict[str, float]:
@@ -560,7 +667,9 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     writer = _Writer(out, config)
     notes: list[str] = []
-    table = collected.table
+    table, split_notes = separate_configs(collected.table, collected.run_dirs)
+    notes.extend(split_notes)
+    collected = dataclasses.replace(collected, table=table)
     methods = _ordered_methods(table, config.baseline)
     summary = summarize(table, config.baseline, config.test, config.alpha)
 
@@ -672,11 +781,13 @@ def _curves_section(writer: _Writer, collected: CollectedResults, notes: list[st
         notes.append("No learning curves: no run directory with logs/metrics.csv was found.")
         writer.text("No training logs were found.")
         return
-    writer.figure(
-        learning_curves(curves),
-        "learning_curves",
-        "Training and validation loss per epoch (mean over seeds, band: ±1 std).",
-    )
+    several = curves["data"].nunique() > 1
+    for data, part in curves.groupby("data", sort=False):  # one figure per dataset
+        writer.figure(
+            learning_curves(part),
+            "learning_curves" + (f"_{_slug(str(data))}" if several else ""),
+            f"Training and validation loss per epoch on `{data}` (mean over seeds, band: ±1 std).",
+        )
 
 
 def _tables_section(
@@ -713,33 +824,37 @@ def _tables_section(
         writer.heading("Representation quality", 3)
         writer.table(wide_table(plain, methods))
         bars = plain[(plain["metric"] == config.curve_metric) & plain["scenario"].isin(NO_SCENARIO)]
-        for condition, part in bars.groupby("condition", sort=False):
+        several = bars["data"].nunique() > 1  # one figure per dataset: never averaged across
+        for (data, condition), part in bars.groupby(["data", "condition"], sort=False):
             name = f"bars_{_slug(config.curve_metric)}_{_slug(str(condition))}"
+            name += f"_{_slug(str(data))}" if several else ""
+            title = f"{config.curve_metric} ({condition})" if condition else config.curve_metric
             writer.figure(
                 grouped_bars(
                     part.assign(group=part["modality"])
                     .groupby(["group", "method"], sort=False)
                     .agg(mean=("mean", "mean"), std=("std", "mean"))
                     .reset_index(),
-                    f"{config.curve_metric} ({condition})" if condition else config.curve_metric,
+                    f"{data}: {title}",
                     config.curve_metric,
                 ),
                 name,
-                f"`{config.curve_metric}` per modality and method ({condition}); error bars ±1 std "
-                "over seeds.",
+                f"`{config.curve_metric}` per modality and method on `{data}` ({condition}); "
+                "error bars ±1 std over seeds.",
             )
     if not directional.empty:
         writer.heading("Cross-modal retrieval", 3)
         writer.table(wide_table(directional, methods))
         first = directional[directional["metric"] == sorted(directional["metric"].unique())[0]]
         first = first[first["scenario"].isin(NO_SCENARIO)]
-        if not first.empty:
-            metric = str(first["metric"].iloc[0])
+        several = first["data"].nunique() > 1
+        for data, part in first.groupby("data", sort=False):  # one figure per dataset
+            metric = str(part["metric"].iloc[0])
             writer.figure(
-                direction_matrices(first, metric),
-                f"matrix_{_slug(metric)}",
-                f"`{metric}` from each source modality (rows) to each target (columns), mean "
-                "over seeds.",
+                direction_matrices(part, metric),
+                f"matrix_{_slug(metric)}" + (f"_{_slug(str(data))}" if several else ""),
+                f"`{metric}` on `{data}` from each source modality (rows) to each target "
+                "(columns), mean over seeds.",
             )
 
 
@@ -839,7 +954,13 @@ def _embedding_section(
             continue
         points = _tsne(sample.embeddings)
         writer.figure(
-            embedding_map(points, sample.labels, sample.modalities, f"{method} ({run_id})"),
+            embedding_map(
+                points,
+                sample.labels,
+                sample.modalities,
+                f"{method} ({run_id})",
+                sample.class_names or None,
+            ),
             f"embedding_{_slug(method)}",
             f"`{method}`: t-SNE of the {sample.space} embeddings of run `{run_id}`.",
         )
@@ -881,7 +1002,8 @@ def compare_results(
         names = [f"{i}:{n}" for i, n in enumerate(names)]
     frames = []
     for name, path in zip(names, paths):
-        table = collect_results(path).table
+        collected = collect_results(path)
+        table, _ = separate_configs(collected.table, collected.run_dirs)  # never pooled
         if metrics:
             table = table[table["metric"].isin(metrics)]
         summary = summarize(table)
@@ -896,3 +1018,47 @@ def compare_results(
     ]
     index = [c for c in QUANTITY if _informative(combined[c])] or ["metric"]
     return _pivot(combined, index, "column", "cell", list(dict.fromkeys(combined["column"])))
+
+
+def config_differences(paths: Sequence[str | Path]) -> list[str]:
+    """Warnings for runs of one method and dataset that differ in more than the seed.
+
+    Looks at every run directory under ``paths`` (results stores without their run
+    directories are compared by config hash only) and names the config keys that differ.
+
+    Args:
+        paths: Results stores, sweep folders or run directories.
+
+    Returns:
+        One warning per (method, data) whose runs have several configurations.
+    """
+    configs: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    hashes: dict[tuple[str, str], set[str]] = {}
+    for path in paths:
+        collected = collect_results(path)
+        runs = collected.table.drop_duplicates("run_id")
+        for row in runs.itertuples(index=False):
+            key = (str(row.method), str(row.data))
+            hashes.setdefault(key, set()).add(str(row.config_hash))
+            run_dir = collected.run_dirs.get(str(row.run_id))
+            if run_dir is not None and (run_dir / "config.yaml").is_file():
+                flat = _flatten(load_yaml(run_dir / "config.yaml"))
+                configs.setdefault(key, {})[str(row.config_hash)] = flat
+    out = []
+    for (method, data), found in sorted(hashes.items()):
+        if len(found) < 2:
+            continue
+        known = list(configs.get((method, data), {}).values())
+        keys = sorted(set().union(*known)) if len(known) == len(found) else []
+        differing = [
+            k
+            for k in keys
+            if k not in _NOT_IDENTITY
+            and len({json.dumps(f.get(k), default=str) for f in known}) > 1
+        ]
+        what = ", ".join(differing) if differing else "config hashes " + ", ".join(sorted(found))
+        out.append(
+            f"runs of {method} on {data} differ in more than the seed ({what}): compare them "
+            "as different experiments."
+        )
+    return out

@@ -53,6 +53,7 @@ from modalab.evaluation.repair import (
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
+from modalab.experiments.chatter import lightning_chatter_off
 from modalab.experiments.checkpoint import AtomicCheckpointIO, intact_checkpoint, save_weights
 from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.data_checks import (
@@ -61,6 +62,7 @@ from modalab.experiments.data_checks import (
     check_run_data,
     integrity_records,
 )
+from modalab.experiments.data_location import record_data_dir
 from modalab.experiments.errors import DataError, RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
@@ -455,6 +457,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     )
     plain.pop("defaults", None)
     plain.setdefault("resume", False)
+    lightning_chatter_off()  # Lightning's banners and tips, unless MODALAB_VERBOSE=1
     seed = int(plain["seed"])
     store = ResultsStore(plain["store"]) if plain.get("store") else None
     _severity(plain)  # a bad severity_key fails before training, not after
@@ -503,6 +506,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
     if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
         atomic_write_text(run_dir / "config.yaml", config_text)
+        record_data_dir(run_dir, plain["data"])  # the folder read, for counterfactual/report
     checkpoints = run_dir / "checkpoints"
     # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
     # none: interrupted before the first checkpoint, start over.
@@ -574,6 +578,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         for split in (seen["downstream"], seen["val"], seen["test"])
     )
     check_finite_features({"train": train_f, "val": val_f, "test": test_f}, run_dir)
+    joint_space = getattr(method, "trains_joint_space", True)  # else no retrieval/alignment rows
+    if not joint_space:
+        train_f.joint, val_f.joint, test_f.joint = {}, {}, {}
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
@@ -602,7 +609,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             seed=seed,
         )
     prompts = splits.info.get("class_prompt_tokens")
-    if prompts is not None and "text" in splits.modalities:  # zero-shot with class prompts
+    if prompts is not None and "text" in splits.modalities and joint_space:  # zero-shot
         classes = class_embeddings(
             method.representations,
             method.joint_embeddings,

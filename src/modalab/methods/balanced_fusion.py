@@ -169,6 +169,9 @@ class BalancedFusionMethod(L.LightningModule):
         """Per-modality encoder outputs."""
         return self.encoder(batch.inputs)
 
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
     def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
         """No joint space is trained: the representations themselves."""
         return representations

@@ -149,6 +149,9 @@ class MaskedModellingMethod(LossStepMethod):
         """Per-modality representations of the unmasked inputs."""
         return self.encoder(batch.inputs)
 
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
     def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
         """The representations themselves (no joint space is trained)."""
         return representations

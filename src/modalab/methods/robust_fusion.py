@@ -132,6 +132,9 @@ class RobustFusionMethod(L.LightningModule):
         filled, _, _ = self.fill_absent(self.encoder(batch.inputs), batch.present)
         return filled
 
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
     def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
         """No joint space is trained: the representations themselves."""
         return representations

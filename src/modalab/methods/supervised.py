@@ -51,6 +51,9 @@ class SupervisedFusionMethod(L.LightningModule):
         """Per-modality representations (encoder outputs) of a batch."""
         return self.model.encoder(batch.inputs)
 
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
     def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
         """No joint space is trained: the representations themselves."""
         return representations
