@@ -70,12 +70,13 @@ def fit_logistic_regression(
     x = features.detach().to(dtype)
     y = label.long().to(x.device)
     n, dim = x.shape
-    rows = torch.arange(n, device=x.device)
+    column = y.unsqueeze(1)
+    one_hot = F.one_hot(y, num_classes).to(dtype)
     if init is None:
         start = np.zeros(num_classes * (dim + 1))
     else:
-        start = torch.cat([init[0].detach().flatten(), init[1].detach().flatten()])
-        start = start.double().cpu().numpy()
+        flat = torch.cat([init[0].detach().flatten(), init[1].detach().flatten()])
+        start = flat.double().cpu().numpy()
 
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         # Loss and gradient in closed form (softmax minus one-hot): two thin matrix products
@@ -85,10 +86,9 @@ def fit_logistic_regression(
         log_prob = torch.addmm(bias, x, weight.t()).log_softmax(dim=1)
         # The loss summed in float64: the line search compares losses whose difference near
         # the optimum is below float32 resolution of the sum.
-        loss = -log_prob[rows, y].double().mean() + 0.5 * l2 * weight.double().pow(2).sum()
-        residual = log_prob.exp_()
-        residual[rows, y] -= 1.0
-        residual.mul_(1.0 / n)
+        loss = -log_prob.gather(1, column).sum(dtype=torch.float64) / n
+        loss = loss + 0.5 * l2 * weight.pow(2).sum(dtype=torch.float64)
+        residual = log_prob.exp_().sub_(one_hot).mul_(1.0 / n)
         grad_weight = torch.addmm(weight, residual.t(), x, beta=l2)
         grad = torch.cat([grad_weight.flatten(), residual.sum(dim=0)])
         return float(loss), grad.double().cpu().numpy()

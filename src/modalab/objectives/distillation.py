@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.clip import clip_loss
 from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -235,6 +236,7 @@ class FeatureDistillationLoss(nn.Module):
             )
         self.kind = kind
 
+    @full_precision
     def forward(
         self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:
@@ -260,6 +262,7 @@ class SoftLabelDistillationLoss(nn.Module):
             raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
         self.temperature = temperature
 
+    @full_precision
     def forward(
         self, student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:
@@ -288,6 +291,7 @@ class ContrastiveDistillationLoss(nn.Module):
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
+    @full_precision
     def forward(
         self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:
