@@ -86,7 +86,7 @@ class ConvEncoder(nn.Module):
         if self.channels_last:  # weights too: with NCHW weights oneDNN reorders every call
             for weight in self.features.parameters():
                 if weight.dim() == 4:
-                    weight.data = weight.data.contiguous(memory_format=torch.channels_last)
+                    weight.data = weight.data.to(memory_format=torch.channels_last)
         self.out = nn.Linear(previous, embed_dim)
 
     @property
@@ -106,7 +106,7 @@ class ConvEncoder(nn.Module):
 
     def _feature_map(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(memory_format=torch.channels_last)
         return self.features(x)
 
 
