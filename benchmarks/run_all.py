@@ -185,6 +185,14 @@ def _headline(script: str, lines: list[str]) -> str:
     return "; ".join(found).replace("|", "/")
 
 
+def _previous_sections(path: Path) -> dict[str, list[str]]:
+    """``{script: printed lines}`` of an earlier docs/benchmarks.md (for ``--only``)."""
+    if not path.exists():
+        return {}
+    found = re.findall(r"## `([\w.]+)`\n\n.*?\n\n```text\n(.*?)\n```", path.read_text(), re.S)
+    return {script: body.splitlines() for script, body in found}
+
+
 def _thread_settings() -> str:
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
     return ", ".join(f"{n}={os.environ.get(n, 'unset')}" for n in names) + (
@@ -214,7 +222,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(HERE.parent / "docs" / "benchmarks.md"))
     parser.add_argument("--note", default="", help="a line added under the header")
-    parser.add_argument("--only", nargs="+", default=None, help="run only these scripts")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="run only these scripts; the others keep the figures of the existing --output",
+    )
     parser.add_argument("--tests", action="store_true", help='time `pytest -m "not slow"`')
     parser.add_argument("--default-run", action="store_true", help="time a default run")
     args = parser.parse_args()
@@ -223,8 +236,13 @@ def main() -> None:
     sections = []
     seconds = {}
     outputs: dict[str, str] = {}
+    previous = _previous_sections(Path(args.output)) if args.only is not None else {}
     for script, (full, quick) in SCRIPTS.items():
         if args.only is not None and script not in args.only:
+            if script in previous:  # keep the earlier run's figures, marked as such
+                sections.append((script, previous[script]))
+                seconds[script] = float("nan")
+                outputs[script] = "\n".join(previous[script])
             continue
         if not (HERE / script).exists():
             print(f"== {script}: absent, skipped", flush=True)
@@ -296,7 +314,11 @@ def main() -> None:
         "",
         "| benchmark | headline figures | wall s |",
         "|---|---|---:|",
-        *(f"| `{s}` | {_headline(s, lines)} | {seconds[s]:.0f} |" for s, lines in sections),
+        *(
+            f"| `{s}` | {_headline(s, lines)} | "
+            f"{'earlier run' if seconds[s] != seconds[s] else f'{seconds[s]:.0f}'} |"
+            for s, lines in sections
+        ),
         "",
     ]
     body = []
