@@ -83,7 +83,7 @@ TARGETS = [
         lambda v: v >= 1,
     ),
     Target(
-        "probe: largest |accuracy difference| (pt)",
+        "probe: largest absolute accuracy difference (pt)",
         "bench_probe.py",
         r"largest \|accuracy difference\|: ([\d.]+) pt",
         "<= 0.1",
@@ -100,7 +100,7 @@ TARGETS = [
         "step: channels_last + bf16 / fp32 NCHW (opt-in)",
         "bench_step.py",
         r"channels_last \+ bf16\s*:\s*[\d.]+ ms/step\s+ratio to fp32 NCHW ([\d.]+)",
-        "report (bf16 accuracy: docs/benchmarks.md)",
+        "report (bf16 accuracy: docs/scale.md)",
         None,
     ),
     Target(
@@ -213,7 +213,8 @@ def _targets_table(outputs: dict[str, str]) -> list[str]:
     rows = ["| figure | measured | target | met |", "|---|---|---|---|"]
     for target in TARGETS:
         value, verdict = target.read(outputs)
-        rows.append(f"| {target.figure} | {value} | {target.target} | {verdict} |")
+        cells = (target.figure, value, target.target, verdict)
+        rows.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return rows
 
 
