@@ -169,6 +169,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two gloo processes that each import torch: the slowest test of the fast tier
 @pytest.mark.distributed
 def test_two_process_losses_and_gradients_equal_single_process() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -106,3 +106,27 @@ def test_evaluate_representations_respects_present_and_clean_labels() -> None:
     assert abs(acc[("linear_probe_acc", "b")] - 0.5) < 0.2  # pure noise
     assert acc[("linear_probe_acc", "fused")] > 0.9
     assert ("recall@1", "a->b") in acc and ("recall@1", "b->a") in acc
+
+
+def test_float32_probe_reaches_the_optimum_and_warm_start_keeps_it() -> None:
+    x, y = _blobs(2000, 12, 5, seed=9, spread=0.5)
+    x = (x - x.mean(0)) / x.std(0)
+    l2 = 1e-3
+    w, b = fit_logistic_regression(x, y, 5, l2)  # float32 features: float32 solve
+    assert w.dtype == torch.float32
+
+    def gradient(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        # The objective's gradient in float64 by autograd (independent of the closed form).
+        w64 = w.double().requires_grad_(True)
+        b64 = b.double().requires_grad_(True)
+        xd = x.double()
+        loss = torch.nn.functional.cross_entropy(xd @ w64.t() + b64, y) + 0.5 * l2 * (w64**2).sum()
+        gw, gb = torch.autograd.grad(loss, (w64, b64))
+        return torch.cat([gw.flatten(), gb]).abs().max()
+
+    assert gradient(w, b) < 2e-5  # tolerance_grad=1e-5 plus float32 rounding
+    # Warm-started from the solution of a neighbouring penalty: the same optimum.
+    w_strong, b_strong = fit_logistic_regression(x, y, 5, 1e-1)
+    w_warm, b_warm = fit_logistic_regression(x, y, 5, l2, init=(w_strong, b_strong))
+    assert gradient(w_warm, b_warm) < 2e-5
+    torch.testing.assert_close(x @ w_warm.t() + b_warm, x @ w.t() + b, atol=2e-3, rtol=0)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
 from modalab.objectives.output import zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = ["CLIPLoss", "ContrastiveLossOutput", "clip_loss", "info_nce_pair"]
@@ -163,6 +164,7 @@ class CLIPLoss(nn.Module):
         """Current ``1 / temperature``, clamped."""
         return self.log_logit_scale.clamp(max=self.max_log_scale).exp()
 
+    @full_precision
     def forward(
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> ContrastiveLossOutput:

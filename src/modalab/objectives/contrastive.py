@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping, gather_with_grad
 from modalab.objectives.output import LossOutput, zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = ["MoCoLoss", "NTXentLoss", "moco_infonce", "nt_xent", "nt_xent_loss"]
@@ -131,6 +132,7 @@ class NTXentLoss(nn.Module):
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
+    @full_precision
     def forward(
         self,
         embeddings: Mapping[str, Tensor],
@@ -237,6 +239,7 @@ class MoCoLoss(nn.Module):
             return None
         return getattr(self, f"queue_{name}").clone()  # type: ignore[no-any-return]
 
+    @full_precision
     def forward(
         self,
         queries: Mapping[str, Tensor],

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from modalab.objectives.clip import clip_loss
 from modalab.objectives.distributed import gather_with_grad
 from modalab.objectives.output import zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -236,6 +237,7 @@ class FeatureDistillationLoss(nn.Module):
             )
         self.kind = kind
 
+    @full_precision
     def forward(
         self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:
@@ -261,6 +263,7 @@ class SoftLabelDistillationLoss(nn.Module):
             raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
         self.temperature = temperature
 
+    @full_precision
     def forward(
         self, student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:
@@ -289,6 +292,7 @@ class ContrastiveDistillationLoss(nn.Module):
         self.temperature = temperature
         self.gather_distributed = gather_distributed
 
+    @full_precision
     def forward(
         self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
     ) -> DistillationOutput:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.output import LossOutput, zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -137,6 +138,7 @@ class MaskedModalityLoss(nn.Module):
         0.0
     """
 
+    @full_precision
     def forward(
         self,
         predictions: Mapping[str, Tensor],

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
 from modalab.objectives.output import LossOutput, zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -97,6 +98,7 @@ class BYOLLoss(nn.Module):
         self.variant = variant
         self.fn = _PREDICTIVE[variant]
 
+    @full_precision
     def forward(
         self,
         predictions: Mapping[str, Tensor],
@@ -230,6 +232,7 @@ class _PairStatisticLoss(nn.Module):
     def pair_loss(self, a: Tensor, b: Tensor) -> LossOutput:
         raise NotImplementedError
 
+    @full_precision
     def forward(
         self,
         embeddings: Mapping[str, Tensor],

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
 from modalab.objectives.output import zero_like_graph
+from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
@@ -332,6 +333,7 @@ class RINCELoss(nn.Module):
         self.lam = lam
         self.gather_distributed = gather_distributed
 
+    @full_precision
     def forward(
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> RobustLossOutput:
@@ -356,6 +358,7 @@ class GCELoss(nn.Module):
         _check_q(q)
         self.q = q
 
+    @full_precision
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         """Mean GCE of ``[B, C]`` logits against ``[B]`` labels."""
         return generalized_cross_entropy(logits, label, self.q)
@@ -376,6 +379,7 @@ class SCELoss(nn.Module):
             raise ValueError(f"SCE needs alpha, beta >= 0, not both zero; got {alpha}, {beta}.")
         self.alpha, self.beta, self.log_zero = alpha, beta, log_zero
 
+    @full_precision
     def forward(self, logits: Tensor, label: Tensor) -> Tensor:
         """Mean SCE of ``[B, C]`` logits against ``[B]`` labels."""
         return symmetric_cross_entropy(logits, label, self.alpha, self.beta, self.log_zero)
