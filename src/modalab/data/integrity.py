@@ -194,11 +194,14 @@ def remove_split_leakage(
 def check_labels(splits: Splits, where: str) -> None:
     """Every label in ``[0, num_classes)`` and as many class names as classes, if named.
 
+    An empty ``class_names`` means the classes are unnamed (ids), as for a ``shapes`` label
+    combined from several factors.
+
     Raises:
         DataError: Naming the split, the bad values and their count.
     """
     names = splits.info.get("class_names")
-    if names is not None and len(names) != splits.num_classes:
+    if names and len(names) != splits.num_classes:
         raise DataError(
             f"{where}: the data declares {len(names)} classes {list(names)} but its labels "
             f"imply {splits.num_classes}; labels must be 0..{len(names) - 1}. Check the file."

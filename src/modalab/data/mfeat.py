@@ -188,10 +188,13 @@ def stratified_indices(
         [50, 20, 30]
     """
     rows = np.arange(label.shape[0])
-    rest, test = train_test_split(rows, test_size=test_fraction, stratify=label, random_state=seed)
+    # Counts, not fractions of the remainder: 0.2 / (1 - 0.3) of 70 rows is 20.000000000000004,
+    # which scikit-learn rounds up to 21.
+    n_test, n_val = round(test_fraction * len(rows)), round(val_fraction * len(rows))
+    rest, test = train_test_split(rows, test_size=n_test, stratify=label, random_state=seed)
     train, val = train_test_split(
         rest,
-        test_size=val_fraction / (1 - test_fraction),
+        test_size=n_val,
         stratify=label[rest],
         random_state=seed,
     )

@@ -245,6 +245,7 @@ class RunConfig:
     resume: bool = False  # continue an interrupted run (needs run_name) from its last checkpoint
     store: str = ""  # results store folder the run appends its rows to ("" = none)
     study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
+    seed_data: bool = False  # data.seed follows seed (a study's seed_data: true); hashed as such
     severity_key: str = ""  # config key recorded as the severity; default: first scenario's
     scenario_label: str = ""  # the store's scenario column; default: the scenario names
     method_label: str = ""  # the store's method column; default: method.name
@@ -380,6 +381,12 @@ def validate_config(cfg: DictConfig) -> None:
     check_finite(cfg)  # NaN/inf anywhere, named by key, before any group's own checks
     if cfg.get("seed", 0) < 0:
         raise ConfigError(f"seed={cfg.seed} is invalid: expected an integer >= 0.")
+    data_seed = OmegaConf.select(cfg, "data.seed", default=None)
+    if cfg.get("seed_data", False) and data_seed != cfg.seed:
+        raise ConfigError(
+            f"seed_data=true but data.seed={data_seed} differs from seed={cfg.seed}: add "
+            "data.seed=${seed} (a study's `seed_data: true` does), or drop seed_data."
+        )
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:

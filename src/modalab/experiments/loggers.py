@@ -58,7 +58,7 @@ def build_loggers(
         >>> build_loggers(["wandb"], ".")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        modalab.experiments.config.ConfigError: Unknown logger 'wandb' ... mlflow.
+        modalab.experiments.errors.ConfigError: Unknown logger 'wandb' ... mlflow.
     """
     run_dir = Path(run_dir)
     for name in names:

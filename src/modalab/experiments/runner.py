@@ -276,11 +276,14 @@ def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """Hash of what a run computes, without seed and study: seeds of one config share it.
 
-    A ``data.seed`` equal to the seed (a study's ``seed_data: true``) counts as tied to it.
+    With ``seed_data=true`` (a study's ``seed_data: true``) ``data.seed`` follows the seed and
+    counts as tied to it; a ``data.seed`` that merely equals the seed (seed 0 with the default
+    ``data.seed=0``) does not, so that the seeds of one config always share one hash.
     """
     identity = _identity(cfg, drop=("seed", "study"))
     data = identity.get("data")
-    if isinstance(data, Mapping) and "seed" in data and data["seed"] == cfg.get("seed"):
+    # validate_config refuses seed_data=true with a data.seed other than the seed.
+    if cfg.get("seed_data") and isinstance(data, Mapping) and data.get("seed") == cfg.get("seed"):
         identity["data"] = {**data, "seed": "${seed}"}
     return _digest(identity)
 
@@ -346,6 +349,13 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
         f"-s{cfg['seed']}"
     )
     run_dir = Path(cfg["output_dir"]) / name
+    if not cfg["run_name"]:
+        # An automatic name is unique: two runs started within one second (a script, a Hydra
+        # multirun) get -2, -3, ... instead of one refusing the other's directory.
+        suffix = 2
+        while run_dir.exists():
+            run_dir = Path(cfg["output_dir"]) / f"{name}-{suffix}"
+            suffix += 1
     saved_config = run_dir / "config.yaml"
     if not cfg["resume"]:
         if (run_dir / "metrics.json").exists():

@@ -242,7 +242,7 @@ def expand_study(
                 for value in values:
                     for seed in seeds:
                         overrides = [
-                            *(["data.seed=${seed}"] if spec.seed_data else []),
+                            *(["data.seed=${seed}", "seed_data=true"] if spec.seed_data else []),
                             *spec.overrides,
                             *data_overrides,
                             *extra,
