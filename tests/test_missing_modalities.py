@@ -1,8 +1,12 @@
+import itertools
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.data.presence import drop_modalities
 from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.evaluation.missing import missing_rate_curve
 from modalab.methods.robust_fusion import build_supervised_robust
@@ -144,3 +148,102 @@ def test_training_step_imputes_against_true_masks_after_dropout():
         ]
     assert logged["train/imputation"] == pytest.approx(float(sum(terms) / len(terms)), rel=1e-5)
     assert not rows["b"][1::2].any()  # rows where b is truly absent never train its imputer
+
+
+# ---- the one sampler: drop_modalities ---------------------------------------------------
+
+
+def _exact_marginals(rates: list[float], present: tuple[bool, ...]) -> list[float]:
+    """P(modality j ends absent), by enumerating every drop pattern (brute force)."""
+    m = len(rates)
+    absent = [0.0] * m
+    for pattern in itertools.product([False, True], repeat=m):  # True: drawn for dropping
+        p = math.prod(r if d else 1 - r for r, d in zip(rates, pattern, strict=True))
+        kept = [present[j] and not pattern[j] for j in range(m)]
+        originally = [j for j in range(m) if present[j]]
+        if not any(kept) and originally:  # restore one originally present, uniformly
+            for j in range(m):
+                share = 1 / len(originally) if j in originally else 0.0
+                absent[j] += p * (1 - share)
+        else:
+            for j in range(m):
+                absent[j] += p * (not kept[j])
+    return absent
+
+
+@pytest.mark.parametrize(
+    "rates",
+    [[0.5, 0.5], [0.4, 0.4, 0.4], [0.9, 0.9, 0.9], [0.2, 0.7], [0.3, 0.8, 0.95]],
+)
+def test_drop_modalities_marginals_match_brute_force(rates):
+    m, n = len(rates), 40000
+    names = [f"m{i}" for i in range(m)]
+    exact = _exact_marginals(rates, (True,) * m)
+    # the closed form of the docstring: r_j - prod(r) / M
+    assert exact == pytest.approx([r - math.prod(rates) / m for r in rates], abs=1e-12)
+    if len(set(rates)) == 1:
+        r = rates[0]
+        assert exact[0] == pytest.approx(r - r**m / m, abs=1e-12)
+    per_modality = dict(zip(names, rates, strict=True))
+    out = drop_modalities(_all_present(n, names), per_modality, torch.Generator().manual_seed(5))
+    stacked = torch.stack([out[k] for k in names], 1)
+    assert stacked.any(1).all()
+    for k, expected in zip(names, exact, strict=True):
+        se = math.sqrt(expected * (1 - expected) / n)
+        assert abs((~out[k]).float().mean().item() - expected) <= 4 * se
+
+
+def test_drop_modalities_restores_only_originally_present_and_partial_rows():
+    n = 30000
+    g = torch.Generator().manual_seed(1)
+    present = {"a": torch.rand(n, generator=g) < 0.5, "b": torch.ones(n, dtype=torch.bool)}
+    present["c"] = torch.rand(n, generator=g) < 0.7
+    rates = [0.6, 0.8, 0.5]
+    out = drop_modalities(present, dict(zip("abc", rates, strict=True)), torch.Generator())
+    for k in "abc":
+        assert not (out[k] & ~present[k]).any()  # never made present
+    for pattern in itertools.product([False, True], repeat=2):  # rows by which of a, c present
+        rows = (present["a"] == pattern[0]) & (present["c"] == pattern[1])
+        exact = _exact_marginals(rates, (pattern[0], True, pattern[1]))
+        for j, k in enumerate("abc"):
+            measured = (~out[k][rows]).float().mean().item()
+            se = math.sqrt(max(exact[j] * (1 - exact[j]), 1e-12) / int(rows.sum()))
+            assert abs(measured - exact[j]) <= 4 * se + 1e-12
+
+
+def _reference_modality_dropout(present, rate, generator):
+    """The pre-unification sampler of modality dropout, kept to pin its seeded draws."""
+    names = list(present)
+    original = torch.stack([present[k] for k in names], dim=1)
+    if rate == 0 or len(names) < 2:
+        return {k: present[k].clone() for k in names}
+    kept = original & (torch.rand(original.shape, generator=generator) >= rate)
+    empty = ~kept.any(dim=1) & original.any(dim=1)
+    scores = torch.rand(original.shape, generator=generator).masked_fill(~original, -1.0)
+    restore = torch.zeros_like(kept)
+    restore[torch.arange(kept.shape[0]), scores.argmax(dim=1)] = True
+    kept = kept | (restore & empty.unsqueeze(1))
+    return {k: kept[:, i] for i, k in enumerate(names)}
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3, 0.7, 1.0])
+def test_modality_dropout_is_drop_modalities_with_unchanged_seeded_draws(rate):
+    g = torch.Generator().manual_seed(2)
+    present = {k: torch.rand(300, generator=g) < 0.8 for k in "abc"}
+    ours = modality_dropout(present, rate, torch.Generator().manual_seed(9))
+    ref = _reference_modality_dropout(present, rate, torch.Generator().manual_seed(9))
+    same = drop_modalities(present, rate, torch.Generator().manual_seed(9))
+    assert all(torch.equal(ours[k], ref[k]) and torch.equal(ours[k], same[k]) for k in "abc")
+
+
+def test_drop_modalities_without_keep_one_and_bad_rates():
+    present = _all_present(5000, ["a", "b"])
+    out = drop_modalities(present, {"a": 1.0}, torch.Generator(), keep_one=False)
+    assert not out["a"].any() and out["b"].all()  # b has no rate: never dropped
+    out = drop_modalities(present, 0.5, torch.Generator().manual_seed(0), keep_one=False)
+    both = (~out["a"] & ~out["b"]).float().mean().item()
+    assert abs(both - 0.25) <= 4 * math.sqrt(0.25 * 0.75 / 5000)  # independent, none restored
+    with pytest.raises(ValueError, match="name modalities"):
+        drop_modalities(present, {"z": 0.1}, torch.Generator())
+    with pytest.raises(ValueError, match="must lie in"):
+        drop_modalities(present, {"a": -0.1}, torch.Generator())

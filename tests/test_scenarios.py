@@ -71,6 +71,17 @@ def test_missing_reproduces_an_independent_seeded_draw() -> None:
     assert torch.equal(~out.present["text"], expected)
 
 
+def test_missing_several_modalities_reproduce_an_independent_seeded_draw() -> None:
+    # drop_modalities draws one [N, T] uniform tensor over the targets (in dataset order)
+    ds = _dataset(500)
+    scenario = MissingModality(modalities=["text", "image"], rates={"text": 0.6, "image": 0.3})
+    out = scenario.set_random_state(4)(ds)
+    draws = torch.rand(500, 2, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(~out.present["image"], draws[:, 0] < 0.3)
+    assert torch.equal(~out.present["text"], draws[:, 1] < 0.6)
+    assert out.present["audio"].all()
+
+
 def test_missing_per_modality_rates_and_independence() -> None:
     ds = _dataset(6000)
     out = MissingModality(rates={"image": 0.2, "audio": 0.6}).set_random_state(1)(ds)

@@ -10,13 +10,13 @@ and so returns the same points, without running an encoder again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from modalab.counterfactual.predictors import EmbeddingPredictor, EncodedSplit
-from modalab.evaluation.missing import MissingRatePoint
-from modalab.methods.tricks import modality_dropout
+from modalab.evaluation.missing import MaskChunk, MissingRatePoint, missing_rate_points
 
 __all__ = ["cached_missing_rate_curve"]
 
@@ -31,10 +31,12 @@ def cached_missing_rate_curve(
 ) -> list[MissingRatePoint]:
     """Accuracy when each modality is dropped at test time with a given rate, on the cache.
 
-    Masks come from :func:`~modalab.methods.tricks.modality_dropout` (each sample keeps at least
-    one modality; ModDrop, Neverova et al., IEEE TPAMI 2016) with the generator seeds and batch
-    boundaries of :func:`~modalab.evaluation.missing.missing_rate_curve`, so for a dataset
-    whose modalities are the predictor's, in the same order, both give the same points.
+    The curve is :func:`~modalab.evaluation.missing.missing_rate_points` over chunks of
+    ``batch_size`` cached rows, as :func:`~modalab.evaluation.missing.missing_rate_curve` runs
+    it over batches: the same masks (:func:`~modalab.data.presence.drop_modalities`, each
+    sample keeps at least one modality; ModDrop, Neverova et al., IEEE TPAMI 2016) and the
+    same generator seeds, so for a dataset whose modalities are the predictor's, in the same
+    order, both give the same points.
 
     Args:
         predictor: The model, split into cached encoding and re-prediction.
@@ -60,17 +62,12 @@ def cached_missing_rate_curve(
         [1.0]
     """
     names = list(predictor.modalities)
-    points = []
-    for rate in rates:
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + round(rate * 1e6))
-        correct = absent = entries = 0
+
+    def chunks() -> Iterator[MaskChunk]:
         for start in range(0, split.num_samples, batch_size):
             rows = slice(start, start + batch_size)
-            present = modality_dropout({m: split.present[m][rows] for m in names}, rate, generator)
-            logits = predictor.predict({m: split.embeddings[m][rows] for m in names}, present)
-            correct += int((logits.argmax(1).cpu() == split.label[rows]).sum())
-            stacked = torch.stack(list(present.values()))
-            absent += int((~stacked).sum())
-            entries += stacked.numel()
-        points.append(MissingRatePoint(float(rate), correct / split.num_samples, absent / entries))
-    return points
+            embeddings = {m: split.embeddings[m][rows] for m in names}
+            present = {m: split.present[m][rows] for m in names}
+            yield present, split.label[rows], functools.partial(predictor.predict, embeddings)
+
+    return missing_rate_points(chunks, rates, seed)

@@ -10,6 +10,7 @@ from modalab.data.files import (
     resolve_data_dir,
 )
 from modalab.data.memmap import MemmapMultimodalDataset, make_stream_loader, save_memmap
+from modalab.data.presence import drop_modalities
 from modalab.data.registry import DATASETS
 from modalab.data.shapes import ShapesConfig, ShapesTruth, generate_shapes, make_shapes
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits, make_loader
@@ -30,6 +31,7 @@ __all__ = [
     "captions",
     "collate_samples",
     "cremad",
+    "drop_modalities",
     "generate_shapes",
     "make_loader",
     "make_shapes",

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor, nn
 
+from modalab.data.presence import drop_modalities
+
 __all__ = [
     "gaussian_enhanced_gradients",
     "gradient_blend_weights",
@@ -26,12 +28,13 @@ def modality_dropout(
 ) -> dict[str, Tensor]:
     """Drop each observed modality of each sample with probability ``rate``, keeping one.
 
-    Every ``(sample, modality)`` entry that is present is flipped to absent independently with
-    probability ``rate``. A sample that would be left with no modality gets back one of its
-    originally present modalities, chosen uniformly. With ``M`` modalities all present, a given
-    modality therefore ends absent with probability ``rate - rate^M / M``. Modalities absent in
-    ``present`` stay absent. (Modality dropout: Neverova et al., "ModDrop: Adaptive Multi-modal
-    Gesture Recognition", IEEE TPAMI 2016.)
+    Modality dropout (Neverova et al., "ModDrop: Adaptive Multi-modal Gesture Recognition",
+    IEEE TPAMI 2016) is :func:`~modalab.data.presence.drop_modalities` with one rate and
+    ``keep_one=True``: every present entry is flipped to absent with probability ``rate``, and
+    a sample left with no modality gets back one of its originally present modalities,
+    chosen uniformly. With ``M`` modalities all present, a given modality therefore ends
+    absent with probability ``rate - rate^M / M``. Modalities absent in ``present`` stay
+    absent.
 
     Args:
         present: Modality → ``[B]`` bool.
@@ -49,20 +52,7 @@ def modality_dropout(
     """
     if not 0 <= rate <= 1:
         raise ValueError(f"modality dropout rate={rate} must lie in [0, 1].")
-    names = list(present)
-    original = torch.stack([present[n] for n in names], dim=1)  # [B, M]
-    if rate == 0 or len(names) < 2:
-        return {n: present[n].clone() for n in names}
-    draws = torch.rand(original.shape, generator=generator, device=original.device)
-    kept = original & (draws >= rate)
-    empty = ~kept.any(dim=1) & original.any(dim=1)
-    # Restore one originally present modality uniformly: argmax of random scores over them.
-    scores = torch.rand(original.shape, generator=generator, device=original.device)
-    scores = scores.masked_fill(~original, -1.0)
-    restore = torch.zeros_like(kept)
-    restore[torch.arange(kept.shape[0], device=kept.device), scores.argmax(dim=1)] = True
-    kept = kept | (restore & empty.unsqueeze(1))
-    return {n: kept[:, i] for i, n in enumerate(names)}
+    return drop_modalities(present, rate, generator, keep_one=True)
 
 
 def modality_scores(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from modalab.data.presence import drop_modalities
 from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.scenarios.base import Scenario, check_fraction, check_modalities, zero_fill
 from modalab.scenarios.registry import SCENARIOS
@@ -39,10 +40,12 @@ class MissingModality(Scenario):
     """Whole modalities absent for a random fraction of samples (``present`` False).
 
     Each listed modality is absent for each sample with probability ``rate`` (or its entry in
-    ``rates``), independently across modalities. With ``mode="at_least_one"``, a sample whose
-    modalities would all be absent gets one of the modalities dropped by this draw back
-    (chosen uniformly), so that every sample keeps at least one modality; the realised rate
-    of each of ``M`` modalities missing at equal rate ``r`` is then ``r - r**M / M``.
+    ``rates``), independently across modalities; the masks come from
+    :func:`~modalab.data.presence.drop_modalities`, the sampler of every missing-modality path.
+    With ``mode="at_least_one"`` (its ``keep_one``), a sample whose modalities would all be
+    absent gets one of the modalities dropped by this draw back (chosen uniformly), so that
+    every sample keeps at least one modality; the realised rate of each of ``M`` modalities
+    missing at equal rate ``r`` is then ``r - r**M / M`` (as in modality dropout).
     ``rate=1`` with ``stage=[test]`` is whole-modality absence at test time.
 
     Attributes:
@@ -86,28 +89,15 @@ class MissingModality(Scenario):
         return sorted(set(names) | set(self.rates), key=list(dataset.modalities).index)
 
     def randomize(self, dataset: MultimodalTensorDataset) -> None:
-        """Draw which samples lose which modality."""
-        n = len(dataset)
+        """Draw which samples lose which modality (with ``drop_modalities``)."""
         targets = self._targets(dataset)
-        absent = {
-            m: torch.rand(n, generator=self.generator) < self.rates.get(m, self.rate)
-            for m in targets
-        }
-        if self.mode == "at_least_one" and targets:
-            dropped = torch.stack([absent[m] & dataset.present[m] for m in targets], dim=1)
-            left = torch.stack(
-                [
-                    dataset.present[m] & ~absent.get(m, torch.zeros(n, dtype=torch.bool))
-                    for m in dataset.modalities
-                ],
-                dim=1,
-            )
-            empty = ~left.any(dim=1) & dropped.any(dim=1)
-            scores = torch.rand(dropped.shape, generator=self.generator).masked_fill(~dropped, -1)
-            restore = scores.argmax(dim=1)
-            for j, m in enumerate(targets):
-                absent[m] = absent[m] & ~(empty & (restore == j))
-        self._absent = absent
+        present = drop_modalities(
+            dataset.present,
+            {m: self.rates.get(m, self.rate) for m in targets},
+            self.generator,
+            keep_one=self.mode == "at_least_one",
+        )
+        self._absent = {m: ~present[m] for m in targets}
 
     def transform(self, dataset: MultimodalTensorDataset) -> MultimodalTensorDataset:
         """Zero-fill and unmark the drawn modalities."""
