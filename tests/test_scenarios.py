@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from modalab.data import MultimodalTensorDataset, make_shapes
 from modalab.scenarios import (
@@ -250,10 +251,52 @@ def test_background_noise_mixes_real_clips_at_the_snr() -> None:
     assert torch.equal(again.set_random_state(0)(ds).inputs["audio"], out.inputs["audio"])
 
 
-def test_background_noise_explains_missing_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_background_noise_explains_missing_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("MODALAB_DATA", raising=False)
-    with pytest.raises(ValueError, match="MODALAB_DATA"):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default ~/.modalab/data does not exist
+    with pytest.raises(ValueError, match="MODALAB_DATA") as info:
         BackgroundNoise(snr_db=5.0, sample_rate=4000)(_dataset(8))
+    assert str(tmp_path / ".modalab" / "data" / "esc10" / "audio") in str(info.value)
+
+
+def _noise_clips(folder: Path, seed: int) -> None:
+    import soundfile
+
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(seed)
+    for k in range(2):
+        clip = torch.randn(400, generator=g).cumsum(0)  # correlated, like real noise
+        soundfile.write(folder / f"{k}.wav", (clip / clip.abs().max()).numpy(), 4000)
+
+
+def test_background_noise_finds_clips_by_the_data_dir_rule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # the one rule of modalab.data.files.resolve_data_dir: argument, $MODALAB_DATA, default
+    _noise_clips(tmp_path / "arg" / "esc10" / "audio", 0)
+    _noise_clips(tmp_path / "env" / "esc10" / "audio", 1)
+    _noise_clips(tmp_path / "home" / ".modalab" / "data" / "esc10" / "audio", 2)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ds = _dataset(16)
+
+    def noise(data_dir: str = "") -> Tensor:
+        scenario = BackgroundNoise(snr_db=0.0, data_dir=data_dir, sample_rate=4000)
+        return scenario.set_random_state(0)(ds).inputs["audio"]
+
+    arg, env = str(tmp_path / "arg"), str(tmp_path / "env")
+    default = str(tmp_path / "home" / ".modalab" / "data")
+    assert not torch.equal(noise(arg), noise(env))  # the clip folders differ
+    monkeypatch.setenv("MODALAB_DATA", env)
+    assert torch.equal(noise(), noise(env))  # no argument: $MODALAB_DATA
+    assert not torch.equal(noise(arg), noise())  # the argument wins over $MODALAB_DATA
+    monkeypatch.setenv("MODALAB_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="nowhere"):  # no silent fallback past the variable
+        noise()
+    monkeypatch.delenv("MODALAB_DATA")
+    assert torch.equal(noise(), noise(default))  # else ~/.modalab/data
+    assert not torch.equal(noise(), noise(env))
 
 
 # ---- misalignment ---------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -28,6 +27,7 @@ import torch
 from torch import Tensor
 
 from modalab.data.avmnist import waveform_features
+from modalab.data.files import DATA_ENV, DEFAULT_DATA_DIR, resolve_data_dir
 from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.scenarios.base import Scenario, check_fraction, check_modalities
 from modalab.scenarios.registry import SCENARIOS
@@ -305,17 +305,6 @@ class Blur(Scenario):
         return dataset.replace(inputs=inputs)
 
 
-def resolve_data_dir(data_dir: str, what: str) -> Path:
-    """The data directory: ``data_dir`` if given, else ``$MODALAB_DATA``; an error otherwise."""
-    root = data_dir or os.environ.get("MODALAB_DATA", "")
-    if not root:
-        raise ValueError(
-            f"{what} needs real data files: set {what}.data_dir=PATH or the environment "
-            "variable MODALAB_DATA to the folder holding them."
-        )
-    return Path(root).expanduser()
-
-
 @functools.lru_cache(maxsize=4)
 def load_noise_bank(folder: str, sample_rate: int) -> Tensor:
     """Every WAV clip under ``folder``, mono, resampled to ``sample_rate``: ``[K, T]``.
@@ -366,7 +355,8 @@ class BackgroundNoise(Scenario):
     Attributes:
         snr_db: Signal-to-noise ratio in dB (the severity; ``inf``: clean).
         modality: The audio modality (``[N, 1, T]`` or ``[N, T]``).
-        data_dir: Data folder (default: ``$MODALAB_DATA``).
+        data_dir: Data folder (default: ``$MODALAB_DATA``, else ``~/.modalab/data``; the rule
+            of :func:`modalab.data.files.resolve_data_dir`).
         clips: Sub-folder of ``data_dir`` whose WAV files are the noise bank.
         sample_rate: Sample rate of the modality; 0 takes it from the dataset's info.
         fraction: Fraction of samples corrupted (exact, chosen uniformly).
@@ -416,7 +406,14 @@ class BackgroundNoise(Scenario):
                 "scenario background_noise.sample_rate is not set (bind it to the data's info "
                 "or set it explicitly)."
             )
-        folder = resolve_data_dir(self.data_dir, "scenario.background_noise") / self.clips
+        folder = resolve_data_dir(self.data_dir) / self.clips
+        if not folder.is_dir():
+            raise ValueError(
+                f"scenario background_noise needs its noise clips in {folder}, which does not "
+                f"exist. The data directory is scenario.background_noise.data_dir=PATH, else the "
+                f"environment variable {DATA_ENV}, else {DEFAULT_DATA_DIR}: point one of them at "
+                f"the folder holding {self.clips}."
+            )
         bank = load_noise_bank(str(folder), self.sample_rate)
         x = self._waveforms_of(dataset)
         length = x.shape[-1]
