@@ -1,6 +1,6 @@
 """Datasets and the batch contract."""
 
-from modalab.data import avmnist, captions, cremad, medmnist, mfeat, noisymnist, sanity
+from modalab.data import audio, avmnist, captions, cremad, medmnist, mfeat, noisymnist, sanity
 from modalab.data.batch import MultimodalBatch, collate_samples
 from modalab.data.files import (
     DATA_ENV,
@@ -27,6 +27,7 @@ __all__ = [
     "ShapesConfig",
     "ShapesTruth",
     "Splits",
+    "audio",
     "avmnist",
     "captions",
     "collate_samples",

@@ -47,7 +47,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from modalab.data.avmnist import log_mel_spectrogram, read_wav
+from modalab.data.audio import fix_length, log_mel_spectrogram, read_wav
 from modalab.data.files import (
     DATASET_SOURCES,
     SOURCES,
@@ -345,13 +345,6 @@ class CremaDConfig:
             raise ValueError("Need data.audio_seconds > 0, data.n_mels >= 8, data.image_size >= 8.")
 
 
-def _fix_length(signal: np.ndarray, length: int) -> np.ndarray:
-    if signal.shape[0] >= length:
-        start = (signal.shape[0] - length) // 2
-        return signal[start : start + length]
-    return np.pad(signal, (0, length - signal.shape[0]))
-
-
 def _read_frame(folder: Path, size: int) -> np.ndarray:
     from PIL import Image
 
@@ -425,7 +418,7 @@ def make_cremad(**kwargs: Any) -> Splits:
     inputs: dict[str, torch.Tensor] = {}
     if "audio" in config.modalities:
         length = round(config.audio_seconds * CREMAD_SAMPLE_RATE)
-        waves = np.stack([_fix_length(read_wav(p, CREMAD_SAMPLE_RATE), length) for p in wavs])
+        waves = np.stack([fix_length(read_wav(p, CREMAD_SAMPLE_RATE), length) for p in wavs])
         mels = torch.cat(
             [
                 log_mel_spectrogram(

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from modalab.data.avmnist import waveform_features
+from modalab.data.audio import waveform_features
 from modalab.data.files import DATA_ENV, DEFAULT_DATA_DIR, resolve_data_dir
 from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.scenarios.base import Scenario, check_fraction, check_modalities
@@ -350,7 +350,7 @@ class BackgroundNoise(Scenario):
     dataset's ``info["waveforms"]`` and ``info["audio_features"]`` give each sample's waveform
     (through ``extras["<modality>_recording"]``) and the recipe of its features; the mixture
     is mixed at the SNR in the waveform domain and its features recomputed
-    (:func:`modalab.data.avmnist.waveform_features`). Rows left clean keep their input.
+    (:func:`modalab.data.audio.waveform_features`). Rows left clean keep their input.
 
     Attributes:
         snr_db: Signal-to-noise ratio in dB (the severity; ``inf``: clean).
