@@ -130,3 +130,28 @@ def test_float32_probe_reaches_the_optimum_and_warm_start_keeps_it() -> None:
     w_warm, b_warm = fit_logistic_regression(x, y, 5, l2, init=(w_strong, b_strong))
     assert gradient(w_warm, b_warm) < 2e-5
     torch.testing.assert_close(x @ w_warm.t() + b_warm, x @ w.t() + b, atol=2e-3, rtol=0)
+
+
+def test_small_cpu_probe_fits_on_one_thread_and_restores_the_count(monkeypatch) -> None:
+    """A thin probe runs on one torch thread; a large one keeps the caller's; both restore it."""
+    from modalab.evaluation import probes
+
+    seen: list[int] = []
+    fit = probes.fit_logistic_regression
+
+    def recording_fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(probes, "fit_logistic_regression", recording_fit)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = torch.randn(60, 4), torch.arange(60) % 3
+        probes.linear_probe(x, y, x, y, x, y, 3, l2_grid=(0.1,))
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(probes, "SINGLE_THREAD_WORK", 1)  # every probe counts as large
+        probes.linear_probe(x, y, x, y, x, y, 3, l2_grid=(0.1,))
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

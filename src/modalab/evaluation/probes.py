@@ -6,7 +6,8 @@ during it (an online probe).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,6 +154,27 @@ class LinearProbeResult:
     predictions: Tensor | None = None
 
 
+#: Below this many multiply-adds per product ``[N, D] x [D, C]`` a probe fit runs on one
+#: thread: a thin product this small is dominated by thread start-up and synchronisation, and
+#: a second thread only contends with the caller (``benchmarks/bench_probe.py``: 6,000 x 128
+#: features, 10 classes, on 2 cores).
+SINGLE_THREAD_WORK = 2**25
+
+
+@contextmanager
+def _probe_threads(work: int) -> Iterator[None]:
+    """One torch thread while fitting a CPU probe whose products are too small to share."""
+    before = torch.get_num_threads()
+    if work >= SINGLE_THREAD_WORK or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _standardise(train: Tensor, *others: Tensor) -> list[Tensor]:
     mean = train.mean(0, keepdim=True)
     std = train.std(0, keepdim=True).clamp_min(1e-6)
@@ -198,13 +220,15 @@ def linear_probe(
     val_accuracy: dict[float, float] = {}
     fitted: dict[float, tuple[Tensor, Tensor]] = {}
     previous: tuple[Tensor, Tensor] | None = None
+    work = x_train.shape[0] * x_train.shape[1] * num_classes if x_train.device.type == "cpu" else 0
     # A regularisation path: strongest penalty first, each fit warm-started from the last
     # (the solutions of neighbouring penalties are close, so each needs few iterations).
-    for l2 in sorted(set(l2_grid), reverse=True):
-        w, b = fit_logistic_regression(x_train, y_train, num_classes, l2, init=previous)
-        fitted[l2] = previous = (w, b)
-        pred = (x_val @ w.t() + b).argmax(1)
-        val_accuracy[l2] = float((pred == val_label).float().mean())
+    with _probe_threads(work or SINGLE_THREAD_WORK):
+        for l2 in sorted(set(l2_grid), reverse=True):
+            w, b = fit_logistic_regression(x_train, y_train, num_classes, l2, init=previous)
+            fitted[l2] = previous = (w, b)
+            pred = (x_val @ w.t() + b).argmax(1)
+            val_accuracy[l2] = float((pred == val_label).float().mean())
     val_accuracy = {l2: val_accuracy[l2] for l2 in l2_grid}
     best = max(l2_grid, key=lambda l2: (val_accuracy[l2], l2))
     w, b = fitted[best]
