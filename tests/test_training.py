@@ -277,6 +277,24 @@ def test_auto_threads_uses_the_idle_cores(
     assert auto_threads(cpus, load, processes) == expected
 
 
+@pytest.mark.parametrize(
+    ("cpus", "load", "processes", "expected"),
+    [
+        (2, 0.0, 1, 2),
+        (2, 2.06, 1, 2),  # the benchmark's own load: sleeping waiters make two threads cheap
+        (2, 2.99, 1, 2),
+        (2, 3.0, 1, 1),  # cpus + 1: back to the idle cores
+        (2, 9.0, 1, 1),
+        (16, 10.0, 4, 4),
+        (16, 17.5, 1, 1),
+    ],
+)
+def test_passive_wait_policy_uses_every_core_below_cpus_plus_one(
+    cpus: int, load: float, processes: int, expected: int
+) -> None:
+    assert auto_threads(cpus, load, processes, passive=True) == expected
+
+
 def test_thread_choice_prefers_the_option_then_the_environment_then_the_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
