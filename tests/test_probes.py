@@ -137,13 +137,13 @@ def test_small_cpu_probe_fits_on_one_thread_and_restores_the_count(monkeypatch) 
     from modalab.evaluation import probes
 
     seen: list[int] = []
-    fit = probes.fit_logistic_regression
+    minimize = probes.scipy.optimize.minimize
 
-    def recording_fit(*args, **kwargs):
+    def recording_minimize(*args, **kwargs):
         seen.append(torch.get_num_threads())
-        return fit(*args, **kwargs)
+        return minimize(*args, **kwargs)
 
-    monkeypatch.setattr(probes, "fit_logistic_regression", recording_fit)
+    monkeypatch.setattr(probes.scipy.optimize, "minimize", recording_minimize)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

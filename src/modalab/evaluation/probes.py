@@ -28,6 +28,27 @@ __all__ = [
 ]
 
 
+#: Below this many multiply-adds per product ``[N, D] x [D, C]`` a probe fit runs on one
+#: thread: a thin product this small is dominated by thread start-up and synchronisation, and
+#: a second thread only contends with the caller (``benchmarks/bench_probe.py``: 6,000 x 128
+#: features, 10 classes, on 2 cores).
+SINGLE_THREAD_WORK = 2**25
+
+
+@contextmanager
+def _probe_threads(work: int) -> Iterator[None]:
+    """One torch thread while fitting a CPU probe whose products are too small to share."""
+    before = torch.get_num_threads()
+    if work >= SINGLE_THREAD_WORK or before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_logistic_regression(
     features: Tensor,
     label: Tensor,
@@ -47,7 +68,9 @@ def fit_logistic_regression(
     Loss and gradient are evaluated by torch on the features' device, in float32 unless
     ``features`` are float64 (then float64): float32 gradients of this objective are accurate
     to ~1e-7, far below ``tolerance_grad``, and the thin products ``[N, D] x [D, C]`` run about
-    twice as fast as in float64. The default ``tolerance_grad=1e-5`` is ten times tighter than
+    twice as fast as in float64. A fit on CPU whose product has fewer than
+    :data:`SINGLE_THREAD_WORK` multiply-adds runs on one torch thread (restored afterwards).
+    The default ``tolerance_grad=1e-5`` is ten times tighter than
     scikit-learn's default; ``benchmarks/bench_probe.py`` compares speed and accuracy.
 
     Args:
@@ -98,13 +121,19 @@ def fit_logistic_regression(
 
     # scipy's L-BFGS-B, as scikit-learn's lbfgs solver: the same stopping rule (``gtol`` on
     # the largest gradient entry), few line-search evaluations, and no torch.optim start-up.
-    solution = scipy.optimize.minimize(
-        loss_and_gradient,
-        start,
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "gtol": tolerance_grad, "ftol": 64 * np.finfo(float).eps},
-    ).x
+    work = n * dim * num_classes if x.device.type == "cpu" else SINGLE_THREAD_WORK
+    with _probe_threads(work):
+        solution = scipy.optimize.minimize(
+            loss_and_gradient,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": max_iter,
+                "gtol": tolerance_grad,
+                "ftol": 64 * np.finfo(float).eps,
+            },
+        ).x
     theta = torch.from_numpy(solution).to(device=features.device, dtype=features.dtype)
     return theta[: num_classes * dim].view(num_classes, dim).clone(), theta[-num_classes:].clone()
 
@@ -154,27 +183,6 @@ class LinearProbeResult:
     predictions: Tensor | None = None
 
 
-#: Below this many multiply-adds per product ``[N, D] x [D, C]`` a probe fit runs on one
-#: thread: a thin product this small is dominated by thread start-up and synchronisation, and
-#: a second thread only contends with the caller (``benchmarks/bench_probe.py``: 6,000 x 128
-#: features, 10 classes, on 2 cores).
-SINGLE_THREAD_WORK = 2**25
-
-
-@contextmanager
-def _probe_threads(work: int) -> Iterator[None]:
-    """One torch thread while fitting a CPU probe whose products are too small to share."""
-    before = torch.get_num_threads()
-    if work >= SINGLE_THREAD_WORK or before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _standardise(train: Tensor, *others: Tensor) -> list[Tensor]:
     mean = train.mean(0, keepdim=True)
     std = train.std(0, keepdim=True).clamp_min(1e-6)
@@ -220,15 +228,13 @@ def linear_probe(
     val_accuracy: dict[float, float] = {}
     fitted: dict[float, tuple[Tensor, Tensor]] = {}
     previous: tuple[Tensor, Tensor] | None = None
-    work = x_train.shape[0] * x_train.shape[1] * num_classes if x_train.device.type == "cpu" else 0
     # A regularisation path: strongest penalty first, each fit warm-started from the last
     # (the solutions of neighbouring penalties are close, so each needs few iterations).
-    with _probe_threads(work or SINGLE_THREAD_WORK):
-        for l2 in sorted(set(l2_grid), reverse=True):
-            w, b = fit_logistic_regression(x_train, y_train, num_classes, l2, init=previous)
-            fitted[l2] = previous = (w, b)
-            pred = (x_val @ w.t() + b).argmax(1)
-            val_accuracy[l2] = float((pred == val_label).float().mean())
+    for l2 in sorted(set(l2_grid), reverse=True):
+        w, b = fit_logistic_regression(x_train, y_train, num_classes, l2, init=previous)
+        fitted[l2] = previous = (w, b)
+        pred = (x_val @ w.t() + b).argmax(1)
+        val_accuracy[l2] = float((pred == val_label).float().mean())
     val_accuracy = {l2: val_accuracy[l2] for l2 in l2_grid}
     best = max(l2_grid, key=lambda l2: (val_accuracy[l2], l2))
     w, b = fitted[best]
