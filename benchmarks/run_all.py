@@ -41,6 +41,7 @@ SCRIPTS = {
     "bench_threads.py": ([], ["--repeats", "1", "--epochs", "1", "--n-samples", "600"]),
     "bench_startup.py": ([], []),
     "bench_avmnist_loading.py": ([], ["--max-images", "2000"]),
+    "bench_avmnist_eval.py": ([], []),
 }
 
 
@@ -123,6 +124,13 @@ TARGETS = [
         r"cached\s*:.*?peak RSS ([\d.,]+) MiB",
         "run <= 2384 (2.5 GB)",
         lambda v: v <= 2384,
+    ),
+    Target(
+        "AV-MNIST evaluation beyond feature extraction (s)",
+        "bench_avmnist_eval.py",
+        r"beyond feature extraction: ([\d.]+) s",
+        "<= 30",
+        lambda v: v <= 30,
     ),
     Target(
         "start-up: modalab --help (s)",
