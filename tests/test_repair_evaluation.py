@@ -16,8 +16,8 @@ from modalab.evaluation.repair import (
     head_accuracy_records,
     noisy_probe_records,
 )
+from modalab.experiments.build import build_data, build_encoders, build_method
 from modalab.experiments.config import compose_config
-from modalab.experiments.runner import build_data, build_encoders, build_method
 from modalab.methods.distill import build_distill
 
 
