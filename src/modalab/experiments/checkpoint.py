@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch import Tensor
 
 from modalab.experiments.io import atomic_write_bytes
 
@@ -76,11 +75,6 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
             ) from None
     data = torch.load(path, map_location="cpu", weights_only=False)
     return data
-
-
-def state_dict_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
-    """The model ``state_dict`` of a Lightning checkpoint."""
-    return dict(checkpoint["state_dict"])
 
 
 def intact_checkpoint(folder: str | Path) -> Path | None:

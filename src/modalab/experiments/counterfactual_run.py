@@ -31,7 +31,6 @@ from modalab.counterfactual import (
     swap_matrix,
 )
 from modalab.data.batch import MultimodalBatch
-from modalab.data.tensor_dataset import MultimodalTensorDataset
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 from modalab.experiments.rundir import LoadedRun, load_run
@@ -139,21 +138,6 @@ def build_predictor(
     return FrozenEncoderPredictor(encode, head, modalities)
 
 
-def _subset(dataset: MultimodalTensorDataset, max_samples: int) -> MultimodalTensorDataset:
-    if max_samples <= 0 or max_samples >= len(dataset):
-        return dataset
-    rows = torch.arange(max_samples)
-    return MultimodalTensorDataset(
-        {m: x[rows] for m, x in dataset.inputs.items()},
-        dataset.label[rows],
-        present={m: p[rows] for m, p in dataset.present.items()},
-        label_observed=dataset.label_observed[rows],
-        clean_label=dataset.clean_label[rows],
-        index=dataset.index[rows],
-        num_classes=dataset.num_classes,
-    )
-
-
 def _write_figure(figure: Figure, stem: Path) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
@@ -232,7 +216,9 @@ def analyse_run(
         raise ConfigError(f"Unknown analyses {unknown}; valid: {list(ANALYSES)}.")
     loaded = load_run(run_dir)
     predictor = build_predictor(loaded, head_hidden=head_hidden, seed=seed)
-    dataset = _subset(getattr(loaded.splits, split), max_samples)
+    dataset = getattr(loaded.splits, split)
+    if 0 < max_samples < len(dataset):
+        dataset = dataset.subset(torch.arange(max_samples))
     with torch.no_grad():
         encoded = encode_dataset(predictor, dataset, batch_size)
     try:

@@ -22,15 +22,12 @@ which rebuilds the data, encoders and method from ``config.yaml`` with the compo
 from __future__ import annotations
 
 import json
-import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -219,13 +216,12 @@ class LoadedRun:
         """The run's ``model.embed_dim``."""
         return int(self.config["model"]["embed_dim"])
 
-    @property
-    def encoder(self) -> MultimodalEncoder:
-        """The trained per-modality encoders of the method.
+    def encoder(self, modality: str | None = None) -> nn.Module:
+        """The method's trained encoder of ``modality``; ``None``: all of them.
 
         Raises:
-            ConfigError: If the method has none (``method.encoder`` is not a
-                :class:`~modalab.models.multimodal.MultimodalEncoder`).
+            ConfigError: If the method has no per-modality encoders
+                (:class:`~modalab.models.multimodal.MultimodalEncoder`), or none for ``modality``.
         """
         encoder = getattr(self.method, "encoder", None)
         if not isinstance(encoder, MultimodalEncoder):
@@ -233,10 +229,18 @@ class LoadedRun:
                 f"The method {self.config['method']['name']!r} of {self.run_dir} has no "
                 "per-modality encoders."
             )
-        return encoder
+        if modality is None:
+            return encoder
+        if modality not in encoder.modalities:
+            raise ConfigError(
+                f"The run {self.run_dir} has no {modality!r} encoder; its modalities are "
+                f"{list(encoder.modalities)}."
+            )
+        module: nn.Module = encoder.encoders[modality]
+        return module
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "", reseed: bool = True) -> LoadedRun:
     """Rebuild a run's data and trained method from its directory.
 
     The data, encoders and method are built from the run's ``config.yaml`` (with the data
@@ -249,6 +253,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
         checkpoint: Checkpoint path relative to ``run_dir``. Empty: ``model.safetensors``
             when the run wrote it, else the checkpoint it evaluated
             (:func:`evaluated_checkpoint`).
+        reseed: Set the global seed to the run's before building, as when it trained. False:
+            draw from the caller's random state (a teacher built inside another run's build).
 
     Returns:
         The loaded run, its method in eval mode.
@@ -270,9 +276,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
             )
     config = load_yaml(config_path)
     seed = int(config["seed"])
-    L.seed_everything(seed, workers=True, verbose=False)
+    if reseed:
+        L.seed_everything(seed, workers=True, verbose=False)
     splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
-    L.seed_everything(seed, workers=True, verbose=False)
+    if reseed:
+        L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(config["model"], splits)
     method = build_method(
         config["method"],
@@ -295,21 +303,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
     return LoadedRun(run_dir, config, splits, method.eval())
 
 
-def _modality_encoder(loaded: LoadedRun, modality: str | None) -> nn.Module:
-    encoder = loaded.encoder
-    if modality is None:
-        return encoder
-    if modality not in encoder.modalities:
-        raise ConfigError(
-            f"The run {loaded.run_dir} has no {modality!r} encoder; its modalities are "
-            f"{list(encoder.modalities)}."
-        )
-    module: nn.Module = encoder.encoders[modality]
-    return module
-
-
 def load_encoder(run_dir: str | Path, modality: str | None = None) -> nn.Module:
-    """The trained encoders of a finished run, in eval mode.
+    """The trained encoders of a finished run, in eval mode (:meth:`LoadedRun.encoder`).
 
     Args:
         run_dir: A finished run directory.
@@ -320,34 +315,23 @@ def load_encoder(run_dir: str | Path, modality: str | None = None) -> nn.Module:
         The encoder (its outputs have the run's ``model.embed_dim`` features).
 
     Raises:
-        ConfigError: If the run cannot be loaded, its method has no per-modality encoders, or
-            none for ``modality``.
+        ConfigError: If the run cannot be loaded, or has no encoder for ``modality``.
     """
-    return _modality_encoder(load_run(run_dir), modality)
+    return load_run(run_dir).encoder(modality)
 
 
 def load_teacher(run_dir: str, modality: str) -> tuple[nn.Module, int]:
     """A distillation teacher: ``modality``'s trained encoder of a run, and its size.
 
     The :data:`~modalab.experiments.build.TeacherLoader` that the composition root hands to
-    ``method=distill`` (``method.teacher_source=run method.teacher_run=<run dir>``). The
-    caller's random state is kept: loading reseeds with the teacher run's seed, and the
-    student's own initialisation must still follow the student run's seed.
+    ``method=distill`` (``method.teacher_source=run method.teacher_run=<run dir>``). It is
+    loaded inside the student run's build, so it does not reseed: the student's own
+    initialisation keeps following the student run's seed.
     """
-    # seed_everything seeds NumPy's legacy global state, so that is the state to keep.
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()  # noqa: NPY002
-    seed_env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
     try:
-        loaded = load_run(run_dir)
-        return _modality_encoder(loaded, modality), loaded.embed_dim
+        loaded = load_run(run_dir, reseed=False)
     except ConfigError as error:
         raise ConfigError(f"method.teacher_run={run_dir}: {error}") from None
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])  # noqa: NPY002
-        torch.set_rng_state(states[2])
-        for key, value in seed_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    # In train mode like every module handed to Lightning's fit (it warns about eval-mode
+    # ones); the distillation method keeps its frozen teacher in eval mode itself.
+    return loaded.encoder(modality).train(), loaded.embed_dim

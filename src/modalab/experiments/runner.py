@@ -9,9 +9,7 @@ after the ``val`` ones), the probes train on the train split after the ``downstr
 scenarios, and the reported metrics — plus the representation diagnostics — come from the
 test split after the ``test`` scenarios.
 
-A run directory holds the resolved config (``config.yaml``), the metrics (``metrics.json`` and
-the row-per-metric ``metrics.csv``), the checkpoints and the CSV/TensorBoard logs. With
-``store=PATH`` the rows are also appended to the results store.
+With ``store=PATH`` the rows are also appended to the results store.
 """
 
 from __future__ import annotations
