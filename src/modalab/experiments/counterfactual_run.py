@@ -33,7 +33,12 @@ from modalab.counterfactual import (
 from modalab.data.batch import MultimodalBatch
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
-from modalab.experiments.rundir import LoadedRun, load_run
+from modalab.experiments.rundir import (
+    LoadedRun,
+    evaluated_checkpoint,
+    load_run,
+    unfinished_reason,
+)
 from modalab.methods.robust_fusion import RobustFusionMethod
 from modalab.models.multimodal import LateFusionClassifier
 
@@ -214,7 +219,9 @@ def analyse_run(
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown:
         raise ConfigError(f"Unknown analyses {unknown}; valid: {list(ANALYSES)}.")
-    loaded = load_run(run_dir)
+    # An unfinished run (--allow-unfinished) is analysed from its last checkpoint.
+    unfinished = bool(unfinished_reason(run_dir))
+    loaded = load_run(run_dir, checkpoint=evaluated_checkpoint(run_dir) if unfinished else "")
     predictor = build_predictor(loaded, head_hidden=head_hidden, seed=seed)
     dataset = getattr(loaded.splits, split)
     if 0 < max_samples < len(dataset):
