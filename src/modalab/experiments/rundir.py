@@ -330,8 +330,9 @@ def load_teacher(run_dir: str, modality: str) -> tuple[nn.Module, int]:
     """
     try:
         loaded = load_run(run_dir, reseed=False)
+        teacher = loaded.encoder(modality)
     except ConfigError as error:
         raise ConfigError(f"method.teacher_run={run_dir}: {error}") from None
     # In train mode like every module handed to Lightning's fit (it warns about eval-mode
     # ones); the distillation method keeps its frozen teacher in eval mode itself.
-    return loaded.encoder(modality).train(), loaded.embed_dim
+    return teacher.train(), loaded.embed_dim
