@@ -20,7 +20,7 @@ import torch
 
 from modalab.counterfactual import FusionModelPredictor, coalition_values, encode_dataset
 from modalab.data.shapes import make_shapes
-from modalab.experiments.runner import build_encoders, build_method
+from modalab.experiments.build import build_encoders, build_method
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from modalab.data import make_loader
+from modalab.experiments.build import build_data, build_encoders, build_method
 from modalab.experiments.config import compose_config
-from modalab.experiments.runner import build_data, build_encoders, build_method
 
 
 def main() -> None:

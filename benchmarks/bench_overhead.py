@@ -20,8 +20,8 @@ import torch
 from omegaconf import OmegaConf
 
 from modalab.data.tensor_dataset import make_loader
+from modalab.experiments.build import build_data, build_encoders, build_method
 from modalab.experiments.config import compose_config
-from modalab.experiments.runner import build_data, build_encoders, build_method
 
 
 class EpochTimer(L.Callback):

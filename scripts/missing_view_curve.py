@@ -22,7 +22,8 @@ import itertools
 import torch
 
 from modalab.counterfactual import cached_missing_rate_curve, encode_dataset
-from modalab.experiments.counterfactual_run import build_predictor, load_run
+from modalab.experiments.counterfactual_run import build_predictor
+from modalab.experiments.rundir import load_run
 
 
 def main() -> None:

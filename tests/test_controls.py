@@ -82,8 +82,9 @@ def test_unimodal_baseline_and_random_encoder_switches(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
     from safetensors.torch import load_file
 
+    from modalab.experiments.build import build_data, build_encoders, build_method
     from modalab.experiments.config import compose_config
-    from modalab.experiments.runner import build_data, build_encoders, build_method, run
+    from modalab.experiments.runner import run
 
     out = [f"output_dir={tmp_path}", "trainer.max_epochs=1"]
     uni = run(compose_config([*TINY, *out, "method=supervised", "data.modalities=[image]"]), True)

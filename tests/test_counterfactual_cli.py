@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modalab.cli.main import main
-from modalab.experiments.counterfactual_run import load_run
+from modalab.experiments.rundir import load_run
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ from modalab.counterfactual import (
 from modalab.data.batch import MultimodalBatch
 from modalab.data.shapes import VOCABULARY, make_shapes
 from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits, make_loader
-from modalab.experiments.runner import build_encoders, build_method
+from modalab.experiments.build import build_encoders, build_method
 
 pytestmark = pytest.mark.slow
 

@@ -130,3 +130,22 @@ def test_contrastive_objective_is_clip_loss_to_frozen_teacher():
         target = torch.arange(5)
         expected = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
+def test_build_distill_takes_its_run_teacher_from_the_load_teacher_context():
+    teacher = nn.Linear(6, 5)
+    calls = []
+
+    def load_teacher(run_dir: str, modality: str) -> tuple[nn.Module, int]:
+        calls.append((run_dir, modality))
+        return teacher, 5
+
+    method = build_distill(
+        _encoder(), 2, 4, load_teacher=load_teacher, teacher_source="run", teacher_run="runs/t"
+    )
+    assert calls == [("runs/t", "image")]
+    assert method.teacher is teacher
+    assert not any(p.requires_grad for p in teacher.parameters())  # frozen
+    assert method.student_head(torch.zeros(1, 4)).shape == (1, 5)  # student maps into dim 5
+    with pytest.raises(ValueError, match="teacher loader"):
+        build_distill(_encoder(), 2, 4, teacher_source="run", teacher_run="runs/t")

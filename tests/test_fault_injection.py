@@ -249,7 +249,7 @@ def test_same_config_and_seed_give_identical_metrics(family: str, tmp_path: Path
 def test_no_resolver_can_execute_code_from_a_results_directory(tmp_path: Path) -> None:
     from omegaconf.basecontainer import BaseContainer
 
-    from modalab.experiments.teachers import load_run_encoder
+    from modalab.experiments.rundir import load_teacher
 
     compose_config([])  # registers Hydra's and modalab's resolvers, if any
     resolvers = set(BaseContainer._resolvers)
@@ -262,10 +262,11 @@ def test_no_resolver_can_execute_code_from_a_results_directory(tmp_path: Path) -
     marker = tmp_path / "executed"
     (run_dir / "config.yaml").write_text(
         'data: {name: \'${eval:__import__("os").system("touch ' + str(marker) + "\")}'}\n"
-        "model: {embed_dim: 8}\nmethod: {name: clip}\n"
+        "model: {embed_dim: 8}\nmethod: {name: clip}\nseed: 0\n"
     )
+    (run_dir / "model.safetensors").write_bytes(b"")
     with pytest.raises((ConfigError, KeyError, ValueError), match="eval"):
-        load_run_encoder(str(run_dir), "image")
+        load_teacher(str(run_dir), "image")
     assert not marker.exists()
     # On the command line, an unknown resolver is an error, never evaluated.
     with pytest.raises(ConfigError):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from modalab.experiments.checkpoint import UntrustedCheckpointError, load_checkpoint, load_weights
+from modalab.experiments.checkpoint import UntrustedCheckpointError, load_checkpoint
 from modalab.experiments.config import ConfigError, compose_config
+from modalab.experiments.rundir import load_weights
 from modalab.experiments.runner import TrainingError, run
 
 SMALL = [
@@ -133,8 +134,8 @@ def test_pickle_checkpoints_that_need_code_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_finished_run_saves_safetensors_weights_that_reload(tmp_path: Path) -> None:
+    from modalab.experiments.build import build_data, build_encoders, build_method
     from modalab.experiments.io import load_yaml
-    from modalab.experiments.runner import build_data, build_encoders, build_method
 
     result = run(
         compose_config([*SMALL, "trainer.max_epochs=1", f"output_dir={tmp_path}", "run_name=w"]),

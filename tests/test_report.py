@@ -345,8 +345,8 @@ def test_embedding_features_of_a_run(tiny_sweep: Path) -> None:
     sample = embedding_features(run_dir, n_samples=40)
     assert sample.embeddings.shape == (120, 64)  # 40 samples × 3 modalities, proj_dim=64
     assert sample.modalities[:40] == ["image"] * 40 and sample.space == "joint"
+    from modalab.experiments.build import build_data
     from modalab.experiments.io import load_yaml
-    from modalab.experiments.runner import build_data
 
     splits = build_data(load_yaml(run_dir / "config.yaml")["data"])
     np.testing.assert_array_equal(sample.labels[:40], splits.test.clean_label[:40].numpy())

@@ -156,7 +156,7 @@ def test_run_reports_tie_aware_recall_from_its_embeddings(tmp_path: Path) -> Non
     """The R@1 a run prints equals a brute-force tie-aware recount from its test embeddings."""
     from modalab.evaluation.features import extract_features
     from modalab.experiments.config import compose_config
-    from modalab.experiments.counterfactual_run import load_run
+    from modalab.experiments.rundir import load_run
     from modalab.experiments.runner import run
 
     overrides = [

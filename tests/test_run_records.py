@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modalab.cli.main import main
-from modalab.experiments.data_location import (
+from modalab.experiments.rundir import (
     DATA_DIR_FILE,
     record_data_dir,
     with_recorded_data_dir,

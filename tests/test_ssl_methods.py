@@ -7,9 +7,9 @@ import torch
 
 from modalab.data.augment import ModalityAugment, _MonaiPerSample, mask_tokens
 from modalab.data.shapes import make_shapes
+from modalab.experiments.build import build_encoders, build_method
 from modalab.experiments.config import compose_config
 from modalab.experiments.method_configs import METHOD_CONFIGS
-from modalab.experiments.runner import build_encoders, build_method
 from modalab.methods.masked import patchify, unpatchify
 from modalab.models.fusion import CaptionDecoder, CrossAttentionFusion
 

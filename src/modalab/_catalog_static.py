@@ -313,9 +313,6 @@ CATALOG: dict[str, dict[str, list[Any]]] = {
             ["mnist", "MNIST handwritten digits (idx files)"],
             ["pneumoniamnist", "PneumoniaMNIST (MedMNIST v2), 28x28 chest X-rays"],
         ],
-        "teacher_loaders": [
-            ["run", "The trained encoder of ``modality`` from a finished run directory."]
-        ],
     },
     "method_keys": {
         "barlow": [

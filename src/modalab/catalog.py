@@ -29,7 +29,6 @@ def registries() -> dict[str, Registry[Any]]:
     """Kind → registry, after importing every module that registers components."""
     import modalab.counterfactual
     import modalab.data
-    import modalab.experiments.teachers
     import modalab.methods
     import modalab.models
     import modalab.objectives
@@ -43,7 +42,6 @@ def registries() -> dict[str, Registry[Any]]:
         "methods": modalab.methods.METHODS,
         "scenarios": modalab.scenarios.SCENARIOS,
         "interventions": modalab.counterfactual.INTERVENTIONS,
-        "teacher_loaders": modalab.methods.TEACHER_LOADERS,
     }
 
 

@@ -55,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run the analyses and print the pooled summary."""
-    from modalab.experiments.counterfactual_run import analyse_run, unfinished_reason
+    from modalab.experiments.counterfactual_run import analyse_run
+    from modalab.experiments.rundir import unfinished_reason
 
     reason = unfinished_reason(args.run_dir)
     if reason and not args.allow_unfinished:

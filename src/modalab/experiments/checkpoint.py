@@ -1,32 +1,27 @@
-"""Safe model weights: safetensors + JSON, and guarded loading of Lightning checkpoints.
+"""Lightning checkpoints: written atomically, loaded with guards.
 
-A finished run stores its trained weights as ``model.safetensors`` (tensors only: loading it
-cannot execute code) with ``model.json`` (the resolved config and versions). Lightning's own
-``.ckpt`` files (pickles) are only ever loaded with ``torch.load(weights_only=True)``; a file
-that needs arbitrary unpickling is refused unless the caller says it is trusted.
+Lightning's ``.ckpt`` files (pickles) are only ever loaded with
+``torch.load(weights_only=True)``; a file that needs arbitrary unpickling is refused unless the
+caller says it is trusted. A finished run's evaluated weights are ``model.safetensors``
+(:func:`modalab.experiments.rundir.save_weights`).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
 
-from modalab.experiments.io import atomic_write_bytes, atomic_write_text
+from modalab.experiments.io import atomic_write_bytes
 
 __all__ = [
     "AtomicCheckpointIO",
     "UntrustedCheckpointError",
     "load_checkpoint",
-    "load_weights",
-    "save_weights",
 ]
 
 
@@ -52,42 +47,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class UntrustedCheckpointError(RuntimeError):
     """A pickle checkpoint needs arbitrary code execution to load and was not trusted."""
-
-
-def save_weights(model: nn.Module, run_dir: str | Path, config_yaml: str) -> Path:
-    """Write ``model.safetensors`` and ``model.json`` into ``run_dir`` (atomically).
-
-    Args:
-        model: The trained module.
-        run_dir: The run directory.
-        config_yaml: The resolved config as YAML text.
-
-    Returns:
-        The path of the safetensors file.
-    """
-    run_dir = Path(run_dir)
-    target = run_dir / "model.safetensors"
-    tmp = run_dir / ".model.safetensors.tmp"
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    tmp.replace(target)
-    atomic_write_text(
-        run_dir / "model.json",
-        json.dumps({"config_yaml": config_yaml, "torch": torch.__version__}, indent=2),
-    )
-    return target
-
-
-def load_weights(model: nn.Module, run_dir: str | Path, strict: bool = True) -> nn.Module:
-    """Load ``model.safetensors`` of a run into ``model`` (no pickle involved)."""
-    path = Path(run_dir) / "model.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: the run did not finish training. Resume it with "
-            "`modalab run ... run_name=<name> resume=true`."
-        )
-    model.load_state_dict(load_file(str(path)), strict=strict)
-    return model
 
 
 def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
@@ -116,11 +75,6 @@ def load_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
             ) from None
     data = torch.load(path, map_location="cpu", weights_only=False)
     return data
-
-
-def state_dict_tensors(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
-    """The model ``state_dict`` of a Lightning checkpoint."""
-    return dict(checkpoint["state_dict"])
 
 
 def intact_checkpoint(folder: str | Path) -> Path | None:

@@ -22,6 +22,7 @@ import pandas as pd
 
 from modalab.evaluation.features import MetricRecord
 from modalab.experiments.io import load_yaml
+from modalab.experiments.rundir import CHECKPOINTS_DIR, CONFIG_FILE, METRICS_FILE
 from modalab.experiments.runner import result_rows
 from modalab.experiments.store import COLUMNS, ResultsStore
 
@@ -79,13 +80,13 @@ def rows_from_run_dir(run_dir: str | Path) -> pd.DataFrame:
         ResultsNotFoundError: If the directory holds no finished run.
     """
     run_dir = Path(run_dir)
-    metrics_json = run_dir / "metrics.json"
-    if not metrics_json.exists() or not (run_dir / "config.yaml").exists():
+    metrics_json = run_dir / METRICS_FILE
+    if not metrics_json.exists() or not (run_dir / CONFIG_FILE).exists():
         raise ResultsNotFoundError(
             f"{run_dir} is not a finished run directory (it needs config.yaml and metrics.json, "
             "written by `modalab run`)."
         )
-    config = load_yaml(run_dir / "config.yaml")
+    config = load_yaml(run_dir / CONFIG_FILE)
     payload = json.loads(metrics_json.read_text())
     stamp = datetime.fromtimestamp(metrics_json.stat().st_mtime, tz=timezone.utc)
     rows = result_rows(
@@ -126,10 +127,10 @@ def find_run_dirs(path: str | Path) -> tuple[list[Path], list[Path]]:
     ``metrics.json``.
     """
     root = Path(path)
-    candidates = sorted({p.parent for p in root.glob("**/config.yaml")})
-    candidates = [p for p in candidates if "checkpoints" not in p.parts]
-    finished = [p for p in candidates if (p / "metrics.json").exists()]
-    unfinished = [p for p in candidates if not (p / "metrics.json").exists()]
+    candidates = sorted({p.parent for p in root.glob(f"**/{CONFIG_FILE}")})
+    candidates = [p for p in candidates if CHECKPOINTS_DIR not in p.parts]
+    finished = [p for p in candidates if (p / METRICS_FILE).exists()]
+    unfinished = [p for p in candidates if not (p / METRICS_FILE).exists()]
     return finished, unfinished
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from modalab.experiments.config import ConfigError
+from modalab.experiments.errors import ConfigError
 
 __all__ = ["INFINITE_OK", "check_added_keys", "check_cross_keys", "check_finite"]
 

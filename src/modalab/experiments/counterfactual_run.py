@@ -1,10 +1,9 @@
 """Counterfactual analysis of a finished run directory (the ``modalab counterfactual`` command).
 
-A run written by ``modalab run`` holds its resolved ``config.yaml`` and a Lightning checkpoint.
-The model is rebuilt from the config with the runner's builders, its weights are loaded safely
-(``torch.load(weights_only=True)`` of the state dict), the data are regenerated from the config,
-and the analyses of :mod:`modalab.counterfactual` run on the chosen split. Tables (Parquet and
-CSV) and figures (PNG and PDF) are written atomically into ``RUN_DIR/counterfactual/``.
+The run is rebuilt by :func:`modalab.experiments.rundir.load_run` (data, encoders and method
+from its ``config.yaml``, the trained weights from its ``model.safetensors``), and the analyses
+of :mod:`modalab.counterfactual` run on the chosen split. Tables (Parquet and CSV) and figures
+(PNG and PDF) are written atomically into ``RUN_DIR/counterfactual/``.
 """
 
 from __future__ import annotations
@@ -12,13 +11,10 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import lightning as L
 import torch
-import yaml
 from matplotlib.figure import Figure
 
 from modalab.counterfactual import (
@@ -35,105 +31,20 @@ from modalab.counterfactual import (
     swap_matrix,
 )
 from modalab.data.batch import MultimodalBatch
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
 from modalab.experiments.config import ConfigError
-from modalab.experiments.data_location import with_recorded_data_dir
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
-from modalab.experiments.runner import build_data, build_encoders, build_method
-from modalab.experiments.training import evaluated_checkpoint
+from modalab.experiments.rundir import (
+    LoadedRun,
+    evaluated_checkpoint,
+    load_run,
+    unfinished_reason,
+)
 from modalab.methods.robust_fusion import RobustFusionMethod
 from modalab.models.multimodal import LateFusionClassifier
 
-__all__ = [
-    "LoadedRun",
-    "RobustFusionPredictor",
-    "analyse_run",
-    "build_predictor",
-    "load_run",
-    "unfinished_reason",
-]
+__all__ = ["RobustFusionPredictor", "analyse_run", "build_predictor"]
 
 OUTPUT_DIR = "counterfactual"
-
-
-@dataclass
-class LoadedRun:
-    """A run rebuilt from its directory.
-
-    Attributes:
-        run_dir: The run directory.
-        config: The resolved config of the run.
-        splits: The data, regenerated from the config.
-        method: The trained method (LightningModule) with the checkpoint's weights, in eval mode.
-    """
-
-    run_dir: Path
-    config: dict[str, Any]
-    splits: Splits
-    method: L.LightningModule
-
-
-def unfinished_reason(run_dir: str | Path) -> str:
-    """Why ``run_dir`` is not a finished run (empty when it is, or is no run directory).
-
-    Args:
-        run_dir: A directory written by ``modalab run``.
-
-    Returns:
-        ``""`` for a finished run (``metrics.json`` written); else what its ``failure.json``
-        says, or that it has no ``metrics.json``.
-    """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or (run_dir / "metrics.json").is_file():
-        return ""
-    failure = run_dir / "failure.json"
-    if failure.is_file():
-        try:
-            return str(json.loads(failure.read_text()).get("error", "failure.json"))
-        except (ValueError, AttributeError):
-            return "failure.json is unreadable"
-    return "no metrics.json: interrupted, still running or failed"
-
-
-def load_run(run_dir: str | Path, checkpoint: str = "") -> LoadedRun:
-    """Rebuild a run's data and trained method from its directory.
-
-    Args:
-        run_dir: A directory written by ``modalab run``.
-        checkpoint: Checkpoint path relative to ``run_dir``; default: the one the run
-            evaluated (:func:`~modalab.experiments.training.evaluated_checkpoint`).
-
-    Returns:
-        The loaded run.
-
-    Raises:
-        ConfigError: If the directory lacks the config or checkpoint, or they do not match.
-    """
-    run_dir = Path(run_dir)
-    checkpoint = checkpoint or evaluated_checkpoint(run_dir)
-    config_path, ckpt_path = run_dir / "config.yaml", run_dir / checkpoint
-    for path, what in ((config_path, "config.yaml"), (ckpt_path, "checkpoint")):
-        if not path.is_file():
-            raise ConfigError(
-                f"{path} does not exist: point `modalab counterfactual` at a run directory "
-                f"written by `modalab run` (it needs the {what})."
-            )
-    config = yaml.safe_load(config_path.read_text())
-    seed = int(config["seed"])
-    L.seed_everything(seed, workers=True, verbose=False)
-    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
-    L.seed_everything(seed, workers=True, verbose=False)
-    encoder = build_encoders(config["model"], splits)
-    method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    try:
-        method.load_state_dict(state["state_dict"])
-    except (KeyError, RuntimeError) as error:
-        raise ConfigError(
-            f"The checkpoint {ckpt_path} does not match the model rebuilt from {config_path}: "
-            f"{error}"
-        ) from None
-    return LoadedRun(run_dir, config, splits, method.eval())
 
 
 class RobustFusionPredictor:
@@ -232,21 +143,6 @@ def build_predictor(
     return FrozenEncoderPredictor(encode, head, modalities)
 
 
-def _subset(dataset: MultimodalTensorDataset, max_samples: int) -> MultimodalTensorDataset:
-    if max_samples <= 0 or max_samples >= len(dataset):
-        return dataset
-    rows = torch.arange(max_samples)
-    return MultimodalTensorDataset(
-        {m: x[rows] for m, x in dataset.inputs.items()},
-        dataset.label[rows],
-        present={m: p[rows] for m, p in dataset.present.items()},
-        label_observed=dataset.label_observed[rows],
-        clean_label=dataset.clean_label[rows],
-        index=dataset.index[rows],
-        num_classes=dataset.num_classes,
-    )
-
-
 def _write_figure(figure: Figure, stem: Path) -> list[Path]:
     paths = []
     for fmt in ("png", "pdf"):
@@ -323,9 +219,13 @@ def analyse_run(
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown:
         raise ConfigError(f"Unknown analyses {unknown}; valid: {list(ANALYSES)}.")
-    loaded = load_run(run_dir)
+    # An unfinished run (--allow-unfinished) is analysed from its last checkpoint.
+    unfinished = bool(unfinished_reason(run_dir))
+    loaded = load_run(run_dir, checkpoint=evaluated_checkpoint(run_dir) if unfinished else "")
     predictor = build_predictor(loaded, head_hidden=head_hidden, seed=seed)
-    dataset = _subset(getattr(loaded.splits, split), max_samples)
+    dataset = getattr(loaded.splits, split)
+    if 0 < max_samples < len(dataset):
+        dataset = dataset.subset(torch.arange(max_samples))
     with torch.no_grad():
         encoded = encode_dataset(predictor, dataset, batch_size)
     try:

@@ -22,8 +22,7 @@ from modalab.data.integrity import (
     remove_split_leakage,
 )
 from modalab.data.tensor_dataset import Splits
-from modalab.experiments.config import ConfigError
-from modalab.experiments.errors import EnvironmentProblem
+from modalab.experiments.errors import ConfigError, EnvironmentProblem
 
 __all__ = ["CROSS_MODAL_METHODS", "PAIRWISE_SCENARIOS", "check_environment", "check_run_data"]
 
@@ -204,12 +203,10 @@ def check_finite_features(features: Mapping[str, Any], run_dir: Path) -> None:
     Raises:
         TrainingError: Naming the split and the modality; weights and checkpoints are kept.
     """
-    import json
-
     import torch
 
     from modalab.experiments.errors import TrainingError
-    from modalab.experiments.io import atomic_write_text
+    from modalab.experiments.rundir import write_failure
 
     for split, feats in features.items():
         for kind in ("features", "joint"):
@@ -225,7 +222,5 @@ def check_finite_features(features: Mapping[str, Any], run_dir: Path) -> None:
                         "written. The model diverged or the inputs hold non-finite values: "
                         "check the data, lower method.lr or set trainer.gradient_clip_val."
                     )
-                    atomic_write_text(
-                        run_dir / "failure.json", json.dumps({"error": message}, indent=2)
-                    )
+                    write_failure(run_dir, message)
                     raise TrainingError(message)

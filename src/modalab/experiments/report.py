@@ -418,8 +418,8 @@ class EmbeddingSample:
 def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSample:
     """Embeddings of the first ``n_samples`` test samples of a finished run.
 
-    The data, encoders and method are rebuilt from the run's ``config.yaml`` and its trained
-    weights loaded from ``model.safetensors`` (no pickle). Only present modalities are kept.
+    The run is rebuilt by :func:`~modalab.experiments.rundir.load_run` (its trained weights
+    from ``model.safetensors``, no pickle). Only present modalities are kept.
 
     Args:
         run_dir: A finished run directory.
@@ -431,17 +431,10 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
     import torch
 
     from modalab.evaluation.features import extract_features
-    from modalab.experiments.checkpoint import load_weights
-    from modalab.experiments.data_location import with_recorded_data_dir
-    from modalab.experiments.runner import build_data, build_encoders, build_method
+    from modalab.experiments.rundir import load_run
 
-    run_dir = Path(run_dir)
-    config = load_yaml(run_dir / "config.yaml")
-    splits = build_data(with_recorded_data_dir(run_dir, config["data"]))
-    encoder = build_encoders(config["model"], splits)
-    method = build_method(config["method"], encoder, splits, int(config["model"]["embed_dim"]))
-    load_weights(method, run_dir)
-    method.eval()
+    loaded = load_run(run_dir)
+    run_dir, splits, method = loaded.run_dir, loaded.splits, loaded.method
     subset = splits.test.subset(torch.arange(min(n_samples, len(splits.test))))
     features = extract_features(
         method.representations,  # type: ignore[arg-type]

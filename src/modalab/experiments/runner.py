@@ -1,4 +1,7 @@
-"""The runner: composes data, model and method from a config, trains with Lightning, evaluates.
+"""The runner: the life of one run — its identity and directory, training, evaluation, results.
+
+The objects come from the composition root (:mod:`modalab.experiments.build`); the files of
+the run directory are named in :mod:`modalab.experiments.rundir`.
 
 Scenarios shape what each phase sees (:func:`~modalab.scenarios.apply_scenarios`): the method
 trains on the train split after the ``pretrain`` scenarios (and validates on the val split
@@ -6,9 +9,7 @@ after the ``val`` ones), the probes train on the train split after the ``downstr
 scenarios, and the reported metrics — plus the representation diagnostics — come from the
 test split after the ``test`` scenarios.
 
-A run directory holds the resolved config (``config.yaml``), the metrics (``metrics.json`` and
-the row-per-metric ``metrics.csv``), the checkpoints and the CSV/TensorBoard logs. With
-``store=PATH`` the rows are also appended to the results store.
+With ``store=PATH`` the rows are also appended to the results store.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import inspect
 import json
 import math
 import os
 import platform
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,11 +33,8 @@ import pandas as pd
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from modalab.data.files import CorruptDataError
-from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import Splits, make_loader
+from modalab.data.tensor_dataset import make_loader
 from modalab.evaluation.diagnostics import representation_diagnostics
 from modalab.evaluation.features import (
     EvalConfig,
@@ -52,9 +49,15 @@ from modalab.evaluation.repair import (
     pair_flag_records,
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
+from modalab.experiments.build import (
+    build_data,
+    build_encoders,
+    build_method,
+    build_run_scenarios,
+)
 from modalab.experiments.callbacks import FiniteGuard, NonFiniteError, RNGStateCheckpoint
 from modalab.experiments.chatter import lightning_chatter_off
-from modalab.experiments.checkpoint import AtomicCheckpointIO, intact_checkpoint, save_weights
+from modalab.experiments.checkpoint import AtomicCheckpointIO, intact_checkpoint
 from modalab.experiments.config import ConfigError, MlflowConfig
 from modalab.experiments.data_checks import (
     check_environment,
@@ -62,12 +65,21 @@ from modalab.experiments.data_checks import (
     check_run_data,
     integrity_records,
 )
-from modalab.experiments.data_location import record_data_dir
-from modalab.experiments.errors import DataError, RunInterrupted, TrainingError
+from modalab.experiments.errors import RunInterrupted, TrainingError
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.loggers import build_loggers
+from modalab.experiments.rundir import (
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    FAILURE_FILE,
+    METRICS_CSV_FILE,
+    METRICS_FILE,
+    load_teacher,
+    record_data_dir,
+    save_weights,
+    write_failure,
+)
 from modalab.experiments.store import ResultsStore
-from modalab.experiments.teachers import load_run_encoder as _register_run_teacher  # noqa: F401
 from modalab.experiments.threads import apply_threads, choose_threads
 from modalab.experiments.training import (
     select_checkpoint,
@@ -75,25 +87,13 @@ from modalab.experiments.training import (
     training_callbacks,
     training_summary,
 )
-from modalab.methods.registry import METHODS, RepresentationLearner
-from modalab.models.encoders import build_encoder
-from modalab.models.multimodal import MultimodalEncoder
-from modalab.scenarios import (
-    SCENARIOS,
-    Scenario,
-    apply_scenarios,
-    build_scenarios,
-    fitted_under_test,
-)
+from modalab.methods.registry import RepresentationLearner
+from modalab.scenarios import SCENARIOS, apply_scenarios, fitted_under_test
 
 __all__ = [
     "RunInterrupted",
     "RunResult",
     "TrainingError",
-    "build_data",
-    "build_encoders",
-    "build_method",
-    "build_run_scenarios",
     "config_hash",
     "load_finished",
     "result_rows",
@@ -157,106 +157,6 @@ class RunResult:
             ):
                 return r.value
         raise KeyError(f"No metric {metric!r} for {modality!r} ({condition}).")
-
-
-def _call_with_config(
-    builder: Callable[..., Any], kwargs: Mapping[str, Any], where: str, **extra: Any
-) -> Any:
-    """Call a builder with config kwargs, turning a bad keyword into a ConfigError."""
-    params = inspect.signature(builder).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not accepts_any:
-        valid = [k for k in params if k not in extra and params[k].kind.name != "VAR_POSITIONAL"]
-        raise ConfigError(f"Unknown keys {unknown} in {where}; valid keys: {valid}.")
-    try:
-        return builder(**extra, **kwargs)
-    except (CorruptDataError, DataError):
-        raise  # a bad file is a data error (exit 3), not a configuration error
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"Invalid {where}: {error}") from error
-
-
-def build_data(data_cfg: Mapping[str, Any]) -> Splits:
-    """Build the dataset splits named by ``data_cfg["name"]`` with the other keys."""
-    kwargs = dict(data_cfg)
-    name = kwargs.pop("name")
-    try:
-        builder = DATASETS.get(name)
-    except KeyError as error:
-        raise ConfigError(str(error.args[0])) from None
-    return _call_with_config(builder, kwargs, f"data ({name})")  # type: ignore[no-any-return]
-
-
-def build_encoders(model_cfg: Mapping[str, Any], splits: Splits) -> MultimodalEncoder:
-    """Per-modality encoders for the modalities of ``splits``."""
-    choices = dict(model_cfg.get("encoders", {}))
-    unknown = sorted(set(choices) - set(splits.modalities))
-    if unknown:
-        raise ConfigError(
-            f"model.encoders names modalities {unknown} that the dataset does not have; "
-            f"its modalities are {list(splits.modalities)}."
-        )
-    example = splits.train.__getitems__([0, 1])
-    encoders = nn.ModuleDict()
-    for modality in splits.modalities:
-        try:
-            encoders[modality] = build_encoder(
-                choices.get(modality, "auto"),
-                example.inputs[modality],
-                int(model_cfg["embed_dim"]),
-                vocab_size=splits.info.get("vocab_size"),
-            )
-        except KeyError as error:
-            raise ConfigError(f"model.encoders.{modality}: {error.args[0]}") from None
-    return MultimodalEncoder(encoders)
-
-
-def build_method(
-    method_cfg: Mapping[str, Any],
-    encoder: MultimodalEncoder,
-    splits: Splits,
-    embed_dim: int,
-    seed: int = 0,
-) -> L.LightningModule:
-    """Build the method recipe named by ``method_cfg["name"]``.
-
-    Builders that declare the parameters ``example`` (a two-sample training batch),
-    ``data_info`` (the dataset's info, e.g. ``vocab_size`` and ``mask_id``) or ``seed`` (the
-    run's seed, for their own random state) receive them.
-    """
-    kwargs = dict(method_cfg)
-    name = kwargs.pop("name")
-    try:
-        builder = METHODS.get(name)
-    except KeyError as error:
-        raise ConfigError(str(error.args[0])) from None
-    params = inspect.signature(builder).parameters
-    context = {
-        "example": lambda: splits.train.__getitems__([0, 1]),
-        "data_info": lambda: dict(splits.info),
-        "seed": lambda: seed,
-    }
-    extra = {k: make() for k, make in context.items() if k in params and k not in kwargs}
-    return _call_with_config(  # type: ignore[no-any-return]
-        builder,
-        kwargs,
-        f"method ({name})",
-        encoder=encoder,
-        num_classes=splits.num_classes,
-        embed_dim=embed_dim,
-        **extra,
-    )
-
-
-def build_run_scenarios(scenario_cfg: Mapping[str, Any] | None, splits: Splits) -> list[Scenario]:
-    """The run's scenarios, in composition order, bound to the data's info."""
-    try:
-        return build_scenarios(dict(scenario_cfg or {}), splits.info)
-    except KeyError as error:
-        raise ConfigError(str(error.args[0])) from None
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"Invalid scenario: {error}") from error
 
 
 def _digest(payload: Mapping[str, Any]) -> str:
@@ -356,9 +256,9 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
         while run_dir.exists():
             run_dir = Path(cfg["output_dir"]) / f"{name}-{suffix}"
             suffix += 1
-    saved_config = run_dir / "config.yaml"
+    saved_config = run_dir / CONFIG_FILE
     if not cfg["resume"]:
-        if (run_dir / "metrics.json").exists():
+        if (run_dir / METRICS_FILE).exists():
             raise ConfigError(
                 f"Run directory {run_dir} already holds finished results; choose another "
                 "run_name= or output_dir= (results are never overwritten)."
@@ -392,11 +292,11 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
 def load_finished(run_dir: str | Path) -> RunResult:
     """Load the result of a finished run from its ``metrics.json`` and ``config.yaml``."""
     run_dir = Path(run_dir)
-    payload = json.loads((run_dir / "metrics.json").read_text())
+    payload = json.loads((run_dir / METRICS_FILE).read_text())
     return RunResult(
         run_dir=run_dir,
         metrics=[MetricRecord(**m) for m in payload["metrics"]],
-        config=load_yaml(run_dir / "config.yaml"),
+        config=load_yaml(run_dir / CONFIG_FILE),
         train_seconds=float(payload["train_seconds"]),
         eval_seconds=float(payload["eval_seconds"]),
         training=dict(payload.get("training", {})),
@@ -473,7 +373,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     _severity(plain)  # a bad severity_key fails before training, not after
     check_environment(plain)  # no GPU, unwritable folders: before anything is written
     run_dir = _run_dir(plain)
-    if plain["resume"] and (run_dir / "metrics.json").exists():
+    if plain["resume"] and (run_dir / METRICS_FILE).exists():
         finished = load_finished(run_dir)
         if store is not None and not store.has(run_id(plain)):
             store.append(run_id(plain), _store_rows(finished))
@@ -496,8 +396,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     }
     L.seed_everything(seed, workers=True, verbose=False)
     encoder = build_encoders(plain["model"], splits)
+    embed_dim = int(plain["model"]["embed_dim"])
     method = build_method(
-        plain["method"], encoder, splits, int(plain["model"]["embed_dim"]), seed=seed
+        plain["method"], encoder, splits, embed_dim, seed=seed, load_teacher=load_teacher
     )
     try:
         eval_cfg = EvalConfig(**plain["eval"])
@@ -514,10 +415,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         trainer_cfg["enable_progress_bar"] = False
 
     config_text = OmegaConf.to_yaml(OmegaConf.create(plain))
-    if _launched_rank() == 0 and not (run_dir / "config.yaml").exists():
-        atomic_write_text(run_dir / "config.yaml", config_text)
+    if _launched_rank() == 0 and not (run_dir / CONFIG_FILE).exists():
+        atomic_write_text(run_dir / CONFIG_FILE, config_text)
         record_data_dir(run_dir, plain["data"])  # the folder read, for counterfactual/report
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = run_dir / CHECKPOINTS_DIR
     # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
     # none: interrupted before the first checkpoint, start over.
     resume_from = intact_checkpoint(checkpoints) if plain["resume"] else None
@@ -549,7 +450,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             f"{error} Training stopped; {kept}. Lower method.lr, set "
             "trainer.gradient_clip_val, or check the data for NaN/Inf values."
         )
-        atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
+        write_failure(run_dir, message)
         raise TrainingError(message) from None
     except SystemExit as error:
         # Lightning turns SIGTERM into SIGTERMException (a SystemExit with status 0) and Ctrl+C
@@ -561,10 +462,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             f"The run was interrupted by {signal.Signals(number).name}; {kept}. Continue it "
             f"with the same command plus run_name={run_dir.name} resume=true."
         )
-        atomic_write_text(run_dir / "failure.json", json.dumps({"error": message}, indent=2))
+        write_failure(run_dir, message)
         raise RunInterrupted(message, int(number)) from None
     train_seconds = time.perf_counter() - start
-    (run_dir / "failure.json").unlink(missing_ok=True)  # a resumed run has finished
+    (run_dir / FAILURE_FILE).unlink(missing_ok=True)  # a resumed run has finished
     if not trainer.is_global_zero:
         # Under DDP only global rank 0 evaluates and writes results.
         return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
@@ -707,6 +608,6 @@ def _write_metrics(result: RunResult) -> None:
     table.insert(0, "method", cfg["method"]["name"])
     table.insert(0, "data", cfg["data"]["name"])
     table.insert(2, "seed", cfg["seed"])
-    atomic_write_text(result.run_dir / "metrics.csv", table.to_csv(index=False))
+    atomic_write_text(result.run_dir / METRICS_CSV_FILE, table.to_csv(index=False))
     # metrics.json last: its presence marks a finished run.
-    atomic_write_text(result.run_dir / "metrics.json", json.dumps(payload, indent=2))
+    atomic_write_text(result.run_dir / METRICS_FILE, json.dumps(payload, indent=2))

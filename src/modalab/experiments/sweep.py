@@ -379,11 +379,13 @@ def _dropped(run: GridRun) -> str:
     """
     import json
 
+    from modalab.experiments.rundir import METRICS_FILE
+
     output_dir = next(
         (o.split("=", 1)[1] for o in run.overrides if o.startswith("output_dir=")), ""
     )
     try:
-        payload = json.loads((Path(output_dir) / run.run_id / "metrics.json").read_text())
+        payload = json.loads((Path(output_dir) / run.run_id / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return ""
     skipped = payload.get("skipped") or {}

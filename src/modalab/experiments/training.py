@@ -12,7 +12,6 @@ monitored value and why training stopped; the runner writes it to ``metrics.json
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 
 from modalab.experiments.checkpoint import load_checkpoint
 from modalab.experiments.config import ConfigError
+from modalab.experiments.rundir import CHECKPOINTS_DIR
 from modalab.schedules import EarlyStoppingConfig, LRSchedule
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "MonitorCheck",
     "ResumableEarlyStopping",
     "TrainingOptions",
-    "evaluated_checkpoint",
     "select_checkpoint",
     "split_trainer_config",
     "training_callbacks",
@@ -193,7 +192,7 @@ def select_checkpoint(
     return {
         "evaluated_checkpoint": which,
         "evaluated_epoch": epoch,
-        "evaluated_path": f"checkpoints/{name}",
+        "evaluated_path": f"{CHECKPOINTS_DIR}/{name}",
     }
 
 
@@ -250,17 +249,3 @@ def training_summary(trainer: L.Trainer, options: TrainingOptions) -> dict[str, 
         "early_stopping": asdict(stop) if stop.enabled else None,
         "lr_schedule": asdict(options.lr_schedule),
     }
-
-
-def evaluated_checkpoint(run_dir: str | Path) -> str:
-    """The checkpoint a finished run evaluated, relative to ``run_dir``.
-
-    ``training.evaluated_path`` of its ``metrics.json``; ``checkpoints/last.ckpt`` for runs
-    that predate it or have not finished.
-    """
-    metrics = Path(run_dir) / "metrics.json"
-    if metrics.is_file():
-        path = json.loads(metrics.read_text()).get("training", {}).get("evaluated_path")
-        if path:
-            return str(path)
-    return f"checkpoints/{LAST_NAME}.ckpt"

@@ -3,7 +3,7 @@
 from modalab.methods.balanced_fusion import BalancedFusionMethod, build_grad_blend, build_ogm_ge
 from modalab.methods.clip import CLIPMethod, build_clip
 from modalab.methods.coca import CoCaMethod, build_coca
-from modalab.methods.distill import TEACHER_LOADERS, DistillationMethod, build_distill
+from modalab.methods.distill import DistillationMethod, build_distill
 from modalab.methods.fusion import CrossAttentionFusionMethod, build_fusion
 from modalab.methods.masked import MaskedModellingMethod, build_masked
 from modalab.methods.registry import METHODS
@@ -30,7 +30,6 @@ from modalab.methods.tricks import (
 
 __all__ = [
     "METHODS",
-    "TEACHER_LOADERS",
     "BalancedFusionMethod",
     "CLIPMethod",
     "CoCaMethod",

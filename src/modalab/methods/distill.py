@@ -7,7 +7,8 @@ The teacher is any module mapping the rich modality to an embedding:
 * ``teacher_source="encoder"`` — the rich modality's encoder as the runner built it
   (``model.encoders.<rich>=<name>``, e.g. a pretrained text encoder), frozen and untrained here;
 * ``teacher_source="run"`` — the rich modality's encoder of a finished modalab run, loaded from
-  its ``model.safetensors`` (``teacher_run=<run dir>``) through :data:`TEACHER_LOADERS`.
+  its ``model.safetensors`` (``teacher_run=<run dir>``) by the ``load_teacher`` callable that the
+  composition root (:mod:`modalab.experiments.build`) passes in; this layer reads no run.
 
 The student (the poor modality's encoder + a small head) is then trained on paired samples,
 labels unused, by one of: ``cosine``/``mse`` feature regression onto the teacher embedding
@@ -38,11 +39,9 @@ from modalab.objectives.distillation import (
     soft_label_distillation_loss,
 )
 from modalab.objectives.supervised import masked_cross_entropy
-from modalab.registry import Registry
 
 __all__ = [
     "DISTILL_OBJECTIVES",
-    "TEACHER_LOADERS",
     "TEACHER_SOURCES",
     "DistillationMethod",
     "build_distill",
@@ -50,10 +49,6 @@ __all__ = [
 
 DISTILL_OBJECTIVES = ("cosine", "mse", "contrastive", "kd")
 TEACHER_SOURCES = ("train", "encoder", "run")
-
-#: Loaders of teachers kept outside this layer: ``(location, modality) -> (module, dim)``.
-#: :mod:`modalab.experiments.teachers` registers ``"run"`` (a finished run directory).
-TEACHER_LOADERS: Registry[Callable[[str, str], tuple[nn.Module, int]]] = Registry("teacher loader")
 
 
 class DistillationMethod(L.LightningModule):
@@ -219,6 +214,7 @@ def build_distill(
     encoder: MultimodalEncoder,
     num_classes: int,
     embed_dim: int,
+    load_teacher: Callable[[str, str], tuple[nn.Module, int]] | None = None,
     teacher_modality: str = "image",
     student_modality: str = "audio",
     teacher_source: str = "train",
@@ -237,6 +233,10 @@ def build_distill(
     modality (the data must then have exactly two). So one study distils text → image on
     ``shapes`` with ``data.modalities=[text,image]`` and image → audio on AV-MNIST, with
     ``method.teacher_modality='text|image' method.student_modality=''``.
+
+    ``load_teacher`` (a context argument, not a config key) maps ``(teacher_run,
+    teacher_modality)`` to the trained encoder of that modality and its embedding size; the
+    composition root passes :func:`modalab.experiments.rundir.load_teacher`.
     """
     names = list(encoder.modalities)
     preferred = [m for m in teacher_modality.split("|") if m in names]
@@ -269,11 +269,12 @@ def build_distill(
     if teacher_source == "run":
         if not teacher_run:
             raise ValueError("method.teacher_source=run needs method.teacher_run=<run directory>.")
-        if "run" not in TEACHER_LOADERS:
+        if load_teacher is None:
             raise ValueError(
-                "No teacher loader 'run' is registered; import modalab.experiments.teachers."
+                "method.teacher_source=run needs a teacher loader: build the method with "
+                "modalab.experiments.build.build_method(..., load_teacher=...)."
             )
-        teacher, dim = TEACHER_LOADERS.get("run")(teacher_run, teacher_modality)
+        teacher, dim = load_teacher(teacher_run, teacher_modality)
         teacher_epochs = 0
     else:
         if teacher_run:
