@@ -223,3 +223,25 @@ def test_validation_names_a_method_not_in_the_study(tmp_path: Path) -> None:
     )
     problems = validate_tables(study)
     assert any("moco" in p for p in problems) and any("colour" in p for p in problems)
+
+
+def test_grid_table_holm_and_uncorrected_welch_on_an_offset_table() -> None:
+    """Moved from the repair tables: the same difference at two severities, Holm over both."""
+    values = {"base": [0.50, 0.55, 0.52, 0.58, 0.51], "x": [0.56, 0.60, 0.55, 0.66, 0.55]}
+    frame = pd.DataFrame(
+        [
+            {"method": m, "metric": "acc", "modality": "fused", "condition": "", "data": "d"}
+            | {"severity": sev, "seed": seed, "value": v + sev / 10}
+            for m, vs in values.items()
+            for sev in (0.0, 1.0)
+            for seed, v in enumerate(vs)
+        ]
+    )
+    rows = {"base": {"method": "base"}, "x": {"method": "x"}}
+    spec = grid_spec(where={"metric": "acc"}, rows=rows, baseline="base")
+    raw = stats.ttest_rel(values["x"], values["base"]).pvalue  # the same at both severities
+    adjusted = multipletests([raw, raw], method="holm")[1]
+    assert f"p_adj={adjusted[0]:.3f}" in cells_of(grid_table(frame, spec, {"data": "d"}), "x")[1]
+    p = stats.ttest_ind(values["x"], values["base"], equal_var=False).pvalue
+    welch = grid_table(frame, spec, {"data": "d"}, test="welch", correction="none")
+    assert f" p={p:.3f}" in cells_of(welch, "x")[2]
