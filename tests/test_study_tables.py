@@ -245,3 +245,31 @@ def test_grid_table_holm_and_uncorrected_welch_on_an_offset_table() -> None:
     p = stats.ttest_ind(values["x"], values["base"], equal_var=False).pvalue
     welch = grid_table(frame, spec, {"data": "d"}, test="welch", correction="none")
     assert f" p={p:.3f}" in cells_of(welch, "x")[2]
+
+
+def test_counterfactual_table_cells_and_agreement_with_the_truth() -> None:
+    """Shares are mean ± std over seeds; 'top agrees' counts seeds whose top Shapley is right."""
+    from modalab.experiments.tables import counterfactual_table
+
+    shares = {"image": [0.9, 0.7, 0.4], "text": [0.1, 0.3, 0.6]}  # seed 2 picks text
+    rows = []
+    for modality, values in shares.items():
+        for seed, v in enumerate(values):
+            base = {"data": "shapes_unique", "method": "clip", "seed": seed, "modality": modality}
+            rows += [
+                base | {"metric": "shapley", "value": v / 2},
+                base | {"metric": "shapley_share", "value": v},
+                base | {"metric": "truth_share", "value": float(modality == "image")},
+                base | {"metric": "truth_dominant", "value": float(modality == "image")},
+            ]
+    text = counterfactual_table(pd.DataFrame(rows))
+    first = cells_of(text, "shapes_unique")
+    image = shares["image"]
+    assert first[4:7] == [
+        "image",
+        "1.00",
+        f"{np.mean(image):.3f} ± {np.std(image, ddof=1):.3f}",
+    ]
+    assert first[-1] == "2/3 (image)"
+    second = next(x for x in text.splitlines() if x.startswith("|  |  |"))
+    assert "0.00" in second and "text" in second

@@ -43,7 +43,7 @@ from modalab.experiments.plots import (
     save_figure,
 )
 from modalab.experiments.progress import progress_bar
-from modalab.experiments.tables import markdown_table
+from modalab.experiments.tables import markdown_table, table_cells
 
 __all__ = [
     "COUNTERFACTUAL_PREFIXES",
@@ -134,15 +134,6 @@ class ReportFiles:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def _p_value(baseline: pd.Series, other: pd.Series, test: str) -> float:
-    """Two-sided p-value of ``other`` against ``baseline`` (values indexed by seed)."""
-    if test == "paired":
-        return statistics.compare_seeds(
-            other.to_dict(), baseline.to_dict(), test="paired_t"
-        ).p_value
-    return statistics.welch_test(other.to_numpy(float), baseline.to_numpy(float)).p_value
 
 
 def separate_configs(
@@ -265,25 +256,20 @@ def summarize(
     for key, part in keyed.groupby(keys, sort=False, dropna=False):
         per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
         first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
-    rows = []
-    for key, values in per_seed.items():
-        method = key[-1]
-        reference = per_seed.get((*key[:-1], baseline))
-        p_value = (
-            float("nan")
-            if method == baseline or reference is None
-            else _p_value(reference, values, test)
-        )
-        rows.append(
-            {
-                **first[key],
-                "n": len(values),
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                "p_value": p_value,
-                "marker": statistics.significance_stars(p_value, alpha),
-            }
-        )
+    reference = {key: (*key[:-1], baseline) for key in per_seed}
+    named = "paired_t" if test == "paired" else "welch"
+    cells = table_cells(per_seed, reference, named, correction="none")  # type: ignore[arg-type]
+    rows = [
+        {
+            **first[key],
+            "n": cell.n,
+            "mean": cell.mean,
+            "std": cell.std,
+            "p_value": cell.p_value,
+            "marker": statistics.significance_stars(cell.p_value, alpha),
+        }
+        for key, cell in cells.items()
+    ]
     return pd.DataFrame(
         rows, columns=[*QUANTITY, "method", "n", "mean", "std", "p_value", "marker"]
     )

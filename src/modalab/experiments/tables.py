@@ -386,7 +386,9 @@ def grid_table(
 
 
 # --------------------------------------------------------------------- counterfactual table
-def counterfactual_table(frame: pd.DataFrame, methods: Sequence[str] = ()) -> str:
+def counterfactual_table(
+    frame: pd.DataFrame, methods: Sequence[str] = (), datasets: Sequence[str] = ()
+) -> str:
     """Shapley shares, effects alone and interactions per dataset × method, with the truth.
 
     ``frame`` holds the rows of ``modalab counterfactual --study`` (metrics ``shapley``,
@@ -394,9 +396,12 @@ def counterfactual_table(frame: pd.DataFrame, methods: Sequence[str] = ()) -> st
     ``shapley_interaction``, ``perceptual_score_normalised``, ``truth_share``,
     ``truth_dominant``).
     """
-    order = {m: i for i, m in enumerate(methods)}
-    frame = frame.assign(_m=frame.method.map(order).fillna(len(order)))
-    frame = frame.sort_values(["_m"], kind="stable").drop(columns="_m")
+    keys = {
+        c: frame[c].map({v: i for i, v in enumerate(o)}).fillna(len(o))
+        for c, o in (("data", datasets), ("method", methods))
+    }
+    frame = frame.assign(_d=keys["data"], _m=keys["method"])
+    frame = frame.sort_values(["_d", "_m"], kind="stable").drop(columns=["_d", "_m"])
     per_seed = frame.groupby(["data", "method", "metric", "modality", "seed"]).value.mean()
     header = [
         "data",
@@ -492,7 +497,9 @@ def study_tables(
         if table.kind == "counterfactual":
             part = ResultsStore(root / Path(table.store).name).read()
             text = f"(no rows in {root / Path(table.store).name}: scripts/counterfactual_study.py)"
-            out.append(counterfactual_table(part, methods) + "\n" if not part.empty else text)
+            if not part.empty:
+                text = counterfactual_table(part, methods, list(spec.datasets)) + "\n"
+            out.append(text)
             shares = part[part.metric == "shapley_share"].groupby(["data", "method", "modality"])
             summary = shares.value.agg(["mean", "std"]).reset_index()
             if figures is not None and not summary.empty:
