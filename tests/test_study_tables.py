@@ -219,10 +219,11 @@ def test_validation_names_a_method_not_in_the_study(tmp_path: Path) -> None:
     study = study_file(
         tmp_path,
         "tables:\n  - kind: grid\n    rows: {a: {method: moco}}\n"
-        "    columns: {b: {colour: red}}\n    baseline: a\n",
+        "    columns: {b: {colour: red, scenario: hard}}\n    baseline: a\n",
     )
     problems = validate_tables(study)
     assert any("moco" in p for p in problems) and any("colour" in p for p in problems)
+    assert any("scenario 'hard'" in p for p in problems)
 
 
 def test_grid_table_holm_and_uncorrected_welch_on_an_offset_table() -> None:

@@ -197,7 +197,8 @@ def cmd_tables(args: argparse.Namespace) -> int:
     if args.check is not None:
         document = Path(args.check)
         if not document.is_file():
-            print(f"modalab tables: --check {document}: no such file.")
+            print(f"modalab tables: --check {document}: no such file; give the Markdown page")
+            print("whose tables should be current, e.g. --check docs/study.md.")
             return 2
         total, stale = check_document(text, document.read_text())
         for table in stale:

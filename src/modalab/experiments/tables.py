@@ -148,12 +148,15 @@ def validate_tables(path: str | Path) -> list[str]:
     """Problems of a study file's tables against its grid (empty list: every name exists).
 
     Curve baselines must be methods of the study; grid filters may name only store columns,
-    and their ``method`` values must be methods of the study, ``data`` its datasets.
+    and their ``method``, ``scenario`` and ``data`` values must be those of the study.
     """
     from modalab.experiments.store import COLUMNS
     from modalab.experiments.sweep import load_study
 
     study = load_study(path)
+    known: dict[str, Any] = {"method": study.methods, "scenario": study.scenarios}
+    if study.datasets:
+        known["data"] = study.datasets
     problems = []
     for i, spec in enumerate(load_tables(path)):
         if spec.kind == "curve" and spec.baseline not in study.methods:
@@ -167,8 +170,8 @@ def validate_tables(path: str | Path) -> list[str]:
                 if key not in COLUMNS:
                     problems.append(f"tables[{i}]: {key!r} is not a store column")
                 values = value if isinstance(value, list) else [value]
-                if key == "method" and value != "*" and not set(values) <= set(study.methods):
-                    problems.append(f"tables[{i}]: method {value!r} is not in the study")
+                if key in known and value != "*" and not set(values) <= set(known[key]):
+                    problems.append(f"tables[{i}]: {key} {value!r} is not in the study")
         unknown = set(spec.by_data) - set(study.datasets)
         if unknown:
             problems.append(f"tables[{i}]: by_data names {sorted(unknown)}, not datasets")
