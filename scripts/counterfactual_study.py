@@ -22,7 +22,8 @@ Usage::
 
     modalab sweep studies/counterfactual.yaml
     python scripts/counterfactual_study.py studies/counterfactual.yaml
-    # -> results/counterfactual_analysis/rows/<run_id>.parquet; tables: scripts/study_tables.py
+    # -> results/counterfactual_analysis/rows/<run_id>.parquet
+    modalab tables studies/counterfactual.yaml        # its tables (the study's tables: section)
 """
 
 from __future__ import annotations

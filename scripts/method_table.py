@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from modalab.evaluation.statistics import CellStats, format_cell
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.runner import run
 
@@ -149,8 +150,6 @@ def table_lines(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
     columns = [*spec.probe_columns, "R@1", "s/epoch"]
     errors = frame.get("error", pd.Series([""] * len(frame))).fillna("")
     ran = frame[errors == ""]
-    grouped = ran.groupby("method", sort=False)[columns]
-    mean, std = grouped.mean(), grouped.std(ddof=1)
     header = (
         "| method | "
         + " | ".join(
@@ -165,16 +164,10 @@ def table_lines(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
             reason = str(failed.error.iloc[0]).replace("|", "\\|")
             lines.append(f"| {method} | not applicable: {reason} |" + " |" * (len(columns) - 1))
             continue
-        cells = []
-        for c in columns:
-            m, s = mean.loc[method, c], std.loc[method, c]
-            cells.append(
-                "—"
-                if pd.isna(m)
-                else f"{m:.3f} ± {s:.3f}"
-                if c != "s/epoch"
-                else f"{m:.2f} ± {s:.2f}"
-            )
+        cells = [
+            format_cell(CellStats.of(ran[ran.method == method][c]), 2 if c == "s/epoch" else 3)
+            for c in columns
+        ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 

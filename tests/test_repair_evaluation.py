@@ -1,12 +1,7 @@
 """The repair metrics the runner adds to the store, checked against independent values."""
 
-import math
-import sys
-
-import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 from modalab.data import MultimodalTensorDataset
 from modalab.evaluation.features import EvalConfig, FeatureSet
@@ -165,28 +160,6 @@ def test_distill_modality_errors_name_the_data():
         build_distill(encoder, splits.num_classes, 32, teacher_modality="depth|video")
 
 
-def _load_tables():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / "repair_tables.py"
-    spec = importlib.util.spec_from_file_location("repair_tables", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["repair_tables"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def test_welch_p_matches_the_textbook_formula():
-    tables = _load_tables()
-    a, b = np.array([0.61, 0.65, 0.58]), np.array([0.50, 0.52, 0.49, 0.55])
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    assert tables.welch_p(a, b) == pytest.approx(2 * stats.t.sf(abs(t), df))
-    assert math.isnan(tables.welch_p(a[:1], b))
-
-
 def test_sweep_datasets_option_keeps_only_the_named_datasets(capsys):
     from pathlib import Path
 
@@ -201,40 +174,3 @@ def test_sweep_datasets_option_keeps_only_the_named_datasets(capsys):
     assert len(lines) == 4 and all(" shapes " in x for x in lines)
     assert main(["sweep", study, "--dry-run", "--datasets", "mnist"]) == 2
     assert "not among the study's datasets" in capsys.readouterr().out
-
-
-def test_repair_table_pairs_by_seed_and_holm_corrects_the_table():
-    import pandas as pd
-    from statsmodels.stats.multitest import multipletests
-
-    tables = _load_tables()
-    values = {"base": [0.50, 0.55, 0.52, 0.58, 0.51], "x": [0.56, 0.60, 0.55, 0.66, 0.55]}
-    rows = [
-        {
-            "method": m,
-            "metric": "acc",
-            "modality": "fused",
-            "condition": "",
-            "severity": sev,
-            "seed": seed,
-            "value": v + sev / 10,
-        }
-        for m, vs in values.items()
-        for sev in (0.0, 1.0)
-        for seed, v in enumerate(vs)
-    ]
-    frame = pd.DataFrame(rows)
-    table = tables.Table(
-        "toy",
-        rows={"base": {"method": "base"}, "x": {"method": "x"}},
-        cols={"0": {"severity": 0.0}, "1": {"severity": 1.0}},
-        baseline={"base": "base", "x": "base"},
-    )
-    text = tables.render(frame, table)
-    raw = stats.ttest_rel(values["x"], values["base"]).pvalue  # the same at both severities
-    adjusted = multipletests([raw, raw], method="holm")[1]
-    line = next(x for x in text.splitlines() if x.startswith("| x |"))
-    assert f"(p={raw:.3f}, p_adj={adjusted[0]:.3f})" in line
-    welch = tables.render(frame, table, test="welch", correction="none")
-    p = stats.ttest_ind(values["x"], values["base"], equal_var=False).pvalue
-    assert f"(p={p:.3f})" in next(x for x in welch.splitlines() if x.startswith("| x |"))

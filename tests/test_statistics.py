@@ -56,6 +56,16 @@ def test_welch_matches_scipy() -> None:
     )
 
 
+def test_welch_matches_the_textbook_formula() -> None:
+    """Welch (Biometrika 1947): t with Welch–Satterthwaite degrees of freedom, by hand."""
+    a, b = np.array([0.61, 0.65, 0.58]), np.array([0.50, 0.52, 0.49, 0.55])
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    t = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    assert st.welch_test(a, b).p_value == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert math.isnan(st.welch_test(a[:1], b).p_value)
+
+
 def test_untestable_inputs_give_nan() -> None:
     assert math.isnan(st.welch_test([0.5, 0.5], [0.5, 0.5]).p_value)
     assert math.isnan(st.paired_t_test([0.5], [0.4]).p_value)

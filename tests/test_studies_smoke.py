@@ -102,3 +102,10 @@ def test_counterfactual_study_analysis_at_smoke_size(
             "shapes_synergy": {"image": 0.5, "text": 0.5},
         }[data]
         assert truth == expected, (run_id, data)
+    # The study's counterfactual table reads this store: one block per dataset, truth shown.
+    from modalab.experiments.tables import counterfactual_table
+
+    table = counterfactual_table(frame, list(spec.methods), list(spec.datasets))
+    starts = [line.split(" | ")[0][2:] for line in table.splitlines()[2:]]
+    assert [s for s in starts if s] == list(shapes_only)
+    assert "| image | 1.00 |" in table

@@ -1,37 +1,36 @@
-"""scripts/study_tables.py: the study's tables computed from a store, checked by hand."""
+"""Study tables (modalab.experiments.tables): cells checked by hand against scipy/statsmodels."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
+from modalab.cli.main import main
+from modalab.evaluation import statistics
+from modalab.experiments.config import ConfigError
 from modalab.experiments.store import COLUMNS, ResultsStore
+from modalab.experiments.sweep import load_study
+from modalab.experiments.tables import (
+    TableSpec,
+    curve_table,
+    grid_table,
+    load_tables,
+    validate_tables,
+)
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "study_tables.py"
-
-
-def load_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("study_tables", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study_tables"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
+STUDIES = Path(__file__).parents[1] / "studies"
 VALUES = {  # method -> severity -> per-seed values
     "clip": {0.0: [0.90, 0.92, 0.94], 0.5: [0.80, 0.81, 0.83], 1.0: [0.50, 0.55, 0.60]},
     "supervised": {0.0: [0.95, 0.96, 0.97], 0.5: [0.90, 0.91, 0.92], 1.0: [0.85, 0.86, 0.88]},
 }
 
 
-def write_store(root: Path) -> None:
+def write_store(root: Path, metric: str = "linear_probe_acc", condition: str = "labels=1") -> None:
     store = ResultsStore(root)
     for method, curve in VALUES.items():
         for severity, values in curve.items():
@@ -46,9 +45,9 @@ def write_store(root: Path) -> None:
                     "severity": severity,
                     "severity_key": "scenario.missing.rate",
                     "seed": seed,
-                    "metric": "linear_probe_acc",
+                    "metric": metric,
                     "modality": "fused",
-                    "condition": "labels=1",
+                    "condition": condition,
                     "value": value,
                 }
                 store.append(run_id, [row])
@@ -58,42 +57,34 @@ def stars(p: float) -> str:
     return "*" * sum(p < a for a in (0.05, 0.01, 0.001))
 
 
+def cells_of(text: str, label: str) -> list[str]:
+    line = next(x for x in text.splitlines() if x.startswith(f"| {label}"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
 def test_curve_table_matches_hand_computed_statistics(tmp_path: Path) -> None:
-    tables = load_script()
     write_store(tmp_path / "toy")
     frame = ResultsStore(tmp_path / "toy").read()
-    # First edition: Welch, no correction.
-    text = tables.curve_table(frame, "fused", test="welch", correction="none")
-    rows = {line.split(" | ")[0].strip("| ").split(" ")[0]: line for line in text.splitlines()}
-    clip = [c.strip() for c in rows["clip"].strip("|").split("|")]
-    # mean ± sample std at the hardest level, with Welch's marker against supervised
+    text = curve_table(frame, "fused", test="welch", correction="none")
+    clip = cells_of(text, "clip")
     hard_c, hard_s = VALUES["clip"][1.0], VALUES["supervised"][1.0]
     p = stats.ttest_ind(hard_c, hard_s, equal_var=False).pvalue
-    expected = f"{np.mean(hard_c):.3f} ± {np.std(hard_c, ddof=1):.3f} {stars(p)}"
-    assert clip[3] == expected.rstrip()
-    # drop per seed, Welch-tested against the baseline's drops
+    assert clip[3] == f"{np.mean(hard_c):.3f} ± {np.std(hard_c, ddof=1):.3f} {stars(p)}".rstrip()
     drop_c = np.subtract(VALUES["clip"][0.0], hard_c)
     drop_s = np.subtract(VALUES["supervised"][0.0], hard_s)
     p_drop = stats.ttest_ind(drop_c, drop_s, equal_var=False).pvalue
-    expected = f"{drop_c.mean():.3f} ± {drop_c.std(ddof=1):.3f} {stars(p_drop)}".rstrip()
-    assert clip[4] == expected
-    # normalised trapezoidal area over the severity axis [0, 1]
+    assert clip[4] == f"{drop_c.mean():.3f} ± {drop_c.std(ddof=1):.3f} {stars(p_drop)}".rstrip()
     means = [np.mean(VALUES["clip"][s]) for s in (0.0, 0.5, 1.0)]
     area = 0.5 * (means[0] + means[1]) / 2 + 0.5 * (means[1] + means[2]) / 2  # range 1
     assert clip[5] == f"{area:.3f}"
-    assert rows["supervised"].rstrip(" |").endswith("—")
+    assert cells_of(text, "supervised")[-1] == "—"
 
 
 def test_curve_table_pairs_by_seed_and_corrects_within_the_table(tmp_path: Path) -> None:
     """Default: paired t over shared seeds, Holm over the table's four cells (3 levels + drop)."""
-    from statsmodels.stats.multitest import multipletests
-
-    tables = load_script()
     write_store(tmp_path / "toy")
     frame = ResultsStore(tmp_path / "toy").read()
-    text = tables.curve_table(frame, "fused")
-    rows = {line.split(" | ")[0].strip("| ").split(" ")[0]: line for line in text.splitlines()}
-    clip = [c.strip() for c in rows["clip"].strip("|").split("|")]
+    clip = cells_of(curve_table(frame, "fused"), "clip")
     c, s = VALUES["clip"], VALUES["supervised"]
     raw = [stats.ttest_rel(c[v], s[v]).pvalue for v in (0.0, 0.5, 1.0)]
     drop_c, drop_s = np.subtract(c[0.0], c[1.0]), np.subtract(s[0.0], s[1.0])
@@ -105,59 +96,181 @@ def test_curve_table_pairs_by_seed_and_corrects_within_the_table(tmp_path: Path)
 
 
 def test_curve_table_marks_zero_variance_and_collapse(tmp_path: Path) -> None:
-    tables = load_script()
     write_store(tmp_path / "toy")
     frame = ResultsStore(tmp_path / "toy").read()
     flat = frame.copy()
     flat.loc[(flat.method == "clip") & (flat.severity == 1.0), "value"] = 0.25
     majority = flat[flat.severity == 1.0].assign(metric="linear_probe_majority_rate", value=0.25)
-    text = tables.curve_table(pd.concat([flat, majority]), "fused")
-    clip = next(line for line in text.splitlines() if line.startswith("| clip"))
-    hard = [c.strip() for c in clip.strip("|").split("|")][3]
+    text = curve_table(pd.concat([flat, majority]), "fused")
+    hard = cells_of(text, "clip")[3]
     assert hard.startswith("0.250 ± 0.000") and hard.endswith("†‡")
-    supervised = next(line for line in text.splitlines() if line.startswith("| supervised"))
-    assert "‡" not in supervised
-
-
-def test_check_fails_on_a_stale_document(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tables = load_script()
-    write_store(tmp_path / "results" / "missing_modality")
-    doc = tmp_path / "study.md"
-    doc.write_text("nothing here\n")
-    argv = ["study_tables.py", "missing_modality", "--results", str(tmp_path / "results")]
-
-    def run(*extra: str) -> tuple[int, str]:
-        monkeypatch.setattr(sys, "argv", [*argv, *extra])
-        try:
-            tables.main()
-            code = 0
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
-        return code, capsys.readouterr().out
-
-    code, out = run("--check", str(doc))
-    assert code == 1 and "0/1 tables" in out
-    code, printed = run()
-    doc.write_text(printed)
-    code, out = run("--check", str(doc))
-    assert code == 0 and "1/1 tables" in out
+    assert "‡" not in "".join(cells_of(text, "supervised"))
 
 
 def test_curve_table_bootstrap_interval_from_recorded_test_sizes(tmp_path: Path) -> None:
-    """With linear_probe_n_test rows a cell carries the bootstrap CI over its test samples."""
-    from modalab.evaluation import statistics
-
-    tables = load_script()
     write_store(tmp_path / "toy")
     frame = ResultsStore(tmp_path / "toy").read()
     sizes = frame.assign(metric="linear_probe_n_test", value=200.0)
-    text = tables.curve_table(pd.concat([frame, sizes]), "fused")
-    clip = next(line for line in text.splitlines() if line.startswith("| clip"))
-    cell = [c.strip() for c in clip.strip("|").split("|")][1]
+    cell = cells_of(curve_table(pd.concat([frame, sizes]), "fused"), "clip")[1]
     runs = [statistics.correctness_from_accuracy(v, 200) for v in VALUES["clip"][0.0]]
     ci = statistics.bootstrap_ci(runs, n_resamples=1000, seed=0)
     assert f"[{ci.low:.3f}, {ci.high:.3f}]" in cell
-    plain = tables.curve_table(frame, "fused")
-    assert "[" not in next(line for line in plain.splitlines() if line.startswith("| clip"))
+    assert "[" not in "".join(cells_of(curve_table(frame, "fused"), "clip"))
+
+
+def grid_spec(**changes: object) -> TableSpec:
+    spec = TableSpec(
+        kind="grid",
+        title="Toy on {data}: {metric}",
+        where={"metric": "head_acc", "modality": "fused"},
+        rows={"baseline row": {"method": "supervised"}, "clip row": {"method": "clip"}},
+        columns={"rate {severity:g} ({percent:g}%)": {"severity": "*"}},
+        baseline="baseline row",
+    )
+    for key, value in changes.items():
+        setattr(spec, key, value)
+    return spec
+
+
+def test_grid_table_cells_expanded_columns_and_footnote(tmp_path: Path) -> None:
+    write_store(tmp_path / "toy", metric="head_acc", condition="")
+    frame = ResultsStore(tmp_path / "toy").read()
+    text = grid_table(frame, grid_spec(), {"data": "shapes"}, test="auto", correction="bh")
+    assert text.startswith("#### Toy on shapes: head_acc")
+    header = text.splitlines()[2]
+    assert header == "|  | rate 0 (0%) | rate 0.5 (50%) | rate 1 (100%) |"
+    c, s = VALUES["clip"], VALUES["supervised"]
+    raw = [stats.ttest_rel(c[v], s[v]).pvalue for v in (0.0, 0.5, 1.0)]
+    adjusted = multipletests(raw, method="fdr_bh")[1]
+    clip = cells_of(text, "clip row")
+    for column, (v, p) in enumerate(zip((0.0, 0.5, 1.0), adjusted)):
+        mean, std = np.mean(c[v]), np.std(c[v], ddof=1)
+        assert clip[1 + column] == f"{mean:.3f} ± {std:.3f} p_adj={p:.3f} {stars(p)}".rstrip()
+    base = cells_of(text, "baseline row")[1]
+    assert "p" not in base and base.startswith(f"{np.mean(s[0.0]):.3f} ± ")
+    assert "Benjamini–Hochberg-corrected" in text and "seeds [0, 1, 2]" in text
+    untested = grid_table(frame, grid_spec(untested=["clip row"]), {"data": "shapes"})
+    assert "p_adj" not in untested.split("Mean ±")[0]
+
+
+def test_grid_table_list_values_keep_only_found_values(tmp_path: Path) -> None:
+    write_store(tmp_path / "toy", metric="head_acc", condition="")
+    frame = ResultsStore(tmp_path / "toy").read()
+    spec = grid_spec(
+        columns={"{modality} at {severity:g}": {"modality": ["image", "fused"], "severity": 1.0}}
+    )
+    text = grid_table(frame, spec, {"data": "shapes"})
+    assert text.splitlines()[2] == "|  | fused at 1 |"
+
+
+def study_file(tmp_path: Path, tables: str) -> Path:
+    path = tmp_path / "toy.yaml"
+    path.write_text(
+        f"name: toy\nstore: {tmp_path / 'results' / 'toy'}\n"
+        "methods: {clip: [], supervised: []}\n"
+        "scenarios:\n  missing:\n    overrides: ['scenario=[missing]']\n"
+        "    severity: scenario.missing.rate\n    values: [0.0, 0.5, 1.0]\n" + tables
+    )
+    return path
+
+
+def test_tables_command_prints_and_checks_a_document(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_store(tmp_path / "results" / "toy")
+    study = study_file(tmp_path, "tables:\n  - {kind: curve, modalities: [fused]}\n")
+    doc = tmp_path / "study.md"
+    doc.write_text("nothing here\n")
+    assert main(["tables", str(study), "--check", str(doc)]) == 1
+    assert "0/1 tables" in capsys.readouterr().out
+    figures = tmp_path / "figures"
+    assert (
+        main(["tables", str(study), "--out", str(tmp_path / "out.md"), "--figures", str(figures)])
+        == 0
+    )
+    assert [p.name for p in figures.iterdir()] == ["toy_missing.png"]
+    printed = capsys.readouterr().out
+    assert (tmp_path / "out.md").read_text().rstrip("\n") == printed.rstrip("\n")
+    doc.write_text(printed)
+    assert main(["tables", str(study), "--check", str(doc)]) == 0
+    assert "1/1 tables" in capsys.readouterr().out
+
+
+def test_tables_command_names_a_bad_spec_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = study_file(tmp_path, "tables:\n  - {kind: pie}\n")
+    assert main(["tables", str(study)]) == 2
+    out = capsys.readouterr().out
+    assert "kind 'pie' is unknown" in out and "Traceback" not in out
+    study = study_file(tmp_path, "tables:\n  - {kind: grid, colums: {}}\n")
+    with pytest.raises(ConfigError, match="colums"):
+        load_tables(study)
+
+
+@pytest.mark.parametrize("path", sorted(STUDIES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_study_table_spec_validates_against_its_grid(path: Path) -> None:
+    """Sweeps still read the file, and every method / column a table names exists."""
+    load_study(path)
+    assert validate_tables(path) == []
+
+
+def test_validation_names_a_method_not_in_the_study(tmp_path: Path) -> None:
+    study = study_file(
+        tmp_path,
+        "tables:\n  - kind: grid\n    rows: {a: {method: moco}}\n"
+        "    columns: {b: {colour: red, scenario: hard}}\n    baseline: a\n",
+    )
+    problems = validate_tables(study)
+    assert any("moco" in p for p in problems) and any("colour" in p for p in problems)
+    assert any("scenario 'hard'" in p for p in problems)
+
+
+def test_grid_table_holm_and_uncorrected_welch_on_an_offset_table() -> None:
+    """Moved from the repair tables: the same difference at two severities, Holm over both."""
+    values = {"base": [0.50, 0.55, 0.52, 0.58, 0.51], "x": [0.56, 0.60, 0.55, 0.66, 0.55]}
+    frame = pd.DataFrame(
+        [
+            {"method": m, "metric": "acc", "modality": "fused", "condition": "", "data": "d"}
+            | {"severity": sev, "seed": seed, "value": v + sev / 10}
+            for m, vs in values.items()
+            for sev in (0.0, 1.0)
+            for seed, v in enumerate(vs)
+        ]
+    )
+    rows = {"base": {"method": "base"}, "x": {"method": "x"}}
+    spec = grid_spec(where={"metric": "acc"}, rows=rows, baseline="base")
+    raw = stats.ttest_rel(values["x"], values["base"]).pvalue  # the same at both severities
+    adjusted = multipletests([raw, raw], method="holm")[1]
+    assert f"p_adj={adjusted[0]:.3f}" in cells_of(grid_table(frame, spec, {"data": "d"}), "x")[1]
+    p = stats.ttest_ind(values["x"], values["base"], equal_var=False).pvalue
+    welch = grid_table(frame, spec, {"data": "d"}, test="welch", correction="none")
+    assert f" p={p:.3f}" in cells_of(welch, "x")[2]
+
+
+def test_counterfactual_table_cells_and_agreement_with_the_truth() -> None:
+    """Shares are mean ± std over seeds; 'top agrees' counts seeds whose top Shapley is right."""
+    from modalab.experiments.tables import counterfactual_table
+
+    shares = {"image": [0.9, 0.7, 0.4], "text": [0.1, 0.3, 0.6]}  # seed 2 picks text
+    rows = []
+    for modality, values in shares.items():
+        for seed, v in enumerate(values):
+            base = {"data": "shapes_unique", "method": "clip", "seed": seed, "modality": modality}
+            rows += [
+                base | {"metric": "shapley", "value": v / 2},
+                base | {"metric": "shapley_share", "value": v},
+                base | {"metric": "truth_share", "value": float(modality == "image")},
+                base | {"metric": "truth_dominant", "value": float(modality == "image")},
+            ]
+    text = counterfactual_table(pd.DataFrame(rows))
+    first = cells_of(text, "shapes_unique")
+    image = shares["image"]
+    assert first[4:7] == [
+        "image",
+        "1.00",
+        f"{np.mean(image):.3f} ± {np.std(image, ddof=1):.3f}",
+    ]
+    assert first[-1] == "2/3 (image)"
+    second = next(x for x in text.splitlines() if x.startswith("|  |  |"))
+    assert "0.00" in second and "text" in second

@@ -243,6 +243,12 @@ COMMANDS: dict[
         "side-by-side table of several runs, sweeps or results stores",
         report_cli.EPILOG_COMPARE,
     ),
+    "tables": (
+        report_cli.add_tables_args,
+        report_cli.cmd_tables,
+        "the tables of study files (their tables: section) from their results stores",
+        report_cli.EPILOG_TABLES,
+    ),
 }
 
 

@@ -11,10 +11,13 @@ from rich.table import Table
 __all__ = [
     "EPILOG_COMPARE",
     "EPILOG_REPORT",
+    "EPILOG_TABLES",
     "add_compare_args",
     "add_report_args",
+    "add_tables_args",
     "cmd_compare",
     "cmd_report",
+    "cmd_tables",
 ]
 
 EPILOG_REPORT = """\
@@ -141,4 +144,68 @@ def cmd_compare(args: argparse.Namespace) -> int:
             console.print(f"modalab compare: --output must end in .md or .csv, got {output}")
             return 2
         console.print(f"written: {output}", markup=False)
+    return 0
+
+
+EPILOG_TABLES = """\
+Each STUDY is a study file whose `tables:` section names its tables (docs/study.md); they are
+rendered from the results store that `modalab sweep STUDY` wrote.
+
+examples:
+  modalab tables studies/missing_modality.yaml --figures docs/study
+  modalab tables studies/repair_*.yaml --smoke --out repair_tables.md
+  modalab tables studies/*.yaml --check docs/study.md     # exit 1 if a table there is stale
+"""
+
+
+def add_tables_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``modalab tables``."""
+    parser.add_argument("studies", nargs="+", help="study files (studies/<x>.yaml)")
+    parser.add_argument("--results", default=None, help="folder of the stores (default: study's)")
+    parser.add_argument("--smoke", action="store_true", help="read the <store>_smoke stores")
+    parser.add_argument("--out", default=None, help="also write the Markdown to this file")
+    parser.add_argument("--figures", default=None, help="also write the PNG figures here")
+    parser.add_argument(
+        "--check", default=None, help="exit 1 unless every table appears verbatim in this file"
+    )
+    parser.add_argument(
+        "--test",
+        default="auto",
+        choices=["auto", "paired_t", "wilcoxon", "welch"],
+        help="test against the baseline (auto: paired t over shared seeds, else Welch)",
+    )
+    parser.add_argument(
+        "--correction", default="holm", choices=["holm", "bh", "none"], help="within each table"
+    )
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    """Print (or check) the tables of ``args.studies``."""
+    from modalab.experiments.config import ConfigError
+    from modalab.experiments.io import atomic_write_text
+    from modalab.experiments.tables import check_document, study_tables
+
+    try:
+        sections = [
+            study_tables(s, args.results, args.smoke, args.test, args.correction, args.figures)
+            for s in args.studies
+        ]
+    except ConfigError as error:
+        print(f"modalab tables: {error}")
+        return 2
+    text = "\n".join(sections)
+    if args.check is not None:
+        document = Path(args.check)
+        if not document.is_file():
+            print(f"modalab tables: --check {document}: no such file; give the Markdown page")
+            print("whose tables should be current, e.g. --check docs/study.md.")
+            return 2
+        total, stale = check_document(text, document.read_text())
+        for table in stale:
+            print(f"not in {document}:\n{table}\n")
+        print(f"{total - len(stale)}/{total} tables of {document} are up to date")
+        return 1 if stale else 0
+    print(text)
+    if args.out:
+        atomic_write_text(Path(args.out), text)
     return 0

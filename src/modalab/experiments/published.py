@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
+from modalab.evaluation.statistics import CellStats, format_cell
 from modalab.experiments.store import ResultsStore
 
 __all__ = ["PUBLISHED", "SETUP_DIFFERENCES", "PublishedNumber", "baseline_table", "main"]
@@ -89,12 +88,6 @@ SETUP_DIFFERENCES: tuple[str, ...] = (
 )
 
 
-def _summary(frame: pd.DataFrame) -> pd.DataFrame:
-    rows = frame[frame["metric"] == "linear_probe_acc"]
-    grouped = rows.groupby(["method", "modality"])["value"]
-    return grouped.agg(["mean", "std", "count"]).reset_index()
-
-
 def baseline_table(store: str | Path, study: str = "") -> str:
     """The Markdown table of a baselines store (one row per method, probe per modality).
 
@@ -111,17 +104,17 @@ def baseline_table(store: str | Path, study: str = "") -> str:
     frame = ResultsStore(store).read()
     if study:
         frame = frame[frame["study"] == study]
-    summary = _summary(frame)
-    if summary.empty:
+    rows = frame[frame["metric"] == "linear_probe_acc"]
+    per_seed = rows.groupby(["method", "modality", "seed"])["value"].mean()
+    cells = {key: CellStats.of(part) for key, part in per_seed.groupby(level=[0, 1])}
+    if not cells:
         raise ValueError(
             f"The store {store} holds no linear_probe_acc rows; run the study first "
             "(modalab sweep studies/avmnist_baselines.yaml)."
         )
-    modalities = [m for m in ("image", "audio", "fused") if m in set(summary["modality"])]
+    modalities = [m for m in ("image", "audio", "fused") if m in {k[1] for k in cells}]
     known = list(PUBLISHED)
-    methods = sorted(
-        set(summary["method"]), key=lambda m: (known.index(m) if m in known else 99, m)
-    )
+    methods = sorted({k[0] for k in cells}, key=lambda m: (known.index(m) if m in known else 99, m))
     header = (
         "| method | "
         + " | ".join(f"probe acc ({m})" for m in modalities)
@@ -129,17 +122,8 @@ def baseline_table(store: str | Path, study: str = "") -> str:
     )
     lines = [header, "|" + "---|" * (len(modalities) + 5)]
     for method in methods:
-        cells = []
-        seeds = 0
-        for modality in modalities:
-            hit = summary[(summary["method"] == method) & (summary["modality"] == modality)]
-            if hit.empty:
-                cells.append("—")
-                continue
-            mean, std, count = hit.iloc[0][["mean", "std", "count"]]
-            seeds = max(seeds, int(count))
-            spread = f" ± {std:.3f}" if count > 1 else ""
-            cells.append(f"{mean:.3f}{spread}")
+        found = [cells.get((method, m), CellStats.of([])) for m in modalities]
+        seeds = max(c.n for c in found)
         published = PUBLISHED.get(method)
         value = (
             "not found"
@@ -149,7 +133,9 @@ def baseline_table(store: str | Path, study: str = "") -> str:
         name = published.published_method if published else "—"
         source = published.source if published else "—"
         lines.append(
-            f"| {method} | " + " | ".join(cells) + f" | {seeds} | {name} | {value} | {source} |"
+            f"| {method} | "
+            + " | ".join(format_cell(c) for c in found)
+            + f" | {seeds} | {name} | {value} | {source} |"
         )
     lines += ["", "Setup differences from MultiBench:", ""]
     lines += [f"{i}. {line}" for i, line in enumerate(SETUP_DIFFERENCES, 1)]

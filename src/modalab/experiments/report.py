@@ -43,6 +43,7 @@ from modalab.experiments.plots import (
     save_figure,
 )
 from modalab.experiments.progress import progress_bar
+from modalab.experiments.tables import markdown_table, table_cells
 
 __all__ = [
     "COUNTERFACTUAL_PREFIXES",
@@ -56,7 +57,6 @@ __all__ = [
     "modality_gap",
     "read_learning_curves",
     "separate_configs",
-    "significance_marker",
     "summarize",
     "wide_table",
 ]
@@ -134,25 +134,6 @@ class ReportFiles:
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def significance_marker(p_value: float, alpha: Sequence[float] = (0.05, 0.01, 0.001)) -> str:
-    """``*``, ``**`` or ``***`` for p below each level of ``alpha``; empty otherwise or for NaN.
-
-    Example:
-        >>> significance_marker(0.003), significance_marker(0.2), significance_marker(float("nan"))
-        ('**', '', '')
-    """
-    return statistics.significance_stars(p_value, alpha)
-
-
-def _p_value(baseline: pd.Series, other: pd.Series, test: str) -> float:
-    """Two-sided p-value of ``other`` against ``baseline`` (values indexed by seed)."""
-    if test == "paired":
-        return statistics.compare_seeds(
-            other.to_dict(), baseline.to_dict(), test="paired_t"
-        ).p_value
-    return statistics.welch_test(other.to_numpy(float), baseline.to_numpy(float)).p_value
 
 
 def separate_configs(
@@ -275,25 +256,20 @@ def summarize(
     for key, part in keyed.groupby(keys, sort=False, dropna=False):
         per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
         first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
-    rows = []
-    for key, values in per_seed.items():
-        method = key[-1]
-        reference = per_seed.get((*key[:-1], baseline))
-        p_value = (
-            float("nan")
-            if method == baseline or reference is None
-            else _p_value(reference, values, test)
-        )
-        rows.append(
-            {
-                **first[key],
-                "n": len(values),
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                "p_value": p_value,
-                "marker": significance_marker(p_value, alpha),
-            }
-        )
+    reference = {key: (*key[:-1], baseline) for key in per_seed}
+    named = "paired_t" if test == "paired" else "welch"
+    cells = table_cells(per_seed, reference, named, correction="none")  # type: ignore[arg-type]
+    rows = [
+        {
+            **first[key],
+            "n": cell.n,
+            "mean": cell.mean,
+            "std": cell.std,
+            "p_value": cell.p_value,
+            "marker": statistics.significance_stars(cell.p_value, alpha),
+        }
+        for key, cell in cells.items()
+    ]
     return pd.DataFrame(
         rows, columns=[*QUANTITY, "method", "n", "mean", "std", "p_value", "marker"]
     )
@@ -303,11 +279,9 @@ def summarize(
 MISSING = "—"
 
 
-def _cell(mean: float, std: float, marker: str) -> str:
-    if math.isnan(mean):
-        return MISSING
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-    return f"{text} {marker}".rstrip()
+def _cell(mean: float, std: float, n: int, marker: str = "") -> str:
+    text = statistics.format_cell(statistics.CellStats(mean, std, n), stars=False)
+    return text if text == MISSING else f"{text} {marker}".rstrip()
 
 
 def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -317,7 +291,10 @@ def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> p
     """
     methods = list(methods or dict.fromkeys(summary["method"]))
     frame = summary.assign(
-        cell=[_cell(m, s, k) for m, s, k in zip(summary["mean"], summary["std"], summary["marker"])]
+        cell=[
+            _cell(m, s, n, k)
+            for m, s, n, k in zip(summary["mean"], summary["std"], summary["n"], summary["marker"])
+        ]
     )
     index = [c for c in QUANTITY if _informative(frame[c])] or ["metric"]
     return _pivot(frame, index, "method", "cell", methods)
@@ -509,27 +486,6 @@ class _Block:
     frame: pd.DataFrame | None = None
     name: str = ""
     png: bytes = b""
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    r"""A DataFrame as a Markdown pipe table (no index).
-
-    Example:
-        >>> print(markdown_table(pd.DataFrame({"a": [1], "b": ["x|y"]})))
-        | a | b |
-        |---|---|
-        | 1 | x\|y |
-    """
-
-    def clean(value: Any) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(clean(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = [
-        "| " + " | ".join(clean(v) for v in row) + " |" for row in frame.itertuples(index=False)
-    ]
-    return "\n".join([header, rule, *rows])
 
 
 def _to_markdown(title: str, blocks: Sequence[_Block]) -> str:
@@ -1006,7 +962,7 @@ def compare_results(
         raise ValueError(f"No results to compare (metrics filter: {metrics}).")
     combined = pd.concat(frames, ignore_index=True)
     combined["cell"] = [
-        f"{_cell(m, s, '')} ({n})"
+        f"{_cell(m, s, n)} ({n})"
         for m, s, n in zip(combined["mean"], combined["std"], combined["n"])
     ]
     index = [c for c in QUANTITY if _informative(combined[c])] or ["metric"]

@@ -116,6 +116,7 @@ class StudySpec:
             the same seed still see the same data, so their comparison stays paired.
         jobs: Default number of parallel worker processes.
         smoke: The ``--smoke`` variant.
+        tables: The study's tables (read by :func:`modalab.experiments.tables.load_tables`).
     """
 
     name: str = "study"
@@ -129,6 +130,7 @@ class StudySpec:
     seed_data: bool = False
     jobs: int = 1
     smoke: SmokeSpec = field(default_factory=SmokeSpec)
+    tables: list[Any] = field(default_factory=list)
 
 
 def load_study(path: str | os.PathLike[str]) -> StudySpec:
