@@ -94,7 +94,7 @@ _FIELDS = {
     "method.lr": st.floats(max_value=0, allow_nan=False, allow_infinity=False),
     "method.weight_decay": st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=False),
     "method.temperature": st.floats(max_value=0, allow_nan=False, allow_infinity=False),
-    "trainer.max_epochs": st.integers(max_value=0),
+    "trainer.max_epochs": st.integers(max_value=-1),  # 0 is valid: no training (random init)
     "trainer.batch_size": st.integers(max_value=1),
     "model.embed_dim": st.integers(max_value=0),
     "eval.knn_k": st.integers(max_value=0),

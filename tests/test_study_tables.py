@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,56 @@ def test_counterfactual_table_cells_and_agreement_with_the_truth() -> None:
     assert first[-1] == "2/3 (image)"
     second = next(x for x in text.splitlines() if x.startswith("|  |  |"))
     assert "0.00" in second and "text" in second
+
+
+@pytest.mark.parametrize("test", ["paired_t", "welch"])
+def test_claims_are_checked_against_the_corrected_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], test: str
+) -> None:
+    """A sentence's claim holds only if its cell's Holm-corrected test agrees (scipy)."""
+    write_store(tmp_path / "results" / "toy")
+    study = study_file(tmp_path, "tables:\n  - {kind: curve, modalities: [fused]}\n")
+    c, s = VALUES["clip"], VALUES["supervised"]
+    drops = np.subtract(c[0.0], c[1.0]), np.subtract(s[0.0], s[1.0])
+    pairs = [(c[v], s[v]) for v in (0.0, 0.5, 1.0)] + [drops]
+    if test == "welch":
+        raw = [stats.ttest_ind(a, b, equal_var=False).pvalue for a, b in pairs]
+    else:
+        raw = [stats.ttest_rel(a, b).pvalue for a, b in pairs]
+    adjusted = dict(zip(["0", "0.5", "1", "drop"], multipletests(raw, method="holm")[1]))
+    truth = {col: "significant" if p < 0.05 else "not significant" for col, p in adjusted.items()}
+    if test == "welch":  # the case that exercises a tested cell without a star
+        assert "not significant" in truth.values()
+    wrong = {"significant": "not significant", "not significant": "significant"}
+    main = partial(cli_main, extra=["--test", test])
+    assert main(["tables", str(study), "--out", str(tmp_path / "t.md")]) == 0
+    tables = (tmp_path / "t.md").read_text()
+    capsys.readouterr()
+
+    def claim(column: str, verdict: str, value: str = "") -> str:
+        tail = f" :: {value}" if value else ""
+        return f"<!-- claim: toy / missing / fused :: clip :: {column} :: {verdict}{tail} -->"
+
+    mean_hard = f"{np.mean(c[1.0]):.2f}"
+    right = [claim(col, verdict) for col, verdict in truth.items()]
+    right.append(claim("1", truth["1"], mean_hard))
+    right.append(claim("0", "untested").replace("clip", "supervised"))
+    doc = tmp_path / "study.md"
+    doc.write_text(tables + "\nClaims: " + " ".join(right) + "\n")
+    assert main(["tables", str(study), "--check", str(doc)]) == 0
+    assert f"{len(right)}/{len(right)} claims" in capsys.readouterr().out
+    for bad, why in [
+        (claim("1", wrong[truth["1"]]), "says"),
+        (claim("1", truth["1"], "0.99"), "says 0.99"),
+        (claim("3", "significant"), "no such cell"),
+        ("<!-- claim: nowhere :: clip :: 1 :: significant -->", "no such table"),
+        ("<!-- claim: toy / missing / fused :: clip :: 1 :: maybe -->", "does not parse"),
+    ]:
+        doc.write_text(tables + "\n" + bad + "\n")
+        assert main(["tables", str(study), "--check", str(doc)]) == 1
+        out = capsys.readouterr().out
+        assert why in out and "0/1 claims" in out and "Traceback" not in out
+
+
+def cli_main(argv: list[str], extra: list[str]) -> int:
+    return main([*argv, *extra])

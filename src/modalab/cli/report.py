@@ -154,7 +154,7 @@ rendered from the results store that `modalab sweep STUDY` wrote.
 examples:
   modalab tables studies/missing_modality.yaml --figures docs/study
   modalab tables studies/repair_*.yaml --smoke --out repair_tables.md
-  modalab tables studies/*.yaml --check docs/study.md     # exit 1 if a table there is stale
+  modalab tables studies/*.yaml --check docs/study.md     # exit 1 if a table or claim is stale
 """
 
 
@@ -166,7 +166,9 @@ def add_tables_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="also write the Markdown to this file")
     parser.add_argument("--figures", default=None, help="also write the PNG figures here")
     parser.add_argument(
-        "--check", default=None, help="exit 1 unless every table appears verbatim in this file"
+        "--check",
+        default=None,
+        help="exit 1 unless every table appears verbatim in this file and its claims hold",
     )
     parser.add_argument(
         "--test",
@@ -183,7 +185,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
     """Print (or check) the tables of ``args.studies``."""
     from modalab.experiments.config import ConfigError
     from modalab.experiments.io import atomic_write_text
-    from modalab.experiments.tables import check_document, study_tables
+    from modalab.experiments.tables import check_claims, check_document, study_tables
 
     try:
         sections = [
@@ -200,11 +202,16 @@ def cmd_tables(args: argparse.Namespace) -> int:
             print(f"modalab tables: --check {document}: no such file; give the Markdown page")
             print("whose tables should be current, e.g. --check docs/study.md.")
             return 2
-        total, stale = check_document(text, document.read_text())
+        page = document.read_text()
+        total, stale = check_document(text, page)
         for table in stale:
             print(f"not in {document}:\n{table}\n")
         print(f"{total - len(stale)}/{total} tables of {document} are up to date")
-        return 1 if stale else 0
+        claims, wrong = check_claims(page, text)
+        for problem in wrong:
+            print(f"{document}: {problem}")
+        print(f"{claims - len(wrong)}/{claims} claims of {document} hold")
+        return 1 if stale or wrong else 0
     print(text)
     if args.out:
         atomic_write_text(Path(args.out), text)

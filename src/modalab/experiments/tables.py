@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,14 +52,18 @@ from modalab.experiments.curves import robustness_curves, robustness_scores
 from modalab.experiments.store import ResultsStore
 
 __all__ = [
+    "Claim",
     "TableSpec",
     "caption",
+    "check_claims",
     "check_document",
     "counterfactual_table",
     "curve_table",
     "grid_table",
     "load_tables",
     "markdown_table",
+    "parse_claims",
+    "rendered_cells",
     "study_tables",
     "table_cells",
     "validate_tables",
@@ -567,3 +572,135 @@ def check_document(text: str, document: str) -> tuple[int, list[str]]:
     """Tables of ``text`` (blocks starting with ``|``) and those not verbatim in ``document``."""
     tables = [t for t in text.split("\n\n") if t.startswith("|")]
     return len(tables), [t for t in tables if t.strip() not in document]
+
+
+# ------------------------------------------------------------------------------------ claims
+#: A claim of a document about one cell of a rendered table (an HTML comment, invisible in
+#: the rendered page): ``<!-- claim: TABLE :: ROW :: COLUMN :: VERDICT [:: VALUE] -->``.
+CLAIM = re.compile(r"<!--\s*claim:(.*?)-->", re.S)
+VERDICTS = ("significant", "not significant", "untested")
+_CURVE_TITLE = re.compile(r"^\*\*(.+?) / (.+?)\*\* \(`[^`]*`\), `[^`]*` on `([^`]+)`")
+_ROW_N = re.compile(r" \(n=\d+\)$")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A sentence's pointer to the table cell it rests on.
+
+    Attributes:
+        table: The table's id: a grid table's title, ``study / scenario / modality`` for a
+            curve table, ``study / counterfactual`` for the attribution table.
+        row: The row label (a curve table's ``(n=...)`` suffix left out).
+        column: The column label.
+        verdict: ``significant`` (a corrected p < 0.05: the cell has a star),
+            ``not significant`` (tested, no star) or ``untested`` (the cell carries no test).
+        value: The mean as written in the sentence (checked to the digits given), or ``""``.
+        line: Line of the document the claim is on.
+    """
+
+    table: str
+    row: str
+    column: str
+    verdict: str
+    value: str = ""
+    line: int = 0
+
+
+def parse_claims(document: str) -> tuple[list[Claim], list[str]]:
+    """The claims of a document and the problems of those that do not parse.
+
+    Example:
+        >>> text = "Dropout helps. <!-- claim: Q1 :: dropout :: 1 :: significant :: 0.57 -->"
+        >>> claims, problems = parse_claims(text)
+        >>> claims[0].row, claims[0].verdict, claims[0].value, problems
+        ('dropout', 'significant', '0.57', [])
+    """
+    claims, problems = [], []
+    for found in CLAIM.finditer(document):
+        line = document.count("\n", 0, found.start()) + 1
+        parts = [p.strip() for p in found.group(1).split("::")]
+        if len(parts) not in (4, 5) or parts[3] not in VERDICTS:
+            problems.append(
+                f"line {line}: claim {found.group(1).strip()!r} does not parse: expected "
+                f"'TABLE :: ROW :: COLUMN :: {' | '.join(VERDICTS)} [:: VALUE]'"
+            )
+            continue
+        table, row, column, verdict = parts[:4]
+        value = parts[4] if len(parts) == 5 else ""
+        claims.append(Claim(table, row, column, verdict, value, line))
+    return claims, problems
+
+
+def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
+    r"""Table id → (row, column) → cell text, read back from :func:`study_tables`' Markdown.
+
+    Example:
+        >>> md = "#### Q1\n\n|  | a |\n|---|---|\n| m (n=5) | 0.5 ± 0.1 * |\n"
+        >>> rendered_cells(md)["Q1"][("m", "a")]
+        '0.5 ± 0.1 *'
+    """
+    tables: dict[str, dict[tuple[str, str], str]] = {}
+    study, table_id, header = "", "", list[str]()
+    for line in text.splitlines():
+        if line.startswith("### "):
+            study = line[4:].strip()
+        elif line.startswith("#### "):
+            table_id, header = line[5:].strip(), []
+        elif curve := _CURVE_TITLE.match(line):
+            table_id, header = " / ".join(g.strip() for g in curve.groups()), []
+        elif line.startswith("|"):
+            cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            if not header:
+                header = cells
+                if header and header[0] == "data":  # the counterfactual table
+                    table_id = f"{study} / counterfactual"
+            elif not set("".join(cells)) <= set("-: "):
+                row = _ROW_N.sub("", cells[0])
+                for column, cell in zip(header[1:], cells[1:]):
+                    tables.setdefault(table_id, {})[(row, column)] = cell
+        elif not line.strip():
+            header = []  # the next table needs its own header
+    return tables
+
+
+def check_claims(document: str, rendered: str) -> tuple[int, list[str]]:
+    """Check every claim of ``document`` against the freshly rendered tables.
+
+    A claim fails when its table or cell does not exist, when its verdict disagrees with the
+    cell (``significant`` needs a star — the corrected p-value below 0.05 —, ``not
+    significant`` a tested cell without one), or when its value is not the cell's mean to
+    the digits written.
+
+    Returns:
+        ``(number of claims, problems)``.
+    """
+    claims, problems = parse_claims(document)
+    tables = rendered_cells(rendered)
+    for claim in claims:
+        where = f"line {claim.line}: claim on {claim.table!r} [{claim.row}, {claim.column}]"
+        if claim.table not in tables:
+            problems.append(f"{where}: no such table (tables: {', '.join(sorted(tables))})")
+            continue
+        cell = tables[claim.table].get((claim.row, claim.column))
+        if cell is None:
+            problems.append(f"{where}: no such cell")
+            continue
+        starred = "*" in cell
+        tested = starred or "p_adj=" in cell or "p=" in cell
+        if claim.verdict == "significant" and not starred:
+            problems.append(f"{where}: says significant, the cell is {cell!r} (p_adj >= 0.05)")
+        elif claim.verdict == "not significant" and starred:
+            problems.append(f"{where}: says not significant, the cell is {cell!r}")
+        elif claim.verdict == "untested" and tested:
+            problems.append(f"{where}: says untested, the cell carries a test: {cell!r}")
+        if claim.value and not _same_value(claim.value, cell):
+            problems.append(f"{where}: says {claim.value}, the cell is {cell!r}")
+    return len(claims) + len(parse_claims(document)[1]), problems
+
+
+def _same_value(written: str, cell: str) -> bool:
+    mean = re.match(r"\s*([-+]?\d+(?:\.\d+)?)", cell)
+    if mean is None:
+        return False
+    digits = len(written.split(".")[1]) if "." in written else 0
+    return round(float(mean.group(1)), digits) == round(float(written), digits)
