@@ -1,9 +1,9 @@
-"""Pieces shared by method recipes: the optimizer and its schedule, term logging, a step base."""
+"""Pieces shared by method recipes: the optimizer and its schedule, term logging, the step base."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,12 +11,13 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.objectives.output import LossOutput
 from modalab.schedules import LRSchedule, lr_factor
 
 __all__ = [
     "LRSchedule",
     "LossStepMethod",
-    "StepLoss",
+    "NonFiniteError",
     "adamw_with_cosine",
     "adamw_with_schedule",
     "log_terms",
@@ -94,20 +95,19 @@ def log_terms(
         )
 
 
-class StepLoss(Protocol):
-    """What :meth:`LossStepMethod.compute_loss` returns: a total and named terms."""
-
-    loss: Tensor
-    terms: dict[str, Tensor]
+class NonFiniteError(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
 
 
 class LossStepMethod(L.LightningModule):
-    """Base of recipes whose training and validation steps are one loss on the batch.
+    """The base of every recipe: training and validation steps are one loss on the batch.
 
-    A subclass sets ``lr`` and ``weight_decay`` and implements :meth:`compute_loss`; this
-    class logs ``{stage}/loss`` (progress bar, synchronised across processes) and every term
-    of the returned loss output as ``{stage}/{term}``, and
-    optimises :meth:`optimized_parameters` with AdamW and the schedule of ``lr_schedule``
+    A subclass sets ``lr`` and ``weight_decay`` and implements :meth:`compute_loss` (or
+    :meth:`step_loss`, when training and validation differ); this class logs ``{stage}/loss``
+    (progress bar, synchronised across processes) and every term of the returned
+    :class:`~modalab.objectives.output.LossOutput` as ``{stage}/{term}``, refuses a non-finite
+    training loss (:class:`NonFiniteError`, before it reaches the weights), and optimises
+    :meth:`optimized_parameters` with AdamW and the schedule of ``lr_schedule``
     (:func:`adamw_with_schedule`).
     """
 
@@ -115,15 +115,15 @@ class LossStepMethod(L.LightningModule):
     weight_decay: float
     lr_schedule: LRSchedule | None = None
 
-    def compute_loss(self, batch: MultimodalBatch) -> StepLoss:
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         """The objective on one batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss.")
 
-    def step_loss(self, batch: MultimodalBatch, stage: str) -> StepLoss:
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
         """The loss of a ``train`` or ``val`` step (:meth:`compute_loss` by default)."""
         return self.compute_loss(batch)
 
-    def logged_terms(self, out: StepLoss) -> dict[str, Tensor]:
+    def logged_terms(self, out: LossOutput) -> dict[str, Tensor]:
         """The terms logged as ``{stage}/{term}`` (all by default)."""
         return out.terms
 
@@ -132,6 +132,11 @@ class LossStepMethod(L.LightningModule):
 
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.step_loss(batch, stage)
+        if stage == "train" and not bool(torch.isfinite(out.loss).all()):
+            raise NonFiniteError(
+                f"The training loss is {out.loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}."
+            )
         size = batch.batch_size
         self.log(
             f"{stage}/loss",
