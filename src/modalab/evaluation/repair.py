@@ -28,10 +28,10 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, make_loader
 from modalab.evaluation.features import FeatureSet, MetricRecord
 from modalab.evaluation.noisy_labels import noisy_label_probe
-from modalab.methods.robust_clip import RobustCLIPMethod
 from modalab.models.multimodal import EmbeddingClassifier
 
 __all__ = [
@@ -42,6 +42,17 @@ __all__ = [
 ]
 
 NOISY_PROBE_LOSSES = ("ce", "gce", "sce")
+
+
+@runtime_checkable
+class PairScorer(Protocol):
+    """A contrastive method that scores each jointly present pair (``clip_rince``)."""
+
+    modalities: tuple[str, str]
+
+    def pair_losses(self, batch: MultimodalBatch) -> tuple[Tensor, Tensor]:
+        """Per-pair losses ``[N]`` over jointly present rows, and those rows ``[B]``."""
+        ...
 
 
 @runtime_checkable
@@ -90,7 +101,7 @@ def head_accuracy_records(
 
 @torch.no_grad()
 def broken_pair_flags(
-    method: RobustCLIPMethod, dataset: MultimodalTensorDataset, batch_size: int = 256
+    method: PairScorer, dataset: MultimodalTensorDataset, batch_size: int = 256
 ) -> tuple[Tensor, Tensor]:
     """Per-pair losses of ``dataset``'s jointly present rows and the flagged pairs.
 
@@ -110,7 +121,7 @@ def broken_pair_flags(
         )
     losses, broken = [], []
     for batch in make_loader(dataset, batch_size):
-        loss, rows = method.pair_losses(batch.to(method.device))
+        loss, rows = method.pair_losses(batch.to(getattr(method, "device", "cpu")))
         losses.append(loss.float().cpu())
         broken.append(batch.extras["misaligned"][rows.cpu()].bool())
     loss_all, truth = torch.cat(losses), torch.cat(broken)
@@ -133,7 +144,7 @@ def pair_flag_records(method: object, dataset: MultimodalTensorDataset) -> list[
         >>> pair_flag_records(object(), ds)
         []
     """
-    if not isinstance(method, RobustCLIPMethod) or "misaligned" not in dataset.extras:
+    if not isinstance(method, PairScorer) or "misaligned" not in dataset.extras:
         return []
     flagged, broken = broken_pair_flags(method, dataset)
     if not bool(broken.any()):

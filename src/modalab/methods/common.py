@@ -1,4 +1,4 @@
-"""Pieces shared by method recipes: the optimizer and its schedule, term logging, the step base."""
+"""Pieces shared by method recipes: the optimizer and its schedule, and the step base."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ __all__ = [
     "LRSchedule",
     "LossStepMethod",
     "NonFiniteError",
-    "adamw_with_cosine",
     "adamw_with_schedule",
-    "log_terms",
 ]
 
 
@@ -76,25 +74,6 @@ def adamw_with_schedule(
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "step"}}
 
 
-#: The former name of :func:`adamw_with_schedule` (kept for existing imports).
-adamw_with_cosine = adamw_with_schedule
-
-
-def log_terms(
-    module: L.LightningModule, prefix: str, terms: dict[str, torch.Tensor], batch_size: int
-) -> None:
-    """Log each named scalar as ``{prefix}/{name}``."""
-    for name, value in terms.items():
-        module.log(
-            f"{prefix}/{name}",
-            value.detach(),
-            batch_size=batch_size,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-
-
 class NonFiniteError(RuntimeError):
     """The loss or a gradient became NaN or infinite."""
 
@@ -138,16 +117,16 @@ class LossStepMethod(L.LightningModule):
                 f"step {self.global_step}."
             )
         size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, self.logged_terms(out), size)
+        for name, value in {"loss": out.loss, **self.logged_terms(out)}.items():
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                batch_size=size,
+                prog_bar=name == "loss",
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+            )
         self.log_extra(stage, size)
         return out.loss
 
