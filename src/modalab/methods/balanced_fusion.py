@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import LossStepMethod
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import (
     gaussian_enhanced_gradients,
@@ -58,7 +58,7 @@ BLENDS = ("none", "fixed", "ogb")
 FUSED = "fused"
 
 
-class BalancedFusionMethod(LossStepMethod):
+class BalancedFusionMethod(ClassifierMethod):
     """Linear late fusion with OGM-GE modulation and/or gradient-blended unimodal losses.
 
     Args:
@@ -164,21 +164,6 @@ class BalancedFusionMethod(LossStepMethod):
     def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         """Fused class logits ``[B, C]``: the sum of the :meth:`contributions`."""
         return torch.stack(list(self.contributions(embeddings, present).values())).sum(0)
-
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Fused class logits ``[B, C]`` (absent modalities contribute only their bias share)."""
-        return self.classify(self.encoder(batch.inputs), batch.present)
-
-    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
-        """Per-modality encoder outputs."""
-        return self.encoder(batch.inputs)
-
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
 
     # ----------------------------------------------------------------- training
     def _modulating(self) -> bool:

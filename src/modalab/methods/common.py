@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import lightning as L
@@ -11,10 +11,12 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.models.multimodal import MultimodalEncoder
 from modalab.objectives.output import LossOutput
 from modalab.schedules import LRSchedule, lr_factor
 
 __all__ = [
+    "ClassifierMethod",
     "LRSchedule",
     "LossStepMethod",
     "NonFiniteError",
@@ -145,3 +147,33 @@ class LossStepMethod(L.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW + the learning-rate schedule over :meth:`optimized_parameters`."""
         return adamw_with_schedule(self, self.optimized_parameters(), self.lr, self.weight_decay)
+
+
+class ClassifierMethod(LossStepMethod):
+    """Base of recipes that train a classifier of embeddings and presence, not a joint space.
+
+    A subclass has an ``encoder`` (:class:`~modalab.models.multimodal.MultimodalEncoder`) and
+    implements :meth:`classify`, which makes it an
+    :class:`~modalab.models.multimodal.EmbeddingClassifier`; :meth:`forward` and the
+    evaluation interface follow.
+    """
+
+    encoder: MultimodalEncoder
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Class logits ``[B, C]`` from per-modality encoder outputs and presence masks."""
+        raise NotImplementedError(f"{type(self).__name__} must implement classify.")
+
+    def forward(self, batch: MultimodalBatch) -> Tensor:
+        """Class logits ``[B, C]`` of a batch, respecting its ``present`` masks."""
+        return self.classify(self.encoder(batch.inputs), batch.present)
+
+    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        """Per-modality representations (encoder outputs) of a batch."""
+        return self.encoder(batch.inputs)
+
+    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
+        """No joint space is trained: the representations themselves."""
+        return representations

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import LossStepMethod
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import modality_dropout
 from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
@@ -31,7 +31,7 @@ FILL_MODES = ("zero", "absent", "impute")
 LABEL_LOSSES = ("ce", "gce", "sce")
 
 
-class RobustFusionMethod(LossStepMethod):
+class RobustFusionMethod(ClassifierMethod):
     """Encoders → (dropout, fill of absent modalities) → concat + presence flags → MLP head.
 
     Args:
@@ -127,21 +127,10 @@ class RobustFusionMethod(LossStepMethod):
         flags = torch.stack([present[m] for m in names], dim=1).to(filled[names[0]].dtype)
         return self.head(torch.cat([*(filled[m] for m in names), flags], dim=1))  # type: ignore[no-any-return]
 
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Class logits ``[B, C]`` of a batch, respecting its ``present`` masks."""
-        return self.classify(self.encoder(batch.inputs), batch.present)
-
     def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
         """Per-modality encoder outputs (absent rows filled as in training)."""
         filled, _, _ = self.fill_absent(self.encoder(batch.inputs), batch.present)
         return filled
-
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
 
     def classification_loss(self, logits: Tensor, label: Tensor, observed: Tensor) -> Tensor:
         """The configured label loss over observed labels."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import LossStepMethod
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import (
     ConcatFusion,
@@ -26,7 +26,7 @@ _FUSIONS: dict[str, type[ConcatFusion] | type[MeanFusion]] = {
 }
 
 
-class SupervisedFusionMethod(LossStepMethod):
+class SupervisedFusionMethod(ClassifierMethod):
     """Encoders → fusion of present modalities → head, trained with cross-entropy.
 
     Only samples whose label is observed contribute to the loss.
@@ -44,24 +44,9 @@ class SupervisedFusionMethod(LossStepMethod):
         self.weight_decay = weight_decay
 
     @property
-    def encoder(self) -> MultimodalEncoder:
-        """The per-modality encoders."""
+    def encoder(self) -> MultimodalEncoder:  # type: ignore[override]  # read-only: model's
+        """The per-modality encoders (those of ``model``; not a second copy in the state)."""
         return self.model.encoder
-
-    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
-        """Per-modality representations (encoder outputs) of a batch."""
-        return self.model.encoder(batch.inputs)
-
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
-
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Class logits ``[B, C]``."""
-        return self.model(batch.inputs, batch.present)
 
     def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         """Class logits ``[B, C]`` from per-modality encoder outputs (fusion + head only)."""
