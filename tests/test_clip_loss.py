@@ -72,7 +72,7 @@ def test_absent_rows_are_neither_positives_nor_negatives() -> None:
     }
     rows = present["a"] & present["b"]
     out = clip_loss({"a": a, "b": b}, present, 2.5)
-    assert out.num_pairs == {"a~b": 5}
+    assert out.num_rows == {"a~b": 5}
     assert out.loss.item() == pytest.approx(_reference_pair(a[rows], b[rows], 2.5), abs=1e-5)
     # Whatever an absent row holds does not change the loss.
     a2 = a.clone()

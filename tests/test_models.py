@@ -72,5 +72,5 @@ def test_late_fusion_prediction_does_not_depend_on_absent_inputs() -> None:
     absent = ~present["b"]
     assert torch.allclose(logits[absent], logits2[absent])
     assert not torch.allclose(logits[~absent], logits2[~absent])
-    cached = model.head_from_embeddings(encoder(inputs), present)
+    cached = model.classify(encoder(inputs), present)
     assert torch.allclose(cached, logits)

@@ -1,4 +1,4 @@
-"""RobustFusionPredictor: the counterfactual view of a `supervised_robust` model is the model."""
+"""The counterfactual view of a `supervised_robust` model (an EmbeddingClassifier) is the model."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from modalab.counterfactual import coalition_values, encode_dataset
+from modalab.counterfactual import FusionModelPredictor, coalition_values, encode_dataset
 from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset
-from modalab.experiments.counterfactual_run import RobustFusionPredictor
 from modalab.methods.robust_fusion import RobustFusionMethod
-from modalab.models.multimodal import MultimodalEncoder
+from modalab.models.multimodal import EmbeddingClassifier, MultimodalEncoder
 
 
 @pytest.mark.parametrize("fill", ["zero", "absent", "impute"])
@@ -25,7 +24,8 @@ def test_predictions_with_absent_modalities_equal_the_method(fill: str) -> None:
         "b": torch.tensor([1, 1, 0, 1, 1, 0]).bool(),
     }
     batch = MultimodalBatch.from_inputs(inputs, present=present)
-    predictor = RobustFusionPredictor(method)
+    assert isinstance(method, EmbeddingClassifier)
+    predictor = FusionModelPredictor(method)
     assert predictor.modalities == ("a", "b")
     with torch.no_grad():
         expected = method(batch)

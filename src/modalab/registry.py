@@ -1,14 +1,14 @@
 """Registries of named components with discovery.
 
 One :class:`Registry` per kind of component (datasets, encoders, objectives, methods, scenarios,
-interventions). A component is registered under a name with a one-line description taken from
-its docstring, and can be listed with a glob pattern.
+interventions, analyses). A component is registered under a name with a one-line description
+taken from its docstring, and can be listed with a glob pattern.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -97,3 +97,7 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        """The names in registration order (the order of a default over every entry)."""
+        return iter(self._entries)

@@ -30,6 +30,7 @@ from modalab.counterfactual.predictors import (
 from modalab.counterfactual.report import (
     ANALYSES,
     COLUMNS,
+    AnalysisSettings,
     CounterfactualReport,
     analyse,
     intervention_effects,
@@ -41,6 +42,7 @@ __all__ = [
     "COLUMNS",
     "INTERVENTIONS",
     "METRICS",
+    "AnalysisSettings",
     "CoalitionValues",
     "CounterfactualReport",
     "DebiasResult",

@@ -4,9 +4,10 @@ Counterfactual analysis asks the same model many questions about one sample (eve
 modalities absent, a modality permuted or swapped). An :class:`EmbeddingPredictor` splits a
 model into ``encode`` (per-modality embeddings, computed once and cached) and ``predict``
 (fusion + head on embeddings and ``present`` masks, cheap and re-run per intervention).
-Adapters cover the two kinds of trained model in modalab: a supervised late-fusion
-classifier (:class:`FusionModelPredictor`) and frozen, e.g. CLIP-pretrained, encoders with a
-downstream head trained on their fused features (:class:`FrozenEncoderPredictor`, built by
+Adapters cover the two kinds of trained model in modalab: a model that classifies from
+embeddings and presence (an :class:`~modalab.models.multimodal.EmbeddingClassifier`:
+:class:`FusionModelPredictor`) and frozen, e.g. CLIP-pretrained, encoders with a downstream
+head trained on their fused features (:class:`FrozenEncoderPredictor`, built by
 :func:`fit_fused_head`).
 """
 
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, make_loader
-from modalab.models.multimodal import ConcatFusion, LateFusionClassifier
+from modalab.models.multimodal import ConcatFusion, EmbeddingClassifier
 
 __all__ = [
     "EmbeddingPredictor",
@@ -57,16 +58,19 @@ class EmbeddingPredictor(Protocol):
 
 
 class FusionModelPredictor:
-    """Adapter for a :class:`~modalab.models.multimodal.LateFusionClassifier`.
+    """Adapter for an :class:`~modalab.models.multimodal.EmbeddingClassifier`.
 
-    ``encode`` runs the per-modality encoders; ``predict`` runs only fusion and head
-    (``head_from_embeddings``). The model is put in evaluation mode.
+    ``encode`` runs the per-modality encoders; ``predict`` runs only what follows them
+    (``classify``: e.g. fusion and head, or a recipe's fill of absent modalities and head), so
+    "absent" is what the model saw in training. The model is put in evaluation mode.
 
     Args:
-        model: The trained late-fusion classifier (e.g. ``SupervisedFusionMethod.model``).
+        model: The trained classifier: a
+            :class:`~modalab.models.multimodal.LateFusionClassifier`, or a method such as
+            ``supervised``, ``supervised_robust``, ``ogm_ge``.
 
     Example:
-        >>> from modalab.models.multimodal import MultimodalEncoder
+        >>> from modalab.models.multimodal import LateFusionClassifier, MultimodalEncoder
         >>> enc = MultimodalEncoder(nn.ModuleDict({"a": nn.Linear(3, 4), "b": nn.Linear(2, 4)}))
         >>> model = LateFusionClassifier(enc, ConcatFusion(), nn.Linear(10, 5))
         >>> predictor = FusionModelPredictor(model)
@@ -77,13 +81,15 @@ class FusionModelPredictor:
         True
     """
 
-    def __init__(self, model: LateFusionClassifier) -> None:
-        self.model = model.eval()
+    def __init__(self, model: EmbeddingClassifier) -> None:
+        if isinstance(model, nn.Module):
+            model.eval()
+        self.model = model
 
     @property
     def modalities(self) -> tuple[str, ...]:
         """Modality names of the encoders."""
-        return self.model.encoder.modalities
+        return tuple(self.model.encoder.modalities)
 
     @torch.no_grad()
     def encode(self, batch: MultimodalBatch) -> dict[str, Tensor]:
@@ -94,7 +100,7 @@ class FusionModelPredictor:
     def predict(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         """Logits ``[B, C]`` from fusion + head only."""
         ordered = {m: embeddings[m] for m in self.modalities}
-        return self.model.head_from_embeddings(ordered, {m: present[m] for m in self.modalities})
+        return self.model.classify(ordered, {m: present[m] for m in self.modalities})
 
 
 class FrozenEncoderPredictor:

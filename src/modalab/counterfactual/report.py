@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
 
 import pandas as pd
 import torch
@@ -21,11 +22,17 @@ from modalab.counterfactual.debias import DebiasResult, counterfactual_debias
 from modalab.counterfactual.interventions import INTERVENTIONS, intervene
 from modalab.counterfactual.predictors import EmbeddingPredictor, EncodedSplit
 from modalab.counterfactual.swap import swap_test
+from modalab.registry import Registry
 
-__all__ = ["ANALYSES", "COLUMNS", "CounterfactualReport", "analyse", "intervention_effects"]
+__all__ = [
+    "ANALYSES",
+    "COLUMNS",
+    "AnalysisSettings",
+    "CounterfactualReport",
+    "analyse",
+    "intervention_effects",
+]
 
-#: Analyses run by :func:`analyse`, in order.
-ANALYSES = ("interventions", "ablation", "perceptual", "shapley", "swap", "debias")
 #: Columns of every counterfactual table.
 COLUMNS = [
     "analysis",
@@ -73,10 +80,39 @@ class CounterfactualReport:
         return frame.pivot_table(index="row", columns="modality", values="value", sort=False)
 
 
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """The options of :func:`analyse` that the analyses read (see its arguments)."""
+
+    metric: str = "accuracy"
+    seed: int = 0
+    debias_modality: str | None = None
+    debias_alpha: float = 1.0
+    num_permutations: int = 5
+    exact_max: int = 8
+    shapley_permutations: int = 64
+    confidence: float = 0.95
+    batch_size: int = 4096
+
+
+class _Tabled(Protocol):
+    def table(self, confidence: float) -> pd.DataFrame: ...
+
+
+#: What an analysis returns: its long table, or a result with ``table(confidence)`` (kept on
+#: the report under the analysis' name, e.g. ``shapley``, ``debias``).
+AnalysisResult: TypeAlias = pd.DataFrame | _Tabled | list[pd.DataFrame]
+
+#: Analyses ``(predictor, split, settings) -> AnalysisResult``, run by :func:`analyse` in
+#: registration order.
+Analysis: TypeAlias = Callable[[EmbeddingPredictor, EncodedSplit, AnalysisSettings], AnalysisResult]
+ANALYSES: Registry[Analysis] = Registry("analysis")
+
+
 def intervention_effects(
     predictor: EmbeddingPredictor,
     split: EncodedSplit,
-    interventions: Sequence[str] = ("remove", "mean", "noise", "permute", "swap"),
+    interventions: Sequence[str] | None = None,
     metric: str = "accuracy",
     seed: int = 0,
     confidence: float = 0.95,
@@ -84,11 +120,15 @@ def intervention_effects(
 ) -> pd.DataFrame:
     """The metric under each intervention on each modality, and its change from the original.
 
+    ``interventions`` defaults to every registered one
+    (:data:`~modalab.counterfactual.interventions.INTERVENTIONS`, in registration order).
+
     Returns:
         Long table: statistic ``value`` (the metric under the intervention) and ``effect``
         (intervened minus original, per sample), ``target`` naming the intervention; a row
         with modality ``(none)`` holds the original metric.
     """
+    interventions = list(INTERVENTIONS) if interventions is None else list(interventions)
     for name in interventions:
         INTERVENTIONS.get(name)  # raises with the valid names
     base = sample_values(
@@ -162,7 +202,7 @@ def analyse(
         predictor: The predictor.
         split: Cached embeddings of the analysed split (see
             :func:`~modalab.counterfactual.predictors.encode_dataset`).
-        analyses: Any of :data:`ANALYSES`.
+        analyses: Any of :data:`ANALYSES` (run in its registration order).
         metric: Value function of interventions, ablation and Shapley values.
         seed: Seed of every random intervention.
         debias_modality: The dominant modality for ``debias`` (required by it).
@@ -187,45 +227,78 @@ def analyse(
             "The debias analysis needs the dominant modality to correct: pass debias_modality "
             f"(one of {list(predictor.modalities)})."
         )
-    tables = []
-    shapley = debias = None
-    if "interventions" in analyses:
-        tables.append(
-            intervention_effects(
-                predictor,
-                split,
-                metric=metric,
-                seed=seed,
-                confidence=confidence,
-                batch_size=batch_size,
-            )
-        )
-    if "ablation" in analyses:
-        tables.append(ablation_importance(predictor, split, metric, confidence, batch_size))
-    if "perceptual" in analyses:
-        tables.append(
-            perceptual_score(predictor, split, num_permutations, seed, confidence, batch_size)
-        )
-    if "shapley" in analyses:
-        shapley = shapley_values(
-            predictor, split, metric, exact_max, shapley_permutations, seed, batch_size
-        )
-        tables.append(shapley.table(confidence))
-    if "swap" in analyses:
-        for m in predictor.modalities:
-            tables.append(swap_test(predictor, split, m, seed, batch_size))
-    if "debias" in analyses:
-        assert debias_modality is not None
-        debias = counterfactual_debias(predictor, split, debias_modality, debias_alpha, batch_size)
-        tables.append(debias.table(confidence))
+    settings = AnalysisSettings(
+        metric,
+        seed,
+        debias_modality,
+        debias_alpha,
+        num_permutations,
+        exact_max,
+        shapley_permutations,
+        confidence,
+        batch_size,
+    )
+    tables: list[pd.DataFrame] = []
+    results: dict[str, object] = {}
+    for name in (a for a in ANALYSES if a in analyses):
+        out = ANALYSES.get(name)(predictor, split, settings)
+        if isinstance(out, pd.DataFrame):
+            tables.append(out)
+        elif isinstance(out, list):
+            tables += out
+        else:
+            tables.append(out.table(confidence))
+            results[name] = out
     table = (
         pd.concat(tables, ignore_index=True)[COLUMNS] if tables else pd.DataFrame(columns=COLUMNS)
     )
-    settings: dict[str, object] = {
+    record: dict[str, object] = {
         "analyses": list(analyses),
         "metric": metric,
         "seed": seed,
         "num_samples": split.num_samples,
         "modalities": list(predictor.modalities),
     }
-    return CounterfactualReport(table, shapley, debias, settings)
+    shapley, debias = results.get("shapley"), results.get("debias")
+    assert shapley is None or isinstance(shapley, ShapleyResult)
+    assert debias is None or isinstance(debias, DebiasResult)
+    return CounterfactualReport(table, shapley, debias, record)
+
+
+@ANALYSES.register("interventions")
+def _interventions(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Every registered intervention on each modality (:func:`intervention_effects`)."""
+    return intervention_effects(
+        p, s, metric=o.metric, seed=o.seed, confidence=o.confidence, batch_size=o.batch_size
+    )
+
+
+@ANALYSES.register("ablation")
+def _ablation(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Each modality removed: the drop of the metric."""
+    return ablation_importance(p, s, o.metric, o.confidence, o.batch_size)
+
+
+@ANALYSES.register("perceptual")
+def _perceptual(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Perceptual score: each modality permuted across samples (Gat et al., 2021)."""
+    return perceptual_score(p, s, o.num_permutations, o.seed, o.confidence, o.batch_size)
+
+
+@ANALYSES.register("shapley")
+def _shapley(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Per-sample Shapley values of the modalities (exact, or sampled orderings)."""
+    return shapley_values(p, s, o.metric, o.exact_max, o.shapley_permutations, o.seed, o.batch_size)
+
+
+@ANALYSES.register("swap")
+def _swap(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Each modality swapped with that of another class: how often the prediction follows."""
+    return [swap_test(p, s, m, o.seed, o.batch_size) for m in p.modalities]
+
+
+@ANALYSES.register("debias")
+def _debias(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Counterfactual debiasing: the dominant modality's direct effect subtracted."""
+    assert o.debias_modality is not None
+    return counterfactual_debias(p, s, o.debias_modality, o.debias_alpha, o.batch_size)

@@ -3,7 +3,8 @@
 The runner adds these records to every run, so that they land in the results store:
 
 * ``head_acc`` — accuracy of a trained classifier head against the clean test labels: the
-  fused head of ``supervised_robust`` (which fills absent modalities with zeros, a learned
+  fused head of every :class:`~modalab.models.multimodal.EmbeddingClassifier` (``supervised``;
+  ``supervised_robust``, which fills absent modalities with zeros, a learned
   absent embedding or an imputation), and the fused head and each modality's additive share of
   ``ogm_ge``/``grad_blend`` (modality ``image``: the image share alone). Under a test-time
   missing scenario this is the fused accuracy at that missing rate.
@@ -21,17 +22,17 @@ The runner adds these records to every run, so that they land in the results sto
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from modalab.data.batch import MultimodalBatch
 from modalab.data.tensor_dataset import MultimodalTensorDataset, make_loader
 from modalab.evaluation.features import FeatureSet, MetricRecord
 from modalab.evaluation.noisy_labels import noisy_label_probe
-from modalab.methods.balanced_fusion import BalancedFusionMethod
-from modalab.methods.robust_clip import RobustCLIPMethod
-from modalab.methods.robust_fusion import RobustFusionMethod
+from modalab.models.multimodal import EmbeddingClassifier
 
 __all__ = [
     "broken_pair_flags",
@@ -43,6 +44,28 @@ __all__ = [
 NOISY_PROBE_LOSSES = ("ce", "gce", "sce")
 
 
+@runtime_checkable
+class PairScorer(Protocol):
+    """A contrastive method that scores each jointly present pair (``clip_rince``)."""
+
+    modalities: tuple[str, str]
+
+    def pair_losses(self, batch: MultimodalBatch) -> tuple[Tensor, Tensor]:
+        """Per-pair losses ``[N]`` over jointly present rows, and those rows ``[B]``."""
+        ...
+
+
+@runtime_checkable
+class AdditiveClassifier(EmbeddingClassifier, Protocol):
+    """An :class:`EmbeddingClassifier` whose logits are a sum of per-modality shares."""
+
+    def contributions(
+        self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Each modality's additive share ``{m: [B, C]}`` of the logits."""
+        ...
+
+
 @torch.no_grad()
 def head_accuracy_records(
     method: object, dataset: MultimodalTensorDataset, batch_size: int = 512
@@ -50,23 +73,26 @@ def head_accuracy_records(
     """Accuracy of a method's own classifier head(s) on ``dataset`` (clean labels).
 
     Args:
-        method: A trained method; only :class:`RobustFusionMethod` (fused head) and
-            :class:`BalancedFusionMethod` (fused head and per-modality shares) have heads
-            measured here, any other method gives no records.
+        method: A trained method; an
+            :class:`~modalab.models.multimodal.EmbeddingClassifier` has its fused head
+            measured, an :class:`AdditiveClassifier` also each modality's share; any other
+            method gives no records.
         dataset: The split (its ``present`` masks are respected by the heads).
         batch_size: Batch size of the pass.
 
     Returns:
         ``head_acc`` records, modality ``fused`` or the modality of a share.
     """
-    if not isinstance(method, RobustFusionMethod | BalancedFusionMethod) or len(dataset) == 0:
+    if not isinstance(method, EmbeddingClassifier) or len(dataset) == 0:
         return []
     correct: dict[str, float] = {}
+    device = getattr(method, "device", torch.device("cpu"))
     for batch in make_loader(dataset, batch_size):
-        batch = batch.to(method.device)
-        heads: dict[str, Tensor] = {"fused": method(batch)}
-        if isinstance(method, BalancedFusionMethod):
-            heads.update(method.contributions(method.encoder(batch.inputs), batch.present))
+        batch = batch.to(device)
+        embeddings = method.encoder(batch.inputs)
+        heads: dict[str, Tensor] = {"fused": method.classify(embeddings, batch.present)}
+        if isinstance(method, AdditiveClassifier):
+            heads.update(method.contributions(embeddings, batch.present))
         for name, logits in heads.items():
             hits = (logits.argmax(1) == batch.clean_label).sum().item()
             correct[name] = correct.get(name, 0.0) + float(hits)
@@ -75,7 +101,7 @@ def head_accuracy_records(
 
 @torch.no_grad()
 def broken_pair_flags(
-    method: RobustCLIPMethod, dataset: MultimodalTensorDataset, batch_size: int = 256
+    method: PairScorer, dataset: MultimodalTensorDataset, batch_size: int = 256
 ) -> tuple[Tensor, Tensor]:
     """Per-pair losses of ``dataset``'s jointly present rows and the flagged pairs.
 
@@ -95,7 +121,7 @@ def broken_pair_flags(
         )
     losses, broken = [], []
     for batch in make_loader(dataset, batch_size):
-        loss, rows = method.pair_losses(batch.to(method.device))
+        loss, rows = method.pair_losses(batch.to(getattr(method, "device", "cpu")))
         losses.append(loss.float().cpu())
         broken.append(batch.extras["misaligned"][rows.cpu()].bool())
     loss_all, truth = torch.cat(losses), torch.cat(broken)
@@ -118,7 +144,7 @@ def pair_flag_records(method: object, dataset: MultimodalTensorDataset) -> list[
         >>> pair_flag_records(object(), ds)
         []
     """
-    if not isinstance(method, RobustCLIPMethod) or "misaligned" not in dataset.extras:
+    if not isinstance(method, PairScorer) or "misaligned" not in dataset.extras:
         return []
     flagged, broken = broken_pair_flags(method, dataset)
     if not bool(broken.any()):

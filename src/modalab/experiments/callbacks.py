@@ -7,38 +7,21 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+
+from modalab.methods.common import NonFiniteError
 
 __all__ = ["FiniteGuard", "NonFiniteError", "RNGStateCheckpoint"]
 
 
-class NonFiniteError(RuntimeError):
-    """The loss or a gradient became NaN or infinite."""
-
-
 class FiniteGuard(L.Callback):
-    """Stop training before a non-finite loss or gradient reaches the weights.
+    """Stop training before a non-finite gradient reaches the weights.
 
-    The check runs after the backward pass and *before* the optimizer step, so the weights
-    saved in the last checkpoint stay the last good ones. The run then fails with a
+    A non-finite training loss is refused by every recipe's step
+    (:class:`~modalab.methods.common.LossStepMethod`). This check runs after the backward pass
+    and *before* the optimizer step, so the weights saved in the last checkpoint stay the last
+    good ones. The run then fails with a
     :class:`NonFiniteError` naming the epoch, the step and the offending parameters.
     """
-
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        """Check the returned loss (covers steps whose optimizer was skipped)."""
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, Tensor) and not bool(torch.isfinite(loss).all()):
-            raise NonFiniteError(
-                f"The training loss is {loss.item()} at epoch {trainer.current_epoch}, "
-                f"step {trainer.global_step}."
-            )
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer

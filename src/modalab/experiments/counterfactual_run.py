@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,7 +30,6 @@ from modalab.counterfactual import (
     shapley_bars,
     swap_matrix,
 )
-from modalab.data.batch import MultimodalBatch
 from modalab.experiments.config import ConfigError
 from modalab.experiments.io import atomic_write_bytes, atomic_write_text
 from modalab.experiments.rundir import (
@@ -39,58 +38,11 @@ from modalab.experiments.rundir import (
     load_run,
     unfinished_reason,
 )
-from modalab.methods.robust_fusion import RobustFusionMethod
-from modalab.models.multimodal import LateFusionClassifier
+from modalab.models.multimodal import EmbeddingClassifier
 
-__all__ = ["RobustFusionPredictor", "analyse_run", "build_predictor"]
+__all__ = ["analyse_run", "build_predictor"]
 
 OUTPUT_DIR = "counterfactual"
-
-
-class RobustFusionPredictor:
-    """Adapter for ``method=supervised_robust`` (late fusion trained with modality dropout).
-
-    ``encode`` runs the method's encoders; ``predict`` runs its trained fill of absent
-    modalities (zeros, learned absent embeddings or imputation) and its head
-    (:meth:`RobustFusionMethod.logits`), so "absent" is what the model saw in training.
-
-    Args:
-        method: The trained method.
-
-    Example:
-        >>> from torch import nn
-        >>> from modalab.data.batch import MultimodalBatch
-        >>> from modalab.models.multimodal import MultimodalEncoder
-        >>> enc = MultimodalEncoder(nn.ModuleDict({"a": nn.Linear(3, 4), "b": nn.Linear(2, 4)}))
-        >>> method = RobustFusionMethod(enc, embed_dim=4, num_classes=5, dropout_rate=0.5)
-        >>> predictor = RobustFusionPredictor(method)
-        >>> batch = MultimodalBatch.from_inputs({"a": torch.ones(2, 3), "b": torch.ones(2, 2)})
-        >>> torch.allclose(predictor.predict(predictor.encode(batch), batch.present),
-        ...                method(batch))
-        True
-    """
-
-    def __init__(self, method: RobustFusionMethod) -> None:
-        self.method = method.eval()
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """Modality names of the encoders."""
-        return tuple(self.method.encoder.modalities)
-
-    @torch.no_grad()
-    def encode(self, batch: MultimodalBatch) -> dict[str, torch.Tensor]:
-        """Per-modality encoder outputs ``{m: [B, D]}``."""
-        return dict(self.method.encoder({m: batch.inputs[m] for m in self.modalities}))
-
-    @torch.no_grad()
-    def predict(
-        self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor:
-        """Logits ``[B, C]`` of the trained fill and head."""
-        return self.method.logits(
-            {m: embeddings[m] for m in self.modalities}, {m: present[m] for m in self.modalities}
-        )
 
 
 def build_predictor(
@@ -102,8 +54,9 @@ def build_predictor(
 ) -> EmbeddingPredictor:
     """The downstream predictor of a run.
 
-    A method with a late-fusion classifier (``method=supervised``, or ``supervised_robust``
-    through :class:`RobustFusionPredictor`) is analysed as trained. A
+    A method that classifies from embeddings and presence (an
+    :class:`~modalab.models.multimodal.EmbeddingClassifier`: ``supervised``,
+    ``supervised_robust``, ``ogm_ge``, ``grad_blend``) is analysed as trained. A
     method that only trains encoders (e.g. ``method=clip``) gets a downstream head fitted on its
     frozen features of the training split (labels as observed), with modality dropout so that
     absent modalities are in-distribution (:func:`~modalab.counterfactual.fit_fused_head`).
@@ -119,11 +72,8 @@ def build_predictor(
         The predictor.
     """
     method = loaded.method
-    model = getattr(method, "model", None)
-    if isinstance(model, LateFusionClassifier):
-        return FusionModelPredictor(model)
-    if isinstance(method, RobustFusionMethod):
-        return RobustFusionPredictor(method)
+    if isinstance(method, EmbeddingClassifier):
+        return FusionModelPredictor(method)
     encode = getattr(method, "representations", None)
     if encode is None:
         raise ConfigError(

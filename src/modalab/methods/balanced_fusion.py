@@ -14,13 +14,13 @@ land in the run's ``logs/metrics.csv``.
 
 from __future__ import annotations
 
-import lightning as L
+from collections.abc import Mapping
+
 import torch
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_schedule
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import (
     gaussian_enhanced_gradients,
@@ -29,6 +29,7 @@ from modalab.methods.tricks import (
     ogm_ge_coefficients,
 )
 from modalab.models.multimodal import MultimodalEncoder
+from modalab.objectives.output import LossOutput
 from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = ["BLENDS", "MODULATIONS", "BalancedFusionMethod", "build_grad_blend", "build_ogm_ge"]
@@ -57,7 +58,7 @@ BLENDS = ("none", "fixed", "ogb")
 FUSED = "fused"
 
 
-class BalancedFusionMethod(L.LightningModule):
+class BalancedFusionMethod(ClassifierMethod):
     """Linear late fusion with OGM-GE modulation and/or gradient-blended unimodal losses.
 
     Args:
@@ -149,7 +150,7 @@ class BalancedFusionMethod(L.LightningModule):
 
     # ----------------------------------------------------------------- forward pieces
     def contributions(
-        self, embeddings: dict[str, Tensor], present: dict[str, Tensor]
+        self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
     ) -> dict[str, Tensor]:
         """Each modality's additive share of the fused logits, ``W_m h_m + b / M`` (absent: b/M)."""
         shares = {}
@@ -160,21 +161,9 @@ class BalancedFusionMethod(L.LightningModule):
             shares[m] = h @ weight.t() + bias
         return shares
 
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Fused class logits ``[B, C]`` (absent modalities contribute only their bias share)."""
-        shares = self.contributions(self.encoder(batch.inputs), batch.present)
-        return torch.stack(list(shares.values())).sum(0)
-
-    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
-        """Per-modality encoder outputs."""
-        return self.encoder(batch.inputs)
-
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Fused class logits ``[B, C]``: the sum of the :meth:`contributions`."""
+        return torch.stack(list(self.contributions(embeddings, present).values())).sum(0)
 
     # ----------------------------------------------------------------- training
     def _modulating(self) -> bool:
@@ -227,42 +216,34 @@ class BalancedFusionMethod(L.LightningModule):
         for head, value in losses.items():
             self._epoch_losses[stage].setdefault(head, []).append(float(value.detach()))
 
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Weighted head losses; OGM-GE coefficients for the backward hook."""
-        rows = batch.label_observed
-        losses, shares, views = self._head_losses(batch, batch.label, rows)
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
+        """Training: weighted head losses, OGM-GE coefficients for the backward hook.
+
+        Validation: the fused head's loss against the clean labels. Both log each head's loss
+        (``loss_<head>``) and the per-view accuracies.
+        """
+        train = stage == "train"
+        rows = batch.label_observed if train else torch.ones_like(batch.label, dtype=torch.bool)
+        label = batch.label if train else batch.clean_label
+        losses, shares, views = self._head_losses(batch, label, rows)
+        self._record(stage, losses)
+        self._log_accuracies(stage, views, batch)
+        terms = {f"loss_{head}": value.detach() for head, value in losses.items()}
+        if not train:
+            return LossOutput(losses[FUSED], terms)
         total = sum(self.blend_weights[h] * v for h, v in losses.items())
         assert isinstance(total, Tensor)
-        self._record("train", losses)
         size = batch.batch_size
         if self._modulating() and bool(rows.any()):
             scores = modality_scores(shares, batch.label, rows)
             self._coefficients = ogm_ge_coefficients(scores, self.alpha, self.ratio_offset)
-            for m in self.names:
-                self.log(
-                    f"train/score_{m}",
-                    scores[m] / rows.sum(),
-                    batch_size=size,
-                    on_step=False,
-                    on_epoch=True,
-                )
+            terms.update({f"score_{m}": scores[m] / rows.sum() for m in self.names})
         else:
             self._coefficients = {}
         for m in self.names:
-            self.log(
-                f"train/coeff_{m}",
-                self._coefficients.get(m, 1.0),
-                batch_size=size,
-                on_step=False,
-                on_epoch=True,
-            )
-        self.log("train/loss", total.detach(), batch_size=size, on_step=False, on_epoch=True)
-        for head, value in losses.items():
-            self.log(
-                f"train/loss_{head}", value.detach(), batch_size=size, on_step=False, on_epoch=True
-            )
-        self._log_accuracies("train", views, batch)
-        return total
+            coefficient = self._coefficients.get(m, 1.0)
+            self.log(f"train/coeff_{m}", coefficient, batch_size=size, on_step=False, on_epoch=True)
+        return LossOutput(total, terms)
 
     def on_after_backward(self) -> None:
         """Modulate each encoder's gradients by its OGM(-GE) coefficient."""
@@ -276,16 +257,6 @@ class BalancedFusionMethod(L.LightningModule):
                 generator,
                 enhance=self.modulation == "ogm_ge",
             )
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Per-head validation losses (clean labels) and per-modality accuracies."""
-        rows = torch.ones_like(batch.label, dtype=torch.bool)
-        losses, _, views = self._head_losses(batch, batch.clean_label, rows)
-        self._record("val", losses)
-        size = batch.batch_size
-        self.log("val/loss", losses[FUSED], batch_size=size, on_step=False, on_epoch=True)
-        self._log_accuracies("val", views, batch)
-        return losses[FUSED]
 
     def on_validation_epoch_end(self) -> None:
         """Online gradient blending: re-estimate the head weights from this epoch's losses."""
@@ -315,10 +286,6 @@ class BalancedFusionMethod(L.LightningModule):
         if self.blend != "none":
             for head, weight in self.blend_weights.items():
                 self.log(f"train/blend_{head}", weight, on_step=False, on_epoch=True)
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
-        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
 
 
 @METHODS.register("ogm_ge")

@@ -9,7 +9,8 @@ from modalab.data.batch import MultimodalBatch
 from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
-from modalab.objectives.clip import CLIPLoss, ContrastiveLossOutput
+from modalab.objectives.clip import CLIPLoss
+from modalab.objectives.output import LossOutput
 
 __all__ = ["CLIPMethod", "build_clip"]
 
@@ -45,7 +46,7 @@ class CLIPMethod(LossStepMethod):
         """L2-normalised projections into the joint space."""
         return {k: F.normalize(v, dim=-1) for k, v in self.encoder.project(representations).items()}
 
-    def compute_loss(self, batch: MultimodalBatch) -> ContrastiveLossOutput:
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         """The CLIP loss over every modality pair of the batch."""
         return self.loss(self.encoder.project(self.encoder(batch.inputs)), batch.present)
 

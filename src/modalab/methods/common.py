@@ -1,9 +1,9 @@
-"""Pieces shared by method recipes: the optimizer and its schedule, term logging, a step base."""
+"""Pieces shared by method recipes: the optimizer and its schedule, and the step base."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,15 +11,16 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.models.multimodal import MultimodalEncoder
+from modalab.objectives.output import LossOutput
 from modalab.schedules import LRSchedule, lr_factor
 
 __all__ = [
+    "ClassifierMethod",
     "LRSchedule",
     "LossStepMethod",
-    "StepLoss",
-    "adamw_with_cosine",
+    "NonFiniteError",
     "adamw_with_schedule",
-    "log_terms",
 ]
 
 
@@ -75,39 +76,19 @@ def adamw_with_schedule(
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "step"}}
 
 
-#: The former name of :func:`adamw_with_schedule` (kept for existing imports).
-adamw_with_cosine = adamw_with_schedule
-
-
-def log_terms(
-    module: L.LightningModule, prefix: str, terms: dict[str, torch.Tensor], batch_size: int
-) -> None:
-    """Log each named scalar as ``{prefix}/{name}``."""
-    for name, value in terms.items():
-        module.log(
-            f"{prefix}/{name}",
-            value.detach(),
-            batch_size=batch_size,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-
-
-class StepLoss(Protocol):
-    """What :meth:`LossStepMethod.compute_loss` returns: a total and named terms."""
-
-    loss: Tensor
-    terms: dict[str, Tensor]
+class NonFiniteError(RuntimeError):
+    """The loss or a gradient became NaN or infinite."""
 
 
 class LossStepMethod(L.LightningModule):
-    """Base of recipes whose training and validation steps are one loss on the batch.
+    """The base of every recipe: training and validation steps are one loss on the batch.
 
-    A subclass sets ``lr`` and ``weight_decay`` and implements :meth:`compute_loss`; this
-    class logs ``{stage}/loss`` (progress bar, synchronised across processes) and every term
-    of the returned loss output as ``{stage}/{term}``, and
-    optimises :meth:`optimized_parameters` with AdamW and the schedule of ``lr_schedule``
+    A subclass sets ``lr`` and ``weight_decay`` and implements :meth:`compute_loss` (or
+    :meth:`step_loss`, when training and validation differ); this class logs ``{stage}/loss``
+    (progress bar, synchronised across processes) and every term of the returned
+    :class:`~modalab.objectives.output.LossOutput` as ``{stage}/{term}``, refuses a non-finite
+    training loss (:class:`NonFiniteError`, before it reaches the weights), and optimises
+    :meth:`optimized_parameters` with AdamW and the schedule of ``lr_schedule``
     (:func:`adamw_with_schedule`).
     """
 
@@ -115,15 +96,15 @@ class LossStepMethod(L.LightningModule):
     weight_decay: float
     lr_schedule: LRSchedule | None = None
 
-    def compute_loss(self, batch: MultimodalBatch) -> StepLoss:
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         """The objective on one batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss.")
 
-    def step_loss(self, batch: MultimodalBatch, stage: str) -> StepLoss:
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
         """The loss of a ``train`` or ``val`` step (:meth:`compute_loss` by default)."""
         return self.compute_loss(batch)
 
-    def logged_terms(self, out: StepLoss) -> dict[str, Tensor]:
+    def logged_terms(self, out: LossOutput) -> dict[str, Tensor]:
         """The terms logged as ``{stage}/{term}`` (all by default)."""
         return out.terms
 
@@ -132,17 +113,22 @@ class LossStepMethod(L.LightningModule):
 
     def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
         out = self.step_loss(batch, stage)
+        if stage == "train" and not bool(torch.isfinite(out.loss).all()):
+            raise NonFiniteError(
+                f"The training loss is {out.loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}."
+            )
         size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            out.loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        log_terms(self, stage, self.logged_terms(out), size)
+        for name, value in {"loss": out.loss, **self.logged_terms(out)}.items():
+            self.log(
+                f"{stage}/{name}",
+                value.detach(),
+                batch_size=size,
+                prog_bar=name == "loss",
+                on_step=False,
+                on_epoch=True,
+                sync_dist=True,
+            )
         self.log_extra(stage, size)
         return out.loss
 
@@ -161,3 +147,33 @@ class LossStepMethod(L.LightningModule):
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """AdamW + the learning-rate schedule over :meth:`optimized_parameters`."""
         return adamw_with_schedule(self, self.optimized_parameters(), self.lr, self.weight_decay)
+
+
+class ClassifierMethod(LossStepMethod):
+    """Base of recipes that train a classifier of embeddings and presence, not a joint space.
+
+    A subclass has an ``encoder`` (:class:`~modalab.models.multimodal.MultimodalEncoder`) and
+    implements :meth:`classify`, which makes it an
+    :class:`~modalab.models.multimodal.EmbeddingClassifier`; :meth:`forward` and the
+    evaluation interface follow.
+    """
+
+    encoder: MultimodalEncoder
+    #: No joint space is trained: retrieval and alignment in it would mean nothing.
+    trains_joint_space = False
+
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Class logits ``[B, C]`` from per-modality encoder outputs and presence masks."""
+        raise NotImplementedError(f"{type(self).__name__} must implement classify.")
+
+    def forward(self, batch: MultimodalBatch) -> Tensor:
+        """Class logits ``[B, C]`` of a batch, respecting its ``present`` masks."""
+        return self.classify(self.encoder(batch.inputs), batch.present)
+
+    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        """Per-modality representations (encoder outputs) of a batch."""
+        return self.encoder(batch.inputs)
+
+    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
+        """No joint space is trained: the representations themselves."""
+        return representations

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_schedule, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder
 from modalab.objectives.distillation import (
@@ -38,6 +36,7 @@ from modalab.objectives.distillation import (
     feature_distillation_loss,
     soft_label_distillation_loss,
 )
+from modalab.objectives.output import LossOutput
 from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = [
@@ -51,7 +50,7 @@ DISTILL_OBJECTIVES = ("cosine", "mse", "contrastive", "kd")
 TEACHER_SOURCES = ("train", "encoder", "run")
 
 
-class DistillationMethod(L.LightningModule):
+class DistillationMethod(LossStepMethod):
     """Teacher (rich modality) → student (poor modality) distillation on paired data.
 
     Args:
@@ -157,15 +156,16 @@ class DistillationMethod(L.LightningModule):
             self.teacher_modality: F.normalize(teacher, dim=-1),
         }
 
-    def _teacher_step(self, batch: MultimodalBatch) -> tuple[Tensor, dict[str, Tensor]]:
+    def _teacher_step(self, batch: MultimodalBatch) -> LossOutput:
         assert self.teacher_head is not None
         rows = batch.label_observed & batch.present[self.teacher_modality]
         logits = self.teacher_head(self.teacher(batch.inputs[self.teacher_modality]))
         loss = masked_cross_entropy(logits, batch.label, rows)
         accuracy = (logits.argmax(1) == batch.clean_label)[rows].float().mean()
-        return loss, {"teacher_ce": loss.detach(), "teacher_acc": accuracy}
+        terms = {"teacher_ce": loss.detach(), "teacher_acc": accuracy}
+        return LossOutput(loss, terms, {"teacher_ce": int(rows.sum())})
 
-    def distillation_loss(self, batch: MultimodalBatch) -> tuple[Tensor, dict[str, Tensor]]:
+    def distillation_loss(self, batch: MultimodalBatch) -> LossOutput:
         """The student's loss on a batch (rows with both modalities present)."""
         rows = batch.present[self.teacher_modality] & batch.present[self.student_modality]
         self.teacher.eval()
@@ -175,38 +175,17 @@ class DistillationMethod(L.LightningModule):
             target = self.teacher(batch.inputs[self.teacher_modality])
         student = self.student_head(self.student(batch.inputs[self.student_modality]))
         if self.objective in ("cosine", "mse"):
-            out = feature_distillation_loss(student, target, rows, self.objective)
-            return out.loss, out.terms
+            return feature_distillation_loss(student, target, rows, self.objective)
         if self.objective == "kd":
             assert self.teacher_head is not None
             with torch.no_grad():
                 teacher_logits = self.teacher_head(target)
-            kd = soft_label_distillation_loss(student, teacher_logits, self.temperature, rows)
-            return kd.loss, kd.terms
-        contrastive = contrastive_distillation_loss(student, target, rows, self.temperature)
-        return contrastive.loss, contrastive.terms
+            return soft_label_distillation_loss(student, teacher_logits, self.temperature, rows)
+        return contrastive_distillation_loss(student, target, rows, self.temperature)
 
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
-        if self.in_teacher_phase:
-            loss, terms = self._teacher_step(batch)
-        else:
-            loss, terms = self.distillation_loss(batch)
-        size = batch.batch_size
-        self.log(f"{stage}/loss", loss.detach(), batch_size=size, on_step=False, on_epoch=True)
-        log_terms(self, stage, terms, size)
-        return loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
         """Teacher phase: supervised CE on the rich modality; then distillation."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """The loss of the current phase on validation data."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + the learning-rate schedule over every trainable parameter."""
-        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
+        return self._teacher_step(batch) if self.in_teacher_phase else self.distillation_loss(batch)
 
 
 @METHODS.register("distill")

@@ -12,16 +12,15 @@ broke), the precision and recall of the pairs flagged by the filter are logged a
 
 from __future__ import annotations
 
-import lightning as L
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_schedule, log_terms
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
 from modalab.objectives.distributed import gather_with_grad
+from modalab.objectives.output import LossOutput
 from modalab.objectives.robust import pairwise_info_nce, rince_pair, small_loss_selection
 
 __all__ = ["PAIR_LOSSES", "RobustCLIPMethod", "build_clip_rince"]
@@ -29,7 +28,7 @@ __all__ = ["PAIR_LOSSES", "RobustCLIPMethod", "build_clip_rince"]
 PAIR_LOSSES = ("infonce", "rince")
 
 
-class RobustCLIPMethod(L.LightningModule):
+class RobustCLIPMethod(LossStepMethod):
     """Two-modality contrastive learning with RINCE and/or small-loss pair filtering.
 
     Args:
@@ -99,46 +98,28 @@ class RobustCLIPMethod(L.LightningModule):
             return rince_pair(za, zb, self.logit_scale, self.q, self.lam), rows
         return pairwise_info_nce(za, zb, self.logit_scale), rows
 
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
+        """Mean per-pair loss; in training after the warm-up, over the small-loss pairs only."""
         losses, rows = self.pair_losses(batch)
-        size = batch.batch_size
+        count = {"pairs": int(losses.numel())}
         if losses.numel() < 2:
-            loss = losses.sum() * 0.0
-            self.log(f"{stage}/loss", loss.detach(), batch_size=size, on_step=False, on_epoch=True)
-            return loss
+            return LossOutput(losses.sum() * 0.0, {}, count)
         terms: dict[str, Tensor] = {}
         filtering = (
             stage == "train"
             and self.keep_fraction < 1
             and int(self.current_epoch) >= self.filter_warmup_epochs
         )
-        if filtering:
-            keep = small_loss_selection(losses, self.keep_fraction)
-            loss = losses[keep].mean()
-            if "misaligned" in batch.extras:
-                truth = gather_with_grad(batch.extras["misaligned"])[rows].bool()
-                flagged = ~keep
-                hits = (flagged & truth).sum().float()
-                terms["flag_precision"] = hits / flagged.sum().clamp_min(1)
-                terms["flag_recall"] = hits / truth.sum().clamp_min(1)
-        else:
-            loss = losses.mean()
-        self.log(f"{stage}/loss", loss.detach(), batch_size=size, on_step=False, on_epoch=True)
-        if terms:
-            log_terms(self, stage, terms, size)
-        return loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One contrastive step (filtered after the warm-up)."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss over all pairs."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
-        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
+        if not filtering:
+            return LossOutput(losses.mean(), terms, count)
+        keep = small_loss_selection(losses, self.keep_fraction)
+        if "misaligned" in batch.extras:
+            truth = gather_with_grad(batch.extras["misaligned"])[rows].bool()
+            flagged = ~keep
+            hits = (flagged & truth).sum().float()
+            terms["flag_precision"] = hits / flagged.sum().clamp_min(1)
+            terms["flag_recall"] = hits / truth.sum().clamp_min(1)
+        return LossOutput(losses[keep].mean(), terms, count)
 
 
 @METHODS.register("clip_rince")

@@ -8,19 +8,20 @@ trained jointly), and the classification loss (cross-entropy, GCE or SCE).
 
 from __future__ import annotations
 
-import lightning as L
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_schedule, log_terms
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.methods.tricks import modality_dropout
 from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
 from modalab.models.multimodal import MultimodalEncoder
 from modalab.objectives.imputation import imputation_loss
+from modalab.objectives.output import LossOutput
 from modalab.objectives.robust import generalized_cross_entropy, symmetric_cross_entropy
 from modalab.objectives.supervised import masked_cross_entropy
 
@@ -30,7 +31,7 @@ FILL_MODES = ("zero", "absent", "impute")
 LABEL_LOSSES = ("ce", "gce", "sce")
 
 
-class RobustFusionMethod(L.LightningModule):
+class RobustFusionMethod(ClassifierMethod):
     """Encoders → (dropout, fill of absent modalities) → concat + presence flags → MLP head.
 
     Args:
@@ -116,28 +117,20 @@ class RobustFusionMethod(L.LightningModule):
         usable = {m: present[m] | ~has_source[m] for m in embeddings}
         return fill_missing(filled, usable, predicted), predicted, has_source
 
-    def logits(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
-        """Class logits ``[B, C]`` from per-modality embeddings and presence masks."""
-        filled, _, _ = self.fill_absent(embeddings, present)
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Class logits ``[B, C]`` from per-modality encoder outputs and presence masks."""
+        filled, _, _ = self.fill_absent(dict(embeddings), dict(present))
+        return self._head(filled, present)
+
+    def _head(self, filled: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         names = list(self.encoder.modalities)
         flags = torch.stack([present[m] for m in names], dim=1).to(filled[names[0]].dtype)
-        return self.head(torch.cat([*(filled[m] for m in names), flags], dim=1))
-
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Class logits ``[B, C]`` of a batch, respecting its ``present`` masks."""
-        return self.logits(self.encoder(batch.inputs), batch.present)
+        return self.head(torch.cat([*(filled[m] for m in names), flags], dim=1))  # type: ignore[no-any-return]
 
     def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
         """Per-modality encoder outputs (absent rows filled as in training)."""
         filled, _, _ = self.fill_absent(self.encoder(batch.inputs), batch.present)
         return filled
-
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
 
     def classification_loss(self, logits: Tensor, label: Tensor, observed: Tensor) -> Tensor:
         """The configured label loss over observed labels."""
@@ -154,52 +147,32 @@ class RobustFusionMethod(L.LightningModule):
         generator.manual_seed(self.seed * 1_000_003 + int(self.global_step))
         return generator
 
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One step: drop modalities, fill, classify; impute where the target is observed."""
-        embeddings = self.encoder(batch.inputs)
-        present = batch.present
-        if self.dropout_rate > 0:
-            present = modality_dropout(present, self.dropout_rate, self._generator())
-        filled, predicted, has_source = self.fill_absent(embeddings, present)
-        names = list(self.encoder.modalities)
-        flags = torch.stack([present[m] for m in names], dim=1).to(filled[names[0]].dtype)
-        logits = self.head(torch.cat([*(filled[m] for m in names), flags], dim=1))
-        loss = self.classification_loss(logits, batch.label, batch.label_observed)
-        terms = {"label": loss.detach()}
-        if predicted:
-            # The imputer sees the dropped-out masks, its target is the true embedding wherever
-            # the modality was really observed (present in the batch, before dropout).
-            imputed = imputation_loss(predicted, embeddings, batch.present, has_source)
-            loss = loss + self.imputation_weight * imputed.loss
-            terms["imputation"] = imputed.loss.detach()
-        size = batch.batch_size
-        self.log("train/loss", loss.detach(), batch_size=size, on_step=False, on_epoch=True)
-        log_terms(self, "train", terms, size)
-        accuracy = (logits.argmax(1) == batch.clean_label).float().mean()
-        self.log("train/acc", accuracy, batch_size=size, on_step=False, on_epoch=True)
-        return loss
+    def step_loss(self, batch: MultimodalBatch, stage: str) -> LossOutput:
+        """Training: drop modalities, fill, classify, impute where the target is observed.
 
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss and accuracy against the clean labels."""
-        logits = self.forward(batch)
-        loss = F.cross_entropy(logits, batch.clean_label)
-        accuracy = (logits.argmax(1) == batch.clean_label).float().mean()
-        size = batch.batch_size
-        self.log("val/loss", loss, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
-        self.log(
-            "val/acc",
-            accuracy,
-            batch_size=size,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-        )
-        return loss
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
-        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
+        Validation: cross-entropy against the clean labels. Both log the accuracy (``acc``).
+        """
+        if stage != "train":
+            logits = self.forward(batch)
+            loss = F.cross_entropy(logits, batch.clean_label)
+            terms = {}
+        else:
+            embeddings = self.encoder(batch.inputs)
+            present = batch.present
+            if self.dropout_rate > 0:
+                present = modality_dropout(present, self.dropout_rate, self._generator())
+            filled, predicted, has_source = self.fill_absent(embeddings, present)
+            logits = self._head(filled, present)
+            loss = self.classification_loss(logits, batch.label, batch.label_observed)
+            terms = {"label": loss.detach()}
+            if predicted:
+                # The imputer sees the dropped-out masks, its target is the true embedding
+                # wherever the modality was really observed (present in the batch, before dropout).
+                imputed = imputation_loss(predicted, embeddings, batch.present, has_source)
+                loss = loss + self.imputation_weight * imputed.loss
+                terms["imputation"] = imputed.loss.detach()
+        terms["acc"] = (logits.argmax(1) == batch.clean_label).float().mean()
+        return LossOutput(loss, terms)
 
 
 @METHODS.register("supervised_robust")

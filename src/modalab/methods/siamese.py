@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from modalab.data.augment import ModalityAugment
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import LossStepMethod, StepLoss
+from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import MultimodalEncoder, ProjectionHead
 from modalab.objectives.clip import CLIPLoss
@@ -46,9 +46,13 @@ class SiameseMethod(LossStepMethod):
 
     Args:
         encoder: Per-modality encoders with projection heads.
-        objective: :class:`NTXentLoss`, :class:`VICRegLoss`, :class:`BarlowTwinsLoss`
-            (compare projections), :class:`BYOLLoss` (predictions vs targets) or
-            :class:`MoCoLoss` (queries vs momentum keys).
+        objective: A loss module. Its class attribute ``takes_targets`` (default ``False``)
+            says what it compares: ``False`` — the branches' projections,
+            ``objective(z, present)`` (:class:`NTXentLoss`, :class:`VICRegLoss`,
+            :class:`BarlowTwinsLoss`); ``True`` — predictions against (momentum) targets,
+            ``objective(predicted, targets, present)`` (:class:`BYOLLoss`,
+            :class:`MoCoLoss`). A loss with ``keeps_queue = True`` gets
+            ``objective.enqueue(targets, present)`` after each training loss (MoCo v2).
         modality: One modality (two augmented views) or ``""`` (across modalities).
         augment: Augmentations keyed by modality (required within a modality).
         predictors: Modality → predictor head (BYOL, SimSiam, MoCo v3), or ``None``.
@@ -152,7 +156,7 @@ class SiameseMethod(LossStepMethod):
         """The objective on one batch (and, for SLIP, the CLIP term)."""
         branches, present = self._branches(batch)
         z = self._embed(self.encoder, branches)
-        if isinstance(self.objective, (NTXentLoss, VICRegLoss, BarlowTwinsLoss)):
+        if not getattr(self.objective, "takes_targets", False):
             out: LossOutput = self.objective(z, present)
         else:
             predicted = z
@@ -164,8 +168,8 @@ class SiameseMethod(LossStepMethod):
             else:
                 targets = {b: v.detach() for b, v in z.items()}
             out = self.objective(predicted, targets, present)
-            if isinstance(self.objective, MoCoLoss) and update_queue:
-                self.objective.enqueue(targets, present)
+            if update_queue and getattr(self.objective, "keeps_queue", False):
+                self.objective.enqueue(targets, present)  # type: ignore[operator]
         if self.clip is not None and self.clip_projections is not None:
             reps = self.encoder(batch.inputs)
             clip_z = {m: self.clip_projections[m](r) for m, r in reps.items()}
@@ -178,7 +182,7 @@ class SiameseMethod(LossStepMethod):
         """The loss; a training step also enqueues MoCo's keys."""
         return self.compute_loss(batch, update_queue=stage == "train")
 
-    def logged_terms(self, out: StepLoss) -> dict[str, Tensor]:
+    def logged_terms(self, out: LossOutput) -> dict[str, Tensor]:
         """The terms without per-pair details (names with ``/``)."""
         return {k: v for k, v in out.terms.items() if "/" not in k}
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import lightning as L
-from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.common import adamw_with_schedule
+from modalab.methods.common import ClassifierMethod
 from modalab.methods.registry import METHODS
 from modalab.models.multimodal import (
     ConcatFusion,
@@ -15,6 +15,7 @@ from modalab.models.multimodal import (
     MeanFusion,
     MultimodalEncoder,
 )
+from modalab.objectives.output import LossOutput
 from modalab.objectives.supervised import masked_cross_entropy
 
 __all__ = ["SupervisedFusionMethod", "build_supervised"]
@@ -25,7 +26,7 @@ _FUSIONS: dict[str, type[ConcatFusion] | type[MeanFusion]] = {
 }
 
 
-class SupervisedFusionMethod(L.LightningModule):
+class SupervisedFusionMethod(ClassifierMethod):
     """Encoders → fusion of present modalities → head, trained with cross-entropy.
 
     Only samples whose label is observed contribute to the loss.
@@ -43,61 +44,20 @@ class SupervisedFusionMethod(L.LightningModule):
         self.weight_decay = weight_decay
 
     @property
-    def encoder(self) -> MultimodalEncoder:
-        """The per-modality encoders."""
+    def encoder(self) -> MultimodalEncoder:  # type: ignore[override]  # read-only: model's
+        """The per-modality encoders (those of ``model``; not a second copy in the state)."""
         return self.model.encoder
 
-    def representations(self, batch: MultimodalBatch) -> dict[str, Tensor]:
-        """Per-modality representations (encoder outputs) of a batch."""
-        return self.model.encoder(batch.inputs)
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Class logits ``[B, C]`` from per-modality encoder outputs (fusion + head only)."""
+        return self.model.classify(embeddings, present)
 
-    #: No joint space is trained: retrieval and alignment in it would mean nothing.
-    trains_joint_space = False
-
-    def joint_embeddings(self, representations: dict[str, Tensor]) -> dict[str, Tensor]:
-        """No joint space is trained: the representations themselves."""
-        return representations
-
-    def forward(self, batch: MultimodalBatch) -> Tensor:
-        """Class logits ``[B, C]``."""
-        return self.model(batch.inputs, batch.present)
-
-    def _step(self, batch: MultimodalBatch, stage: str) -> Tensor:
+    def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
+        """Cross-entropy over observed labels; accuracy against the clean labels (``acc``)."""
         logits = self.forward(batch)
         loss = masked_cross_entropy(logits, batch.label, batch.label_observed)
         accuracy = (logits.argmax(1) == batch.clean_label).float().mean()
-        size = batch.batch_size
-        self.log(
-            f"{stage}/loss",
-            loss.detach(),
-            batch_size=size,
-            prog_bar=True,
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        self.log(
-            f"{stage}/acc",
-            accuracy,
-            batch_size=size,
-            prog_bar=stage == "val",
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        return loss
-
-    def training_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """One supervised step."""
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: MultimodalBatch, batch_idx: int) -> Tensor:
-        """Validation loss and accuracy."""
-        return self._step(batch, "val")
-
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        """AdamW + the learning-rate schedule (:func:`adamw_with_schedule`)."""
-        return adamw_with_schedule(self, self.parameters(), self.lr, self.weight_decay)
+        return LossOutput(loss, {"acc": accuracy}, {"ce": int(batch.label_observed.sum())})
 
 
 @METHODS.register("supervised")

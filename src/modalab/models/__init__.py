@@ -11,6 +11,7 @@ from modalab.models.encoders import (
 from modalab.models.missing import AbsentEmbeddings, EmbeddingImputer, fill_missing
 from modalab.models.multimodal import (
     ConcatFusion,
+    EmbeddingClassifier,
     LateFusionClassifier,
     MeanFusion,
     MultimodalEncoder,
@@ -23,6 +24,7 @@ __all__ = [
     "AbsentEmbeddings",
     "ConcatFusion",
     "ConvEncoder",
+    "EmbeddingClassifier",
     "EmbeddingImputer",
     "LateFusionClassifier",
     "MLPEncoder",

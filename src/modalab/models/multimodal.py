@@ -8,12 +8,14 @@ value) and fusion modules exclude absent rows explicitly.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
     "ConcatFusion",
+    "EmbeddingClassifier",
     "LateFusionClassifier",
     "MeanFusion",
     "MultimodalEncoder",
@@ -162,8 +164,26 @@ class LateFusionClassifier(nn.Module):
         """Class logits ``[B, C]``."""
         return self.head(self.fusion(self.encoder(inputs), present))
 
-    def head_from_embeddings(
-        self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> Tensor:
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
         """Logits from precomputed per-modality embeddings (for cached interventions)."""
-        return self.head(self.fusion(embeddings, present))
+        return self.head(self.fusion(embeddings, present))  # type: ignore[no-any-return]
+
+
+@runtime_checkable
+class EmbeddingClassifier(Protocol):
+    """A model that classifies from per-modality embeddings and presence masks.
+
+    ``classify(encoder(inputs), present)`` is the model's prediction on a batch, so that the
+    encoders can run once and the classifier many times (counterfactual interventions, the
+    accuracy of a method's own head). :class:`LateFusionClassifier` and the supervised
+    recipes (``supervised``, ``supervised_robust``, ``ogm_ge``, ``grad_blend``) are ones.
+    """
+
+    @property
+    def encoder(self) -> MultimodalEncoder:
+        """The per-modality encoders."""
+        ...
+
+    def classify(self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]) -> Tensor:
+        """Class logits ``[B, C]`` from ``{m: [B, D_m]}`` encoder outputs and ``{m: [B]}`` masks."""
+        ...

@@ -1,6 +1,6 @@
 """Losses: pure functions and small modules of embeddings, with no knowledge of models or data."""
 
-from modalab.objectives.clip import CLIPLoss, ContrastiveLossOutput, clip_loss, info_nce_pair
+from modalab.objectives.clip import CLIPLoss, clip_loss, info_nce_pair
 from modalab.objectives.contrastive import (
     MoCoLoss,
     NTXentLoss,
@@ -10,7 +10,6 @@ from modalab.objectives.contrastive import (
 )
 from modalab.objectives.distillation import (
     ContrastiveDistillationLoss,
-    DistillationOutput,
     FeatureDistillationLoss,
     SoftLabelDistillationLoss,
     contrastive_distillation_loss,
@@ -18,7 +17,7 @@ from modalab.objectives.distillation import (
     soft_label_distillation_loss,
 )
 from modalab.objectives.distributed import gather_with_grad, is_distributed
-from modalab.objectives.imputation import ImputationOutput, imputation_loss
+from modalab.objectives.imputation import imputation_loss
 from modalab.objectives.masked import (
     MaskedModalityLoss,
     captioning_loss,
@@ -41,7 +40,6 @@ from modalab.objectives.registry import OBJECTIVES
 from modalab.objectives.robust import (
     GCELoss,
     RINCELoss,
-    RobustLossOutput,
     SCELoss,
     generalized_cross_entropy,
     pairwise_info_nce,
@@ -58,17 +56,13 @@ __all__ = [
     "BarlowTwinsLoss",
     "CLIPLoss",
     "ContrastiveDistillationLoss",
-    "ContrastiveLossOutput",
-    "DistillationOutput",
     "FeatureDistillationLoss",
     "GCELoss",
-    "ImputationOutput",
     "LossOutput",
     "MaskedModalityLoss",
     "MoCoLoss",
     "NTXentLoss",
     "RINCELoss",
-    "RobustLossOutput",
     "SCELoss",
     "SoftLabelDistillationLoss",
     "VICRegLoss",

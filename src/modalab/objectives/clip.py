@@ -15,33 +15,17 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
-from modalab.objectives.output import zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
-__all__ = ["CLIPLoss", "ContrastiveLossOutput", "clip_loss", "info_nce_pair"]
-
-
-@dataclass
-class ContrastiveLossOutput:
-    """The total loss and each term, for logging.
-
-    Attributes:
-        loss: Scalar total.
-        terms: Term name (e.g. ``"image~text"``) → scalar loss of that term.
-        num_pairs: Term name → number of rows that took part in the term.
-    """
-
-    loss: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    num_pairs: dict[str, int] = field(default_factory=dict)
+__all__ = ["CLIPLoss", "clip_loss", "info_nce_pair"]
 
 
 def info_nce_pair(
@@ -73,7 +57,7 @@ def clip_loss(
     logit_scale: Tensor | float,
     pairs: Sequence[tuple[str, str]] | None = None,
     normalize: bool = True,
-) -> ContrastiveLossOutput:
+) -> LossOutput:
     """CLIP loss over all modality pairs, counting only rows where both are present.
 
     Args:
@@ -91,7 +75,7 @@ def clip_loss(
         >>> z = {"a": torch.eye(3), "b": torch.eye(3)}
         >>> p = {"a": torch.tensor([True, True, False]), "b": torch.ones(3, dtype=torch.bool)}
         >>> out = clip_loss(z, p, 1.0)
-        >>> out.num_pairs, round(out.loss.item(), 4)  # -log(e / (e + 1)) over 2 rows
+        >>> out.num_rows, round(out.loss.item(), 4)  # -log(e / (e + 1)) over 2 rows
         ({'a~b': 2}, 0.3133)
     """
     names = list(embeddings)
@@ -119,7 +103,7 @@ def clip_loss(
     else:
         # A zero that keeps the graph without touching any value (NaN * 0 would be NaN).
         loss = zero_like_graph(*embeddings.values())
-    return ContrastiveLossOutput(loss=loss, terms=terms, num_pairs=counts)
+    return LossOutput(loss, terms, counts)
 
 
 @OBJECTIVES.register("clip")
@@ -167,7 +151,7 @@ class CLIPLoss(nn.Module):
     @full_precision
     def forward(
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> ContrastiveLossOutput:
+    ) -> LossOutput:
         """Loss of ``{m: [B, D]}`` embeddings with ``{m: [B]}`` presence masks."""
         if self.gather_distributed:
             embeddings = gather_mapping(embeddings)

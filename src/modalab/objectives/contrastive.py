@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,11 @@ class MoCoLoss(nn.Module):
         >>> round(loss(z, z, p).loss.item(), 4)  # -log(e / (e + 1))
         0.3133
     """
+
+    #: Compares queries with momentum keys: ``forward(queries, keys, present)``.
+    takes_targets: ClassVar[bool] = True
+    #: Keeps a queue of keys: the recipe calls :meth:`enqueue` after each training loss.
+    keeps_queue: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -16,21 +16,18 @@ References:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.clip import clip_loss
 from modalab.objectives.distributed import gather_with_grad
-from modalab.objectives.output import zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
     "ContrastiveDistillationLoss",
-    "DistillationOutput",
     "FeatureDistillationLoss",
     "SoftLabelDistillationLoss",
     "contrastive_distillation_loss",
@@ -39,21 +36,6 @@ __all__ = [
 ]
 
 _FEATURE_KINDS = ("cosine", "mse")
-
-
-@dataclass
-class DistillationOutput:
-    """The total distillation loss and its terms.
-
-    Attributes:
-        loss: Scalar total.
-        terms: Term name → scalar, for logging.
-        num_rows: Rows that took part (both student and teacher modality present).
-    """
-
-    loss: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    num_rows: int = 0
 
 
 def _rows(mask: Tensor | None, size: int, device: torch.device) -> Tensor:
@@ -69,7 +51,7 @@ def _rows(mask: Tensor | None, size: int, device: torch.device) -> Tensor:
 
 def feature_distillation_loss(
     student: Tensor, teacher: Tensor, mask: Tensor | None = None, kind: str = "cosine"
-) -> DistillationOutput:
+) -> LossOutput:
     """Regress student embeddings onto (detached) teacher embeddings.
 
     ``cosine``: ``mean_i (1 - cos(s_i, t_i))``. ``mse``: ``mean_i ||s_i - t_i||^2 / D`` (the
@@ -107,13 +89,13 @@ def feature_distillation_loss(
     count = int(rows.sum())
     if count == 0:
         zero = zero_like_graph(student)
-        return DistillationOutput(loss=zero, terms={kind: zero.detach()}, num_rows=0)
+        return LossOutput(zero, {kind: zero.detach()}, {kind: 0})
     s, t = student[rows], teacher[rows].detach()
     if kind == "cosine":
         loss = (1.0 - F.cosine_similarity(s, t, dim=-1)).mean()
     else:
         loss = F.mse_loss(s, t)
-    return DistillationOutput(loss=loss, terms={kind: loss.detach()}, num_rows=count)
+    return LossOutput(loss, {kind: loss.detach()}, {kind: count})
 
 
 def soft_label_distillation_loss(
@@ -121,7 +103,7 @@ def soft_label_distillation_loss(
     teacher_logits: Tensor,
     temperature: float = 4.0,
     mask: Tensor | None = None,
-) -> DistillationOutput:
+) -> LossOutput:
     """Hinton et al.'s knowledge distillation: KL between tempered teacher and student.
 
     ``T^2 · mean_i KL(softmax(t_i / T) || softmax(s_i / T))``; the ``T^2`` factor keeps the
@@ -156,12 +138,12 @@ def soft_label_distillation_loss(
     count = int(rows.sum())
     if count == 0:
         zero = zero_like_graph(student_logits)
-        return DistillationOutput(loss=zero, terms={"kd": zero.detach()}, num_rows=0)
+        return LossOutput(zero, {"kd": zero.detach()}, {"kd": 0})
     log_p_student = F.log_softmax(student_logits[rows] / temperature, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits[rows].detach() / temperature, dim=-1)
     kl = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
     loss = kl * temperature**2
-    return DistillationOutput(loss=loss, terms={"kd": loss.detach()}, num_rows=count)
+    return LossOutput(loss, {"kd": loss.detach()}, {"kd": count})
 
 
 def contrastive_distillation_loss(
@@ -170,7 +152,7 @@ def contrastive_distillation_loss(
     mask: Tensor | None = None,
     temperature: float = 0.1,
     gather_distributed: bool = True,
-) -> DistillationOutput:
+) -> LossOutput:
     """LiT-style contrastive alignment of a student to a locked (detached) teacher.
 
     The symmetric InfoNCE of CLIP between student and teacher embeddings of the same samples
@@ -211,9 +193,8 @@ def contrastive_distillation_loss(
         {"student": rows, "teacher": rows},
         1.0 / temperature,
     )
-    return DistillationOutput(
-        loss=out.loss, terms={"contrastive": out.loss.detach()}, num_rows=int(rows.sum())
-    )
+    count = int(rows.sum())
+    return LossOutput(out.loss, {"contrastive": out.loss.detach()}, {"contrastive": count})
 
 
 @OBJECTIVES.register("feature_distillation")
@@ -238,9 +219,7 @@ class FeatureDistillationLoss(nn.Module):
         self.kind = kind
 
     @full_precision
-    def forward(
-        self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
-    ) -> DistillationOutput:
+    def forward(self, student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> LossOutput:
         """See :func:`feature_distillation_loss`."""
         return feature_distillation_loss(student, teacher, mask, self.kind)
 
@@ -266,7 +245,7 @@ class SoftLabelDistillationLoss(nn.Module):
     @full_precision
     def forward(
         self, student_logits: Tensor, teacher_logits: Tensor, mask: Tensor | None = None
-    ) -> DistillationOutput:
+    ) -> LossOutput:
         """See :func:`soft_label_distillation_loss`."""
         return soft_label_distillation_loss(student_logits, teacher_logits, self.temperature, mask)
 
@@ -293,9 +272,7 @@ class ContrastiveDistillationLoss(nn.Module):
         self.gather_distributed = gather_distributed
 
     @full_precision
-    def forward(
-        self, student: Tensor, teacher: Tensor, mask: Tensor | None = None
-    ) -> DistillationOutput:
+    def forward(self, student: Tensor, teacher: Tensor, mask: Tensor | None = None) -> LossOutput:
         """See :func:`contrastive_distillation_loss`."""
         return contrastive_distillation_loss(
             student, teacher, mask, self.temperature, self.gather_distributed

@@ -11,30 +11,14 @@ follows Ma et al., "SMIL: Multimodal Learning with Severely Missing Modality", A
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from modalab.objectives.output import zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 
-__all__ = ["ImputationOutput", "imputation_loss"]
-
-
-@dataclass
-class ImputationOutput:
-    """The imputation loss and its per-modality terms.
-
-    Attributes:
-        loss: Mean over target modalities that had at least one trainable row.
-        terms: Target modality → its loss.
-        num_rows: Target modality → rows that took part.
-    """
-
-    loss: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    num_rows: dict[str, int] = field(default_factory=dict)
+__all__ = ["imputation_loss"]
 
 
 def imputation_loss(
@@ -42,7 +26,7 @@ def imputation_loss(
     target: Mapping[str, Tensor],
     target_present: Mapping[str, Tensor],
     source_present: Mapping[str, Tensor] | None = None,
-) -> ImputationOutput:
+) -> LossOutput:
     """Mean squared error of imputed embeddings, on rows where the target is observed.
 
     Args:
@@ -80,4 +64,4 @@ def imputation_loss(
         loss = torch.stack(list(terms.values())).mean()
     else:
         loss = zero_like_graph(*predicted.values())
-    return ImputationOutput(loss=loss, terms=terms, num_rows=counts)
+    return LossOutput(loss, terms, counts)

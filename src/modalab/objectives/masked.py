@@ -17,6 +17,7 @@ are excluded by the caller's masks.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -137,6 +138,9 @@ class MaskedModalityLoss(nn.Module):
         >>> abs(round(out.loss.item(), 4))
         0.0
     """
+
+    #: Compares predictions with targets: ``forward(predictions, targets, valid)``.
+    takes_targets: ClassVar[bool] = True
 
     @full_precision
     def forward(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +91,9 @@ class BYOLLoss(nn.Module):
         >>> loss(p, t, m).loss.item()  # (2 + 0) / 2
         1.0
     """
+
+    #: Compares predictions with targets: ``forward(predictions, targets, present)``.
+    takes_targets: ClassVar[bool] = True
 
     def __init__(self, variant: str = "byol") -> None:
         super().__init__()

@@ -1,4 +1,15 @@
-"""The return type shared by the self-supervised objectives."""
+"""The one return type of every objective, and what a loss module declares about its inputs.
+
+Every registered loss module returns a :class:`LossOutput`. A self-supervised loss module
+also declares, as class attributes read by the two-branch recipe
+(:class:`~modalab.methods.siamese.SiameseMethod`), how it is called:
+
+* ``takes_targets`` (default ``False``): ``False`` — ``forward(embeddings, present)`` compares
+  the branches' projections; ``True`` — ``forward(predictions, targets, present)`` compares
+  predictions with (momentum or stop-gradient) targets;
+* ``keeps_queue`` (default ``False``): ``True`` — the recipe calls
+  ``enqueue(targets, present)`` after each training loss.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +22,15 @@ __all__ = ["LossOutput", "zero_like_graph"]
 
 @dataclass
 class LossOutput:
-    """The total loss and each named term, for logging.
+    """The total loss, its named terms (logged), and how many rows took part in each.
 
     Attributes:
         loss: Scalar total.
-        terms: Term name (e.g. ``"image~text"`` or ``"variance"``) → scalar.
-        num_rows: Term name → number of rows (samples) that took part in the term.
+        terms: Term name (e.g. ``"image~text"`` or ``"variance"``) → scalar, logged as
+            ``{stage}/{name}`` by the recipes.
+        num_rows: Term name → number of rows (samples, or pairs of a pair term) that took
+            part in the term; a term without rows (e.g. a pair jointly present in fewer than
+            two rows) is absent or counts ``0``.
     """
 
     loss: Tensor

@@ -15,22 +15,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.objectives.distributed import gather_mapping
-from modalab.objectives.output import zero_like_graph
+from modalab.objectives.output import LossOutput, zero_like_graph
 from modalab.objectives.precision import full_precision
 from modalab.objectives.registry import OBJECTIVES
 
 __all__ = [
     "GCELoss",
     "RINCELoss",
-    "RobustLossOutput",
     "SCELoss",
     "generalized_cross_entropy",
     "pairwise_info_nce",
@@ -39,21 +37,6 @@ __all__ = [
     "small_loss_selection",
     "symmetric_cross_entropy",
 ]
-
-
-@dataclass
-class RobustLossOutput:
-    """The total loss, its terms, and the per-sample (or per-pair) losses.
-
-    Attributes:
-        loss: Scalar total.
-        terms: Term name → scalar, for logging.
-        per_sample: ``[N]`` per-sample losses of the rows that took part (detached).
-    """
-
-    loss: Tensor
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    per_sample: Tensor | None = None
 
 
 def _check_q(q: float, low_inclusive: bool = False) -> None:
@@ -108,7 +91,7 @@ def rince_loss(
     q: float = 0.5,
     lam: float = 0.01,
     pairs: Sequence[tuple[str, str]] | None = None,
-) -> RobustLossOutput:
+) -> LossOutput:
     """RINCE over modality pairs, counting only rows where both modalities are present.
 
     Args:
@@ -120,8 +103,7 @@ def rince_loss(
         pairs: Modality pairs; default all unordered pairs.
 
     Returns:
-        Mean over pairs of the mean per-row loss; ``per_sample`` holds the per-row losses of
-        the first pair, in the order of its jointly present rows.
+        Mean over pairs of the mean per-row loss (terms detached), and each pair's row count.
 
     Example:
         >>> z = {"a": torch.eye(2), "b": torch.eye(2)}
@@ -135,7 +117,7 @@ def rince_loss(
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     terms: dict[str, Tensor] = {}
-    first: Tensor | None = None
+    counts: dict[str, int] = {}
     for a, b in pairs:
         rows = present[a] & present[b]
         if int(rows.sum()) < 2:
@@ -145,15 +127,12 @@ def rince_loss(
         zb = F.normalize(embeddings[b][rows], dim=-1)
         per_row = rince_pair(za, zb, logit_scale, q, lam)
         terms[f"{a}~{b}"] = per_row.mean()
-        if first is None:
-            first = per_row.detach()
+        counts[f"{a}~{b}"] = per_row.shape[0]
     if terms:
         loss = torch.stack(list(terms.values())).mean()
     else:
         loss = zero_like_graph(*embeddings.values())
-    return RobustLossOutput(
-        loss=loss, terms={k: v.detach() for k, v in terms.items()}, per_sample=first
-    )
+    return LossOutput(loss, {k: v.detach() for k, v in terms.items()}, counts)
 
 
 def pairwise_info_nce(embeddings_a: Tensor, embeddings_b: Tensor, logit_scale: float) -> Tensor:
@@ -336,7 +315,7 @@ class RINCELoss(nn.Module):
     @full_precision
     def forward(
         self, embeddings: Mapping[str, Tensor], present: Mapping[str, Tensor]
-    ) -> RobustLossOutput:
+    ) -> LossOutput:
         """Loss of ``{m: [B, D]}`` with ``{m: [B]}`` presence masks."""
         if self.gather_distributed:
             embeddings = gather_mapping(embeddings)
@@ -349,7 +328,7 @@ class GCELoss(nn.Module):
     """Generalised cross-entropy over observed labels (Zhang & Sabuncu, NeurIPS 2018).
 
     Example:
-        >>> GCELoss(q=1.0)(torch.zeros(2, 2), torch.tensor([0, 1])).item()
+        >>> GCELoss(q=1.0)(torch.zeros(2, 2), torch.tensor([0, 1])).loss.item()
         0.5
     """
 
@@ -359,9 +338,11 @@ class GCELoss(nn.Module):
         self.q = q
 
     @full_precision
-    def forward(self, logits: Tensor, label: Tensor) -> Tensor:
-        """Mean GCE of ``[B, C]`` logits against ``[B]`` labels."""
-        return generalized_cross_entropy(logits, label, self.q)
+    def forward(self, logits: Tensor, label: Tensor, observed: Tensor | None = None) -> LossOutput:
+        """Mean GCE of ``[B, C]`` logits against ``[B]`` labels on the ``observed`` rows."""
+        return _observed_loss(
+            "gce", logits, label, observed, lambda x, y: generalized_cross_entropy(x, y, self.q)
+        )
 
 
 @OBJECTIVES.register("sce")
@@ -369,7 +350,7 @@ class SCELoss(nn.Module):
     """Symmetric cross-entropy (Wang et al., ICCV 2019).
 
     Example:
-        >>> round(SCELoss(alpha=1.0, beta=0.0)(torch.zeros(1, 2), torch.tensor([0])).item(), 4)
+        >>> round(SCELoss(alpha=1.0, beta=0.0)(torch.zeros(1, 2), torch.tensor([0])).loss.item(), 4)
         0.6931
     """
 
@@ -380,6 +361,29 @@ class SCELoss(nn.Module):
         self.alpha, self.beta, self.log_zero = alpha, beta, log_zero
 
     @full_precision
-    def forward(self, logits: Tensor, label: Tensor) -> Tensor:
-        """Mean SCE of ``[B, C]`` logits against ``[B]`` labels."""
-        return symmetric_cross_entropy(logits, label, self.alpha, self.beta, self.log_zero)
+    def forward(self, logits: Tensor, label: Tensor, observed: Tensor | None = None) -> LossOutput:
+        """Mean SCE of ``[B, C]`` logits against ``[B]`` labels on the ``observed`` rows."""
+        return _observed_loss(
+            "sce",
+            logits,
+            label,
+            observed,
+            lambda x, y: symmetric_cross_entropy(x, y, self.alpha, self.beta, self.log_zero),
+        )
+
+
+def _observed_loss(
+    name: str,
+    logits: Tensor,
+    label: Tensor,
+    observed: Tensor | None,
+    fn: Callable[[Tensor, Tensor], Tensor],
+) -> LossOutput:
+    """``fn`` (GCE or SCE) over the ``observed`` rows (default: all), as term ``name``."""
+    rows = torch.ones_like(label, dtype=torch.bool) if observed is None else observed
+    count = int(rows.sum())
+    if count == 0:
+        zero = zero_like_graph(logits)
+        return LossOutput(zero, {name: zero.detach()}, {name: 0})
+    loss = fn(logits[rows], label[rows])
+    return LossOutput(loss, {name: loss.detach()}, {name: count})
