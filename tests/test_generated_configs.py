@@ -106,7 +106,8 @@ def test_choices_and_ranges_are_checked_when_composing() -> None:
 
 
 def test_a_composed_config_pickles() -> None:
-    cfg = compose_config(["method=grad_blend", "data=digits"])
+    cfg = compose_config(["method=grad_blend", "data=mnist5k"])  # both generated classes
+    assert type(OmegaConf.to_object(cfg).method).__name__ == "GradBlendMethodConfig"
     assert pickle.loads(pickle.dumps(cfg)) == cfg
 
 

@@ -149,7 +149,9 @@ def test_distill_teacher_preference_and_other_student(modalities, teacher, stude
     cfg = compose_config(["data.n_samples=60", f"data.modalities=[{','.join(modalities)}]"])
     splits = build_data(dict(cfg.data))
     encoder = build_encoders(dict(cfg.model), splits)
-    method = build_distill(encoder, splits.num_classes, 32, "text|image", "")
+    method = build_distill(
+        encoder, splits.num_classes, 32, teacher_modality="text|image", student_modality=""
+    )
     assert (method.teacher_modality, method.student_modality) == (teacher, student)
 
 
@@ -158,9 +160,17 @@ def test_distill_modality_errors_name_the_data():
     splits = build_data(dict(cfg.data))
     encoder = build_encoders(dict(cfg.model), splits)
     with pytest.raises(ValueError, match="exactly two modalities"):
-        build_distill(encoder, splits.num_classes, 32, "image", "")
+        build_distill(
+            encoder, splits.num_classes, 32, teacher_modality="image", student_modality=""
+        )
     with pytest.raises(ValueError, match="names none"):
-        build_distill(encoder, splits.num_classes, 32, "depth|video", "audio")
+        build_distill(
+            encoder,
+            splits.num_classes,
+            32,
+            teacher_modality="depth|video",
+            student_modality="audio",
+        )
 
 
 def _load_tables():

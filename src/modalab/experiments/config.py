@@ -282,9 +282,8 @@ def method_config(entry: RegistryEntry[Any]) -> type:
         else:
             default = field(default=default)
         fields.append((param.name, kind, default))
-    title = "".join(part.title() for part in entry.name.split("_"))
     cls = make_dataclass(
-        f"{title}MethodConfig",
+        f"{_title(entry.name)}MethodConfig",
         fields,
         namespace={"validate": _validate_method, "_choices": choices},
     )
@@ -302,12 +301,18 @@ def data_config(entry: RegistryEntry[Any]) -> type:
     names = {f.name: f.default for f in getattr(config, "__dataclass_fields__", {}).values()}
     if names.get("name") == entry.name:
         return config  # type: ignore[no-any-return]
-    title = config.__name__.removesuffix("Config")
     cls = make_dataclass(
-        f"{title}DataConfig", [("name", str, field(default=entry.name))], bases=(config,)
+        f"{_title(entry.name)}DataConfig",
+        [("name", str, field(default=entry.name))],
+        bases=(config,),
     )
     cls.__doc__ = f"``data={entry.name}``: {entry.description}"
     return _importable(cls)
+
+
+def _title(name: str) -> str:
+    """``supervised_robust`` → ``SupervisedRobust`` (generated class names)."""
+    return "".join(part.title() for part in name.split("_"))
 
 
 def _importable(cls: type) -> type:
