@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry", "RegistryEntry"]
 
@@ -25,11 +25,17 @@ class RegistryEntry(Generic[T]):
         name: The name it is registered under.
         obj: The registered class or function.
         description: One-line description.
+        config: The structured config (a dataclass) of the option ``<kind>=<name>``, where the
+            component's arguments are not its own signature (datasets: ``**kwargs`` of it).
+        sources: The data sources (:data:`modalab.data.SOURCES` names) a dataset reads; empty:
+            bundled or generated data.
     """
 
     name: str
     obj: T
     description: str
+    config: Any = None
+    sources: tuple[str, ...] = ()
 
 
 class Registry(Generic[T]):
@@ -54,12 +60,21 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, RegistryEntry[T]] = {}
 
-    def register(self, name: str, description: str | None = None) -> Callable[[T], T]:
+    def register(
+        self,
+        name: str,
+        description: str | None = None,
+        *,
+        config: Any = None,
+        sources: tuple[str, ...] = (),
+    ) -> Callable[[T], T]:
         """Decorator that registers ``obj`` under ``name``.
 
         Args:
             name: Unique name.
             description: One-line description; defaults to the docstring's first line.
+            config: The option's structured config class (see :class:`RegistryEntry`).
+            sources: The data sources a dataset reads.
 
         Returns:
             The decorator, which returns the object unchanged.
@@ -69,7 +84,7 @@ class Registry(Generic[T]):
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"A {self.kind} named {name!r} is already registered.")
             doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
-            self._entries[name] = RegistryEntry(name=name, obj=obj, description=doc)
+            self._entries[name] = RegistryEntry(name, obj, doc, config, tuple(sources))
             return obj
 
         return decorator

@@ -57,13 +57,13 @@ def _summary(name: str, data_dir: Path) -> str:
 
 def _list(console: Console, data_dir: Path) -> int:
     from modalab.data import DATASETS
-    from modalab.data.files import DATASET_SOURCES, SOURCES
+    from modalab.data.files import SOURCES
 
     table = Table(title=f"datasets (data directory: {data_dir})")
     for column in ("dataset", "description", "sources", "files on disk"):
         table.add_column(column)
     for entry in DATASETS.entries():
-        sources = DATASET_SOURCES.get(entry.name, ())
+        sources = entry.sources
         state = _summary(entry.name, data_dir) if sources else "none needed (bundled/generated)"
         table.add_row(entry.name, entry.description, ", ".join(sources), state)
     console.print(table)

@@ -934,7 +934,7 @@ def _input_files(data_dir: Path, noise: bool = False) -> list[Path]:
     return files + _wav_files(fsdd) + extra
 
 
-@DATASETS.register("avmnist")
+@DATASETS.register("avmnist", config=AVMNISTConfig, sources=("mnist", "fsdd"))
 def make_avmnist(**kwargs: Any) -> Splits:
     """AV-MNIST from the original files: MNIST images paired by digit with FSDD spoken digits.
 

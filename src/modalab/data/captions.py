@@ -398,7 +398,7 @@ def _check_fractions(val: float, test: float, per_image: int, size: int) -> None
         raise ValueError("Need data.captions_per_image >= 1 and data.image_size >= 16.")
 
 
-@DATASETS.register("coco")
+@DATASETS.register("coco", config=COCOConfig, sources=("coco",))
 def make_coco(**kwargs: Any) -> Splits:
     """COCO 2017 image–caption pairs (the images on disk), labelled by their largest object.
 
@@ -485,7 +485,7 @@ def _read_manifest(path: Path, separator: str) -> pd.DataFrame:
         raise CorruptDataError(f"{path}: cannot be parsed as a manifest ({error}).") from None
 
 
-@DATASETS.register("manifest")
+@DATASETS.register("manifest", config=ManifestConfig)
 def make_manifest(**kwargs: Any) -> Splits:
     """Users' own image–caption pairs from an open_clip-style CSV/TSV/JSONL manifest.
 

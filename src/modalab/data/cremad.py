@@ -49,7 +49,6 @@ import torch
 
 from modalab.data.audio import fix_length, log_mel_spectrogram, read_wav
 from modalab.data.files import (
-    DATASET_SOURCES,
     SOURCES,
     CorruptDataError,
     DataFile,
@@ -359,7 +358,7 @@ def _read_frame(folder: Path, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32).transpose(2, 0, 1) / 255.0
 
 
-@DATASETS.register("cremad")
+@DATASETS.register("cremad", config=CremaDConfig, sources=("crema-d",))
 def make_cremad(**kwargs: Any) -> Splits:
     """CREMA-D emotion clips with OGM-GE's train/test split (6 classes).
 
@@ -500,4 +499,3 @@ def cremad_source(
 SOURCES.register("crema-d", "CREMA-D audio-visual emotion clips (Git LFS media, SHA-256)")(
     cremad_source()
 )
-DATASET_SOURCES.setdefault("cremad", ("crema-d",))

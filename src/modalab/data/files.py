@@ -30,7 +30,6 @@ from modalab.errors import DataError
 from modalab.registry import Registry
 
 __all__ = [
-    "DATASET_SOURCES",
     "DATA_ENV",
     "ON_ERROR",
     "SOURCES",
@@ -543,25 +542,20 @@ def download_source(
     return verify_source(source, data_dir)
 
 
-#: Dataset name → the data sources it reads (datasets not listed need no files).
-DATASET_SOURCES: dict[str, tuple[str, ...]] = {
-    "avmnist": ("mnist", "fsdd"),
-    "pneumoniamnist": ("pneumoniamnist",),
-    "coco": ("coco",),
-}
-
-
 def sources_for(name: str) -> list[DataSource]:
     """The sources of a dataset name, or the source of that name.
 
     Raises:
         KeyError: Naming the valid dataset and source names.
     """
-    if name in DATASET_SOURCES:
-        return [SOURCES.get(s) for s in DATASET_SOURCES[name]]
+    from modalab.data.registry import DATASETS  # the dataset modules import this one
+
+    with_files = {e.name: e.sources for e in DATASETS.entries() if e.sources}
+    if name in with_files:
+        return [SOURCES.get(s) for s in with_files[name]]
     if name in SOURCES:
         return [SOURCES.get(name)]
     raise KeyError(
         f"Unknown dataset or data source {name!r}; datasets with files: "
-        f"{', '.join(sorted(DATASET_SOURCES))}; sources: {', '.join(SOURCES.names())}."
+        f"{', '.join(sorted(with_files))}; sources: {', '.join(SOURCES.names())}."
     )

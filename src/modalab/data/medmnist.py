@@ -238,7 +238,7 @@ class MedMNISTConfig:
             raise ValueError(f"data.max_per_split must be >= 0, got {self.max_per_split}.")
 
 
-@DATASETS.register("pneumoniamnist")
+@DATASETS.register("pneumoniamnist", config=MedMNISTConfig, sources=("pneumoniamnist",))
 def make_pneumoniamnist(**kwargs: Any) -> Splits:
     """PneumoniaMNIST chest X-rays (MedMNIST ``.npz``) with a derived second modality.
 

@@ -40,7 +40,6 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from modalab.data.files import (
-    DATASET_SOURCES,
     SOURCES,
     CorruptDataError,
     DataFile,
@@ -240,7 +239,7 @@ class MFeatConfig:
             )
 
 
-@DATASETS.register("mfeat")
+@DATASETS.register("mfeat", config=MFeatConfig, sources=("mfeat",))
 def make_mfeat(**kwargs: Any) -> Splits:
     """UCI Multiple Features: six views of 2,000 handwritten digits, stratified splits.
 
@@ -320,4 +319,3 @@ SOURCES.register("mfeat", "UCI Multiple Features (six views of 2,000 digits)")(
         check=_check_mfeat,
     )
 )
-DATASET_SOURCES.setdefault("mfeat", ("mfeat",))

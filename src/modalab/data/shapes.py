@@ -543,7 +543,7 @@ def _slice_truth(truth: ShapesTruth, rows: Tensor) -> ShapesTruth:
     )
 
 
-@DATASETS.register("shapes")
+@DATASETS.register("shapes", config=ShapesConfig)
 def make_shapes(**kwargs: Any) -> Splits:
     """Embedded synthetic image/text/audio data with known latent factors (no download).
 

@@ -41,13 +41,7 @@ TeacherLoader = Callable[[str, str], tuple[nn.Module, int]]
 def _call_with_config(
     builder: Callable[..., Any], kwargs: Mapping[str, Any], where: str, **extra: Any
 ) -> Any:
-    """Call a builder with config kwargs, turning a bad keyword into a ConfigError."""
-    params = inspect.signature(builder).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    unknown = [k for k in kwargs if k not in params]
-    if unknown and not accepts_any:
-        valid = [k for k in params if k not in extra and params[k].kind.name != "VAR_POSITIONAL"]
-        raise ConfigError(f"Unknown keys {unknown} in {where}; valid keys: {valid}.")
+    """Call a builder with config kwargs (struct mode checked the keys), errors as ConfigError."""
     try:
         return builder(**extra, **kwargs)
     except (CorruptDataError, DataError):

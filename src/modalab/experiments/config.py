@@ -9,50 +9,41 @@ plain arguments.
 
 from __future__ import annotations
 
+import inspect
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, make_dataclass
+from functools import partial
+from typing import Any, Literal
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import II, MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from modalab.data.avmnist import AVMNISTConfig
-from modalab.data.captions import COCOConfig, ManifestConfig
-from modalab.data.cremad import CremaDConfig
-from modalab.data.medmnist import MedMNISTConfig
-from modalab.data.mfeat import MFeatConfig
-from modalab.data.noisymnist import NoisyMNISTConfig
-from modalab.data.sanity import SanityConfig
-from modalab.data.shapes import ShapesConfig
+from modalab.data import DATASETS
 from modalab.evaluation.features import EvalConfig
 from modalab.experiments.errors import ConfigError
-from modalab.experiments.repair_configs import REPAIR_METHOD_CONFIGS
+from modalab.methods import METHODS
+from modalab.registry import RegistryEntry
 from modalab.scenarios import SCENARIOS
 from modalab.schedules import EarlyStoppingConfig, LRSchedule
 
 __all__ = [
-    "ClipMethodConfig",
     "ConfigError",
     "MlflowConfig",
     "ModelConfig",
     "RunConfig",
-    "SupervisedMethodConfig",
     "TrainerConfig",
     "compose_config",
+    "data_config",
+    "method_config",
     "register_configs",
     "validate_config",
 ]
-
-
-@dataclass
-class ShapesDataConfig(ShapesConfig):
-    """``data=shapes``: the embedded synthetic dataset (see :class:`ShapesConfig`)."""
-
-    name: str = "shapes"
 
 
 @dataclass
@@ -80,43 +71,6 @@ class ModelConfig:
                 name,
                 " | ".join(["auto", *ENCODERS.names()]),
             )
-
-
-@dataclass
-class ClipMethodConfig:
-    """``method=clip``: CLIP symmetric InfoNCE over all modality pairs."""
-
-    name: str = "clip"
-    lr: float = 2e-3  # peak AdamW learning rate
-    weight_decay: float = 1e-4
-    temperature: float = 0.07  # initial temperature
-    learn_temperature: bool = True
-    proj_dim: int = 64  # joint embedding size
-    proj_hidden: int = 0  # 0: linear projection head (CLIP); >0: two-layer MLP head
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field."""
-        _check_optim(self.lr, self.weight_decay)
-        _check(self.temperature > 0, "method.temperature", self.temperature, "a number > 0")
-        _check(self.proj_dim >= 1, "method.proj_dim", self.proj_dim, "an integer >= 1")
-        _check(self.proj_hidden >= 0, "method.proj_hidden", self.proj_hidden, "an integer >= 0")
-
-
-@dataclass
-class SupervisedMethodConfig:
-    """``method=supervised``: supervised late fusion (the baseline)."""
-
-    name: str = "supervised"
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    fusion: str = "concat"  # concat | mean (over present modalities)
-    hidden: int = 128  # hidden width of the classification head
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field."""
-        _check_optim(self.lr, self.weight_decay)
-        _check(self.fusion in ("concat", "mean"), "method.fusion", self.fusion, "concat | mean")
-        _check(self.hidden >= 1, "method.hidden", self.hidden, "an integer >= 1")
 
 
 @dataclass
@@ -269,44 +223,128 @@ def _check(ok: bool, key: str, value: Any, valid: str) -> None:
         raise ValueError(f"{key}={value!r} is invalid: expected {valid}.")
 
 
-def _check_optim(lr: float, weight_decay: float) -> None:
-    _check(lr > 0 and lr < float("inf"), "method.lr", lr, "a finite number > 0")
-    _check(weight_decay >= 0, "method.weight_decay", weight_decay, "a number >= 0")
-
-
 _GROUPS = ("data", "model", "method", "eval", "trainer")
 _REGISTERED = False
 
 
+#: Hyperparameters that mean the same in every method: key → (valid?, what is valid).
+_METHOD_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: 0 < v < float("inf"), "a finite number > 0"),
+    "weight_decay": (lambda v: v >= 0, "a number >= 0"),
+    "temperature": (lambda v: v > 0, "a number > 0"),
+    "proj_dim": (lambda v: v >= 1, "an integer >= 1"),
+    "proj_hidden": (lambda v: v >= 0, "an integer >= 0"),
+    "hidden": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def _validate_method(self: Any) -> None:
+    """Raise ``ValueError`` naming a hyperparameter out of its range or choices."""
+    for key, (ok, valid) in _METHOD_RANGES.items():
+        if hasattr(self, key):
+            _check(ok(getattr(self, key)), f"method.{key}", getattr(self, key), valid)
+    for key, choices in self._choices.items():
+        value = getattr(self, key)
+        _check(value in choices, f"method.{key}", value, " | ".join(choices))
+
+
+def method_config(entry: RegistryEntry[Any]) -> type:
+    """The structured config of ``method=<name>``, generated from the builder's signature.
+
+    The builder's keyword-only parameters are the hyperparameters: each becomes a field with
+    the parameter's type and default (``Literal`` choices: a ``str`` checked by ``validate``;
+    a tuple: a list). A keyword-only ``seed`` follows the run's seed (``${seed}``). The other
+    parameters (encoder, number of classes, example batch, ...) are the runner's context.
+
+    Args:
+        entry: A :data:`~modalab.methods.METHODS` entry (a builder or a ``functools.partial``
+            of one with other defaults: a variant).
+
+    Returns:
+        A dataclass with ``name`` and the hyperparameters, and a ``validate()`` method.
+    """
+    builder = entry.obj
+    hints = typing.get_type_hints(builder.func if isinstance(builder, partial) else builder)
+    fields: list[tuple[str, Any, Any]] = [("name", str, field(default=entry.name))]
+    choices: dict[str, tuple[str, ...]] = {}
+    for param in inspect.signature(builder).parameters.values():
+        if param.kind is not inspect.Parameter.KEYWORD_ONLY:
+            continue
+        kind, default = hints[param.name], param.default
+        if typing.get_origin(kind) is Literal:
+            choices[param.name] = typing.get_args(kind)
+            kind = str
+        if param.name == "seed":
+            default = II("seed")
+        if isinstance(default, tuple | list):
+            kind = list[typing.get_args(kind)[0]]  # type: ignore[misc]
+            default = field(default_factory=partial(list, default))
+        else:
+            default = field(default=default)
+        fields.append((param.name, kind, default))
+    cls = make_dataclass(
+        f"{_title(entry.name)}MethodConfig",
+        fields,
+        namespace={"validate": _validate_method, "_choices": choices},
+    )
+    cls.__doc__ = f"``method={entry.name}``: {entry.description}"
+    return _importable(cls)
+
+
+def data_config(entry: RegistryEntry[Any]) -> type:
+    """The structured config of ``data=<name>``: the registered config, ``name`` defaulting to it.
+
+    Args:
+        entry: A :data:`~modalab.data.DATASETS` entry registered with ``config=``.
+    """
+    config = entry.config
+    names = {f.name: f.default for f in getattr(config, "__dataclass_fields__", {}).values()}
+    if names.get("name") == entry.name:
+        return config  # type: ignore[no-any-return]
+    cls = make_dataclass(
+        f"{_title(entry.name)}DataConfig",
+        [("name", str, field(default=entry.name))],
+        bases=(config,),
+    )
+    cls.__doc__ = f"``data={entry.name}``: {entry.description}"
+    return _importable(cls)
+
+
+def _title(name: str) -> str:
+    """``supervised_robust`` → ``SupervisedRobust`` (generated class names)."""
+    return "".join(part.title() for part in name.split("_"))
+
+
+def _importable(cls: type) -> type:
+    """Give a generated class a module-level name, so that a composed config pickles."""
+    cls.__module__ = __name__
+    cls.__qualname__ = cls.__name__
+    setattr(sys.modules[__name__], cls.__name__, cls)
+    return cls
+
+
 def register_configs() -> None:
-    """Register every config group option in Hydra's ConfigStore (idempotent)."""
+    """Register every config group option in Hydra's ConfigStore (idempotent).
+
+    Datasets, methods and scenarios are read from their registries: a dataset's registered
+    ``config``, a method's config generated from its builder (:func:`method_config`), a
+    scenario class (its own structured config).
+    """
     global _REGISTERED
     if _REGISTERED:
         return
     cs = ConfigStore.instance()
     cs.store(name="config", node=RunConfig)
-    cs.store(group="data", name="shapes", node=ShapesDataConfig)
-    cs.store(group="data", name="avmnist", node=AVMNISTConfig)
-    cs.store(group="data", name="pneumoniamnist", node=MedMNISTConfig)
-    cs.store(group="data", name="coco", node=COCOConfig)
-    cs.store(group="data", name="manifest", node=ManifestConfig)
-    cs.store(group="data", name="digits", node=SanityConfig)
-    cs.store(group="data", name="mnist5k", node=SanityConfig(name="mnist5k"))
-    cs.store(group="data", name="mfeat", node=MFeatConfig)
-    cs.store(group="data", name="noisymnist", node=NoisyMNISTConfig)
-    cs.store(group="data", name="cremad", node=CremaDConfig)
+    for dataset in DATASETS.entries():
+        cs.store(group="data", name=dataset.name, node=data_config(dataset))
+    for method in METHODS.entries():
+        cs.store(group="method", name=method.name, node=method_config(method))
     cs.store(group="model", name="default", node=ModelConfig)
-    cs.store(group="method", name="clip", node=ClipMethodConfig)
-    cs.store(group="method", name="supervised", node=SupervisedMethodConfig)
     cs.store(group="scenario", name="none", node={})
     for entry in SCENARIOS.entries():  # each scenario class is its own structured config
         cs.store(
             group="scenario", name=entry.name, node=entry.obj, package=f"scenario.{entry.name}"
         )
-    from modalab.experiments.method_configs import METHOD_CONFIGS
-
-    for name, node in {**METHOD_CONFIGS, **REPAIR_METHOD_CONFIGS}.items():
-        cs.store(group="method", name=name, node=node)
     cs.store(group="eval", name="default", node=EvalConfig)
     cs.store(group="trainer", name="default", node=TrainerConfig)
     _REGISTERED = True

@@ -67,6 +67,7 @@ def build_clip(
     encoder: MultimodalEncoder,
     num_classes: int,
     embed_dim: int,
+    *,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
     temperature: float = 0.07,
@@ -74,7 +75,19 @@ def build_clip(
     proj_dim: int = 64,
     proj_hidden: int = 0,
 ) -> CLIPMethod:
-    """CLIP: symmetric InfoNCE between every pair of modalities, learnable temperature."""
+    """CLIP: symmetric InfoNCE between every pair of modalities, learnable temperature.
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: CLIP is self-supervised).
+        embed_dim: Output size of the encoders.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        temperature: Initial softmax temperature.
+        learn_temperature: Learn the temperature (as a log-scale parameter).
+        proj_dim: Size of the joint embedding.
+        proj_hidden: 0: linear projection head (CLIP); > 0: two-layer MLP head of this width.
+    """
     encoder.projections = nn.ModuleDict(
         {m: ProjectionHead(embed_dim, proj_dim, proj_hidden) for m in encoder.modalities}
     )

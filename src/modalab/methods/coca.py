@@ -106,6 +106,7 @@ def build_coca(
     embed_dim: int,
     example: MultimodalBatch | None = None,
     data_info: dict[str, Any] | None = None,
+    *,
     caption_modality: str = "text",
     caption_weight: float = 1.0,
     temperature: float = 0.07,
@@ -115,7 +116,23 @@ def build_coca(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
 ) -> CoCaMethod:
-    """CoCa: CLIP plus GPT-style captioning conditioned on the other modalities (TMLR 2022)."""
+    """CoCa: CLIP plus GPT-style captioning conditioned on the other modalities (TMLR 2022).
+
+    Args:
+        encoder: Per-modality encoders; the non-caption ones need ``token_states``.
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to size the caption decoder.
+        data_info: The dataset's info (``vocab_size``, ``pad_id``).
+        caption_modality: The token-id modality that is captioned.
+        caption_weight: Weight of the captioning loss beside the contrastive one.
+        temperature: Softmax temperature of the contrastive (CLIP) term.
+        proj_dim: Size of the joint embedding.
+        decoder_width: Width of the caption decoder.
+        decoder_depth: Number of layers of the caption decoder.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     if example is None:
         raise ValueError("build_coca needs an example batch.")
     info = data_info or {}

@@ -194,6 +194,7 @@ def build_distill(
     num_classes: int,
     embed_dim: int,
     load_teacher: Callable[[str, str], tuple[nn.Module, int]] | None = None,
+    *,
     teacher_modality: str = "image",
     student_modality: str = "audio",
     teacher_source: str = "train",
@@ -213,9 +214,24 @@ def build_distill(
     ``shapes`` with ``data.modalities=[text,image]`` and image → audio on AV-MNIST, with
     ``method.teacher_modality='text|image' method.student_modality=''``.
 
-    ``load_teacher`` (a context argument, not a config key) maps ``(teacher_run,
-    teacher_modality)`` to the trained encoder of that modality and its embedding size; the
-    composition root passes :func:`modalab.experiments.rundir.load_teacher`.
+    Args:
+        encoder: Per-modality encoders (the student's is trained).
+        num_classes: Number of classes (of the in-run teacher and of ``kd``).
+        embed_dim: Output size of the encoders.
+        load_teacher: Maps ``(teacher_run, teacher_modality)`` to the trained encoder of that
+            modality and its embedding size (a context argument, not a config key); the
+            composition root passes :func:`modalab.experiments.rundir.load_teacher`.
+        teacher_modality: The rich modality; ``a|b``: the first of them the data has.
+        student_modality: The poor modality, evaluated alone; ``""``: the data's other one.
+        teacher_source: ``train``: a supervised teacher phase in this run; ``encoder``: the
+            teacher's encoder as built; ``run``: the encoder of the finished ``teacher_run``.
+        teacher_run: Run directory of a finished run (``teacher_source=run``).
+        teacher_dim: Teacher embedding size; 0: ``embed_dim``.
+        teacher_epochs: Supervised teacher epochs before distillation (``teacher_source=train``).
+        objective: ``cosine`` | ``mse`` (features), ``contrastive`` (LiT) or ``kd`` (soft labels).
+        temperature: Temperature of ``kd`` and of ``contrastive`` (use ~0.1 there).
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
     """
     names = list(encoder.modalities)
     preferred = [m for m in teacher_modality.split("|") if m in names]

@@ -166,6 +166,8 @@ def build_fusion(
     embed_dim: int,
     example: MultimodalBatch | None = None,
     data_info: dict[str, Any] | None = None,
+    seed: int = 0,
+    *,
     width: int = 64,
     depth: int = 2,
     heads: int = 4,
@@ -174,9 +176,25 @@ def build_fusion(
     match_weight: float = 1.0,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> CrossAttentionFusionMethod:
-    """Cross-attention (co-attention) fusion with masked modelling and matching (ViLBERT)."""
+    """Cross-attention (co-attention) fusion with masked modelling and matching (ViLBERT).
+
+    Args:
+        encoder: Per-modality encoders with ``token_states``.
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to size the token streams.
+        data_info: The dataset's info (``vocab_size``, ``mask_id`` for token modalities).
+        seed: Seed of the masking and of the swapped (negative) pairs.
+        width: Width of the cross-attention layers.
+        depth: Number of co-attention layers.
+        heads: Attention heads per layer.
+        mask_prob: Probability that a token is masked for masked modelling.
+        match_modality: The modality swapped to make non-matching pairs; ``""``: the last.
+        match_weight: Weight of the matching loss.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     if example is None:
         raise ValueError("build_fusion needs an example batch to size the token streams.")
     if len(encoder.modalities) < 2:

@@ -219,6 +219,8 @@ def build_masked(
     embed_dim: int,
     example: MultimodalBatch | None = None,
     data_info: dict[str, Any] | None = None,
+    seed: int = 0,
+    *,
     mask_prob: float = 0.3,
     image_patch: int = 8,
     sequence_patch: int = 64,
@@ -226,9 +228,24 @@ def build_masked(
     predictor_hidden: int = 128,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> MaskedModellingMethod:
-    """Masked modelling: masked tokens (BERT), masked patches (MAE) and masked modality."""
+    """Masked modelling: masked tokens (BERT), masked patches (MAE) and masked modality.
+
+    Args:
+        encoder: Per-modality encoders (token modalities need ``token_states``).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to size the decoders.
+        data_info: The dataset's info (``vocab_size``, ``mask_id`` for token modalities).
+        seed: Seed of the masks.
+        mask_prob: Probability that a token or patch is masked.
+        image_patch: Patch side for ``[B, C, H, W]`` inputs.
+        sequence_patch: Patch length for ``[B, C, T]`` inputs.
+        modality_weight: Weight of masked-modality prediction.
+        predictor_hidden: Hidden width of the masked-modality predictor.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     if example is None:
         raise ValueError("build_masked needs an example batch to size its decoders.")
     info = data_info or {}

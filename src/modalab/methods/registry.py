@@ -26,6 +26,8 @@ class RepresentationLearner(Protocol):
         ...
 
 
-#: Method builders ``(encoder, num_classes, **method_kwargs) -> LightningModule``; the
-#: encoder is a :class:`~modalab.models.MultimodalEncoder` without projection heads.
+#: Method builders ``(encoder, num_classes, embed_dim, [example, data_info, seed], *,
+#: **hyperparameters) -> LightningModule``; the encoder is a
+#: :class:`~modalab.models.MultimodalEncoder` without projection heads. The keyword-only
+#: hyperparameters (defaults, ``Args:`` docstring) are the config of ``method=<name>``.
 METHODS: Registry[Callable[..., Any]] = Registry("method")

@@ -12,6 +12,8 @@ broke), the precision and recall of the pairs flagged by the filter are logged a
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -127,8 +129,9 @@ def build_clip_rince(
     encoder: MultimodalEncoder,
     num_classes: int,
     embed_dim: int,
-    modalities: list[str] | None = None,
-    loss: str = "rince",
+    *,
+    modalities: tuple[str, ...] = (),
+    loss: Literal["infonce", "rince"] = "rince",
     temperature: float = 0.1,
     q: float = 0.5,
     lam: float = 0.01,
@@ -138,7 +141,23 @@ def build_clip_rince(
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
 ) -> RobustCLIPMethod:
-    """Contrastive pairs robust to misalignment: RINCE and/or small-loss pair filtering."""
+    """Contrastive pairs robust to misalignment: RINCE and/or small-loss pair filtering.
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        modalities: The two modalities to contrast; empty: the data's first two.
+        loss: ``infonce`` or ``rince``.
+        temperature: Fixed softmax temperature.
+        q: RINCE robustness ``q`` in (0, 1].
+        lam: RINCE partition weight ``lambda``.
+        keep_fraction: Fraction of pairs kept by the small-loss filter (1: no filtering).
+        filter_warmup_epochs: Epochs trained on all pairs before filtering starts.
+        proj_dim: Size of the joint embedding.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     names = list(modalities) if modalities else list(encoder.modalities)[:2]
     if len(names) != 2 or any(n not in encoder.modalities for n in names):
         raise ValueError(

@@ -9,6 +9,7 @@ trained jointly), and the classification loss (cross-entropy, GCE or SCE).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -180,10 +181,11 @@ def build_supervised_robust(
     encoder: MultimodalEncoder,
     num_classes: int,
     embed_dim: int,
-    fill: str = "zero",
+    *,
+    fill: Literal["zero", "absent", "impute"] = "zero",
     dropout_rate: float = 0.0,
     imputation_weight: float = 1.0,
-    label_loss: str = "ce",
+    label_loss: Literal["ce", "gce", "sce"] = "ce",
     gce_q: float = 0.7,
     sce_alpha: float = 0.1,
     sce_beta: float = 1.0,
@@ -192,7 +194,24 @@ def build_supervised_robust(
     weight_decay: float = 1e-4,
     seed: int = 0,
 ) -> RobustFusionMethod:
-    """Supervised late fusion with modality dropout, absent embeddings/imputation, GCE/SCE."""
+    """Supervised late fusion with modality dropout, absent embeddings/imputation, GCE/SCE.
+
+    Args:
+        encoder: Per-modality encoders.
+        num_classes: Number of classes.
+        embed_dim: Output size of the encoders.
+        fill: Absent modalities: ``zero``, a learned ``absent`` embedding or ``impute``d.
+        dropout_rate: Modality dropout probability during training.
+        imputation_weight: Weight of the imputation loss (``fill=impute``).
+        label_loss: ``ce``, ``gce`` (generalised CE) or ``sce`` (symmetric CE).
+        gce_q: ``q`` of GCE.
+        sce_alpha: ``alpha`` of SCE.
+        sce_beta: ``beta`` of SCE.
+        hidden: Hidden width of the classification head.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        seed: Seed of the modality dropout (the run's seed in a config: ``${seed}``).
+    """
     return RobustFusionMethod(
         encoder,
         num_classes,

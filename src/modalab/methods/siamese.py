@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -226,6 +226,8 @@ def build_simclr(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     temperature: float = 0.2,
     proj_dim: int = 64,
@@ -233,9 +235,23 @@ def build_simclr(
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """SimCLR NT-Xent: two augmented views of one modality, or across modalities (ICML 2020)."""
+    """SimCLR NT-Xent: two augmented views of one modality, or across modalities (ICML 2020).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        temperature: NT-Xent softmax temperature.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     return SiameseMethod(
@@ -256,6 +272,8 @@ def build_slip(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     temperature: float = 0.2,
     clip_temperature: float = 0.07,
@@ -264,9 +282,24 @@ def build_slip(
     proj_hidden: int = 128,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """SLIP: CLIP across modalities plus SimCLR within one modality (Mu et al., ECCV 2022)."""
+    """SLIP: CLIP across modalities plus SimCLR within one modality (Mu et al., ECCV 2022).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: The modality of the SimCLR term (two augmented views); ``""``: the first.
+        temperature: Temperature of the SimCLR (NT-Xent) term.
+        clip_temperature: Temperature of the CLIP term.
+        clip_weight: Weight of the CLIP term.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head (0: linear).
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     modality = modality or encoder.modalities[0]
     encoder.projections = _heads([modality], embed_dim, proj_dim, proj_hidden)
     clip_heads = _heads(encoder.modalities, embed_dim, proj_dim, 0)
@@ -291,8 +324,10 @@ def build_moco(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
-    version: str = "v2",
+    version: Literal["v2", "v3"] = "v2",
     queue_size: int = 1024,
     temperature: float = 0.2,
     momentum: float = 0.99,
@@ -301,9 +336,26 @@ def build_moco(
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """MoCo: momentum encoder with a queue of negatives (v2) or a predictor (v3), per modality."""
+    """MoCo: momentum encoder with a queue of negatives (v2) or a predictor (v3), per modality.
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        version: ``v2``: a queue of negatives; ``v3``: a predictor, negatives from the batch.
+        queue_size: Keys per modality queue (v2).
+        temperature: InfoNCE softmax temperature.
+        momentum: EMA momentum of the key encoder.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     if version not in ("v2", "v3"):
         raise ValueError(f"method.version={version!r} is unknown; valid: 'v2', 'v3'.")
     names = _branch_modalities(encoder, modality)
@@ -358,6 +410,8 @@ def build_byol(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     momentum: float = 0.99,
     proj_dim: int = 64,
@@ -365,9 +419,23 @@ def build_byol(
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """BYOL: predictor + EMA target, no negatives (Grill et al., NeurIPS 2020)."""
+    """BYOL: predictor + EMA target, no negatives (Grill et al., NeurIPS 2020).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        momentum: EMA momentum of the target network.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head and predictor (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     return _predictor_method(
         "byol", momentum, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
         lr, weight_decay, seed,
@@ -380,15 +448,30 @@ def build_simsiam(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     proj_dim: int = 64,
     proj_hidden: int = 128,
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """SimSiam: predictor + stop-gradient, no EMA and no negatives (Chen & He, CVPR 2021)."""
+    """SimSiam: predictor + stop-gradient, no EMA and no negatives (Chen & He, CVPR 2021).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head and predictor (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     return _predictor_method(
         "simsiam", 0.0, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
         lr, weight_decay, seed,
@@ -401,6 +484,8 @@ def build_vicreg(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     invariance_weight: float = 25.0,
     variance_weight: float = 25.0,
@@ -410,9 +495,25 @@ def build_vicreg(
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """VICReg: variance-invariance-covariance regularisation (Bardes et al., ICLR 2022)."""
+    """VICReg: variance-invariance-covariance regularisation (Bardes et al., ICLR 2022).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        invariance_weight: Weight of the invariance (mean squared distance) term.
+        variance_weight: Weight of the variance (hinge on each dimension's std) term.
+        covariance_weight: Weight of the covariance (off-diagonal) term.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     loss = VICRegLoss(invariance_weight, variance_weight, covariance_weight)
@@ -427,6 +528,8 @@ def build_barlow(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
+    seed: int = 0,
+    *,
     modality: str = "",
     redundancy_weight: float = 5e-3,
     proj_dim: int = 128,
@@ -434,9 +537,23 @@ def build_barlow(
     augment: bool = True,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
 ) -> SiameseMethod:
-    """Barlow Twins: cross-correlation towards identity (Zbontar et al., ICML 2021)."""
+    """Barlow Twins: cross-correlation towards identity (Zbontar et al., ICML 2021).
+
+    Args:
+        encoder: Per-modality encoders (projection heads are added here).
+        num_classes: Number of classes of the data (unused: self-supervised).
+        embed_dim: Output size of the encoders.
+        example: A training batch, to choose each modality's default augmentations.
+        seed: Seed of the augmentations' random state.
+        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
+        redundancy_weight: Weight of the off-diagonal (redundancy reduction) term.
+        proj_dim: Output size of the projection head.
+        proj_hidden: Hidden width of the two-layer projection head (0: linear).
+        augment: Augment each view with the modality's default augmentations.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+    """
     names = _branch_modalities(encoder, modality)
     encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     return SiameseMethod(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from torch import Tensor, nn
 
@@ -65,12 +66,23 @@ def build_supervised(
     encoder: MultimodalEncoder,
     num_classes: int,
     embed_dim: int,
+    *,
     lr: float = 2e-3,
     weight_decay: float = 1e-4,
-    fusion: str = "concat",
+    fusion: Literal["concat", "mean"] = "concat",
     hidden: int = 128,
 ) -> SupervisedFusionMethod:
-    """Supervised late fusion (concat or mean of present modalities) with an MLP head."""
+    """Supervised late fusion (concat or mean of present modalities) with an MLP head.
+
+    Args:
+        encoder: Per-modality encoders.
+        num_classes: Number of classes of the head.
+        embed_dim: Output size of the encoders.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        fusion: ``concat`` the modalities' embeddings or take the ``mean`` of the present ones.
+        hidden: Hidden width of the classification head.
+    """
     if fusion not in _FUSIONS:
         raise ValueError(f"method.fusion={fusion!r} is unknown; valid: {sorted(_FUSIONS)}.")
     fuse = _FUSIONS[fusion]()

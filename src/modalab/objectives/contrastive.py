@@ -126,7 +126,7 @@ class NTXentLoss(nn.Module):
         0.5514
     """
 
-    def __init__(self, temperature: float = 0.2, gather_distributed: bool = True) -> None:
+    def __init__(self, temperature: float, gather_distributed: bool = True) -> None:
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"Illegal temperature {temperature}: it must be positive.")
