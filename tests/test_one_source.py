@@ -75,7 +75,7 @@ def _label_call(term: str) -> Callable[[Any], tuple[LossOutput, dict[str, int]]]
 # How each registered objective is called; a new objective must be added here.
 CALLS: dict[str, tuple[dict[str, Any], Callable[[Any], tuple[LossOutput, dict[str, int]]]]] = {
     "clip": ({}, _pair_call),
-    "nt_xent": ({}, _pair_call),
+    "nt_xent": ({"temperature": 0.2}, _pair_call),  # no default: the recipe sets it
     "vicreg": ({}, _pair_call),
     "barlow_twins": ({}, _pair_call),
     "rince": ({}, _pair_call),
