@@ -532,14 +532,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics += integrity_records(splits.info)  # skipped files, removed duplicates (if any)
     eval_seconds = time.perf_counter() - start
 
+    data_info = splits.info.record()  # skipped files, removed duplicates: to metrics.json
     result = RunResult(
-        run_dir,
-        metrics,
-        plain,
-        train_seconds,
-        eval_seconds,
-        training=training,
-        data_info=splits.info.record(),
+        run_dir, metrics, plain, train_seconds, eval_seconds, training=training, data_info=data_info
     )
     if store is not None:  # before metrics.json: a run marked finished is in the store
         store.append(run_id(plain), _store_rows(result))
