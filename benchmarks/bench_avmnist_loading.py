@@ -29,16 +29,16 @@ def _phase(kind: str, cache_dir: str, max_images: int, protocol: str, queue: mp.
     start = time.perf_counter()
     splits = make_avmnist(cache_dir=cache_dir, max_images=max_images, protocol=protocol)
     seconds = time.perf_counter() - start
-    n = sum(splits.info["sizes"].values())
+    n = len(splits.train) + len(splits.val) + len(splits.test)
     result = {
         "phase": kind,
         "samples": n,
         "seconds": seconds,
-        "from_cache": splits.info["from_cache"],
-        "sizes": splits.info["sizes"],
-        "cache_mib": splits.info["cache_bytes"] / 2**20,
-        "unique_audio": splits.info["unique_audio"],
-        "skipped": splits.info["skipped"]["count"],
+        "from_cache": splits.info.extra["from_cache"],
+        "sizes": {s: len(getattr(splits, s)) for s in ("train", "val", "test")},
+        "cache_mib": splits.info.extra["cache_bytes"] / 2**20,
+        "unique_audio": splits.info.extra["unique_audio"],
+        "skipped": (splits.info.skipped or {}).get("count", 0),
     }
     if kind == "cached":
         start = time.perf_counter()

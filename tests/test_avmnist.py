@@ -29,18 +29,19 @@ def test_multibench_protocol_on_the_real_files(tmp_path):
     112x112 spectrograms of a test speaker never heard in training (about a minute to build)."""
     root = shared_data_dir("mnist/train-images-idx3-ubyte.gz", "fsdd/recordings", "esc10/meta")
     splits = make_avmnist(data_dir=str(root), cache_dir=str(tmp_path))
-    assert splits.info["protocol"] == "multibench"
-    assert splits.info["sizes"] == {"train": 55000, "val": 5000, "test": 10000}
-    assert splits.info["image_index"]["train"].tolist() == list(range(55000))
-    assert splits.info["image_origin"] == {"train": "train", "val": "train", "test": "t10k"}
+    assert splits.info.extra["protocol"] == "multibench"
+    assert splits.info.sizes == {"train": 55000, "val": 5000, "test": 10000}
+    assert splits.info.extra["image_index"]["train"].tolist() == list(range(55000))
+    assert splits.info.extra["image_origin"] == {"train": "train", "val": "train", "test": "t10k"}
     labels = torch.cat([splits.train.label, splits.val.label])
     assert torch.bincount(labels, minlength=10).tolist() == MNIST_TRAIN_COUNTS
     assert torch.bincount(splits.test.label, minlength=10).tolist() == MNIST_TEST_COUNTS
-    assert splits.info["speakers"]["test"] == ["yweweler"]
-    assert "yweweler" not in splits.info["speakers"]["train"] + splits.info["speakers"]["val"]
+    assert splits.info.extra["speakers"]["test"] == ["yweweler"]
+    speakers = splits.info.extra["speakers"]
+    assert "yweweler" not in speakers["train"] + speakers["val"]
     assert splits.train.__getitems__([0]).inputs["audio"].shape == (1, 1, 112, 112)
-    assert splits.info["pca"]["train"]["kept_variance"] <= 0.25
-    assert splits.info["cache_bytes"] <= 400 * 2**20
+    assert splits.info.extra["pca"]["train"]["kept_variance"] <= 0.25
+    assert splits.info.extra["cache_bytes"] <= 400 * 2**20
 
 
 def _speaker(name: str) -> str:
@@ -53,7 +54,7 @@ def _digit(name: str) -> int:
 
 def test_shapes_sizes_and_label_balance(avmnist):
     _, _, splits = avmnist
-    sizes = splits.info["sizes"]
+    sizes = splits.info.sizes
     # MNIST train (60,000) → a seeded 10% validation, MNIST test (10,000) → test.
     assert sizes == {"train": 54000, "val": 6000, "test": 10000}
     for split in (splits.train, splits.val, splits.test):
@@ -65,9 +66,9 @@ def test_shapes_sizes_and_label_balance(avmnist):
     labels = torch.cat([splits.train.label, splits.val.label])
     assert torch.bincount(labels, minlength=10).tolist() == MNIST_TRAIN_COUNTS
     assert torch.bincount(splits.test.label, minlength=10).tolist() == MNIST_TEST_COUNTS
-    train_rows = set(splits.info["image_index"]["train"].tolist())
-    assert not train_rows & set(splits.info["image_index"]["val"].tolist())
-    assert splits.info["image_origin"] == {"train": "train", "val": "train", "test": "t10k"}
+    train_rows = set(splits.info.extra["image_index"]["train"].tolist())
+    assert not train_rows & set(splits.info.extra["image_index"]["val"].tolist())
+    assert splits.info.extra["image_origin"] == {"train": "train", "val": "train", "test": "t10k"}
 
 
 def test_images_are_the_mnist_pixels(avmnist):
@@ -77,7 +78,7 @@ def test_images_are_the_mnist_pixels(avmnist):
     labels = np.frombuffer(
         gzip.open(root / "mnist" / "t10k-labels-idx1-ubyte.gz").read(), dtype=np.uint8, offset=8
     )
-    rows = splits.info["image_index"]["test"].numpy()
+    rows = splits.info.extra["image_index"]["test"].numpy()
     np.testing.assert_allclose(
         splits.test.inputs["image"][:, 0].numpy(), pixels[rows] / 255.0, atol=1e-7
     )
@@ -86,10 +87,10 @@ def test_images_are_the_mnist_pixels(avmnist):
 
 def test_pairing_by_label_and_speaker_disjoint(avmnist):
     _, _, splits = avmnist
-    names = splits.info["recordings"]
+    names = splits.info.extra["recordings"]
     speakers = {}
     for name, split in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
-        recs = splits.info["recording"][name].tolist()
+        recs = splits.info.extra["recording"][name].tolist()
         assert [_digit(names[r]) for r in recs] == split.label.tolist()
         speakers[name] = {_speaker(names[r]) for r in recs}
         # Each recording of a digit is used about equally often within the split.
@@ -109,21 +110,22 @@ def test_pairing_by_label_and_speaker_disjoint(avmnist):
 def test_deterministic_pairing_and_cache(avmnist):
     root, cache, splits = avmnist
     again = make_avmnist(data_dir=str(root), cache_dir=str(cache), protocol="clean")
-    assert again.info["from_cache"]
+    assert again.info.extra["from_cache"]
     rebuilt = make_avmnist(data_dir=str(root), use_cache=False, protocol="clean")
-    assert not rebuilt.info["from_cache"]
+    assert not rebuilt.info.extra["from_cache"]
     rows = torch.arange(0, 10000, 3)
     for a, b in ((splits.train, rebuilt.train), (splits.test, again.test)):
         x, y = a.__getitems__(rows), b.__getitems__(rows)
         assert torch.equal(x.inputs["audio"], y.inputs["audio"])
         assert torch.equal(x.inputs["image"], y.inputs["image"])
-    assert torch.equal(splits.info["recording"]["train"], rebuilt.info["recording"]["train"])
+    recording = splits.info.extra["recording"]
+    assert torch.equal(recording["train"], rebuilt.info.extra["recording"]["train"])
     other = make_avmnist(
         data_dir=str(root), seed=1, max_images=600, use_cache=False, protocol="clean"
     )
-    assert sum(other.info["sizes"].values()) == 600
+    assert sum(other.info.sizes.values()) == 600
     assert not torch.equal(
-        other.info["recording"]["test"][:50], splits.info["recording"]["test"][:50]
+        other.info.extra["recording"]["test"][:50], splits.info.extra["recording"]["test"][:50]
     )
 
 
@@ -181,18 +183,18 @@ def test_mnist_split_layouts(tmp_path, layout):
             os.symlink(source, tmp_path / "mnist" / f"t10k-{kind}-ubyte.gz")
     splits = make_avmnist(data_dir=str(tmp_path), use_cache=False, protocol="clean")
     if layout == "both":
-        assert splits.info["sizes"] == {"train": 9000, "val": 1000, "test": 10000}
-        assert set(splits.info["image_origin"].values()) == {"train", "t10k"}
+        assert splits.info.sizes == {"train": 9000, "val": 1000, "test": 10000}
+        assert set(splits.info.extra["image_origin"].values()) == {"train", "t10k"}
     else:
-        assert splits.info["sizes"] == {"train": 6000, "val": 1000, "test": 3000}
-        assert set(splits.info["image_origin"].values()) == {"train"}
-    train_rows = set(splits.info["image_index"]["train"].tolist())
-    assert not train_rows & set(splits.info["image_index"]["val"].tolist())
+        assert splits.info.sizes == {"train": 6000, "val": 1000, "test": 3000}
+        assert set(splits.info.extra["image_origin"].values()) == {"train"}
+    train_rows = set(splits.info.extra["image_index"]["train"].tolist())
+    assert not train_rows & set(splits.info.extra["image_index"]["val"].tolist())
 
 
 def test_unreadable_cache_is_rebuilt_with_a_warning(avmnist):
     root, cache, splits = avmnist
-    path = splits.info["cache_path"]
+    path = splits.info.extra["cache_path"]
     # Replaced by a truncated copy (a new file, as a crashed writer or a bad disk copy would
     # leave): the fixture's datasets still map the old file, which must not change under them.
     with open(path, "rb") as handle:
@@ -202,8 +204,7 @@ def test_unreadable_cache_is_rebuilt_with_a_warning(avmnist):
     os.replace(f"{path}.tmp", path)
     with pytest.warns(UserWarning, match="unreadable AV-MNIST cache"):
         rebuilt = make_avmnist(data_dir=str(root), cache_dir=str(cache), protocol="clean")
-    assert not rebuilt.info["from_cache"]
+    assert not rebuilt.info.extra["from_cache"]
     assert torch.equal(rebuilt.test.pools["audio"], splits.test.pools["audio"])
-    assert make_avmnist(data_dir=str(root), cache_dir=str(cache), protocol="clean").info[
-        "from_cache"
-    ]
+    again = make_avmnist(data_dir=str(root), cache_dir=str(cache), protocol="clean")
+    assert again.info.extra["from_cache"]

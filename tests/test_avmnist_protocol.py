@@ -118,18 +118,19 @@ def test_mfas_segments_are_the_smallest_that_make_112_frames(length: int) -> Non
 def test_multibench_split_sizes_and_speaker_rule(data: Path) -> None:
     splits = make_avmnist(data_dir=str(data), use_cache=False)
     # 240 train rows: the last 240 * 5000 / 60000 = 20 are validation (MultiBench's rule).
-    assert splits.info["sizes"] == {"train": 220, "val": 20, "test": 60}
-    assert splits.info["image_index"]["val"].tolist() == list(range(220, 240))
-    assert splits.info["speakers"]["test"] == ["yweweler"]
-    assert "yweweler" not in splits.info["speakers"]["train"]
-    assert "yweweler" not in splits.info["speakers"]["val"]
-    names = splits.info["recordings"]
+    assert splits.info.sizes == {"train": 220, "val": 20, "test": 60}
+    assert splits.info.extra["image_index"]["val"].tolist() == list(range(220, 240))
+    assert splits.info.extra["speakers"]["test"] == ["yweweler"]
+    assert "yweweler" not in splits.info.extra["speakers"]["train"]
+    assert "yweweler" not in splits.info.extra["speakers"]["val"]
+    names = splits.info.extra["recordings"]
     for name, split in (("train", splits.train), ("test", splits.test)):
-        digits = [int(names[r].split("_")[0]) for r in splits.info["recording"][name].tolist()]
+        rows = splits.info.extra["recording"][name].tolist()
+        digits = [int(names[r].split("_")[0]) for r in rows]
         assert digits == split.label.tolist()
     assert splits.train.inputs["audio"].shape[1:] == (1, 112, 112)
     # Test noise clips are disjoint from the training ones.
-    pool = splits.info["noise_pool"]
+    pool = splits.info.extra["noise_pool"]
     assert pool["train"] and pool["test"] and not set(pool["train"]) & set(pool["test"])
 
 
@@ -137,18 +138,18 @@ def test_take_split_keeps_speakers_in_every_split_and_takes_apart(data: Path) ->
     splits = make_avmnist(
         data_dir=str(data), use_cache=False, audio_split="take", test_takes=[0], val_takes=[1]
     )
-    takes = splits.info["takes"]
+    takes = splits.info.extra["takes"]
     assert takes == {"train": [2, 3], "val": [1], "test": [0]}
-    assert set(splits.info["speakers"]["test"]) == set(FSDD_SPEAKERS)
-    assert set(splits.info["speakers"]["train"]) == set(FSDD_SPEAKERS)
+    assert set(splits.info.extra["speakers"]["test"]) == set(FSDD_SPEAKERS)
+    assert set(splits.info.extra["speakers"]["train"]) == set(FSDD_SPEAKERS)
 
 
 def test_clean_protocol_is_today_s_variant(data: Path) -> None:
     splits = make_avmnist(data_dir=str(data), use_cache=False, protocol="clean")
-    assert splits.info["speakers"]["test"] == ["theo"]
-    assert splits.info["speakers"]["val"] == ["nicolas"]
+    assert splits.info.extra["speakers"]["test"] == ["theo"]
+    assert splits.info.extra["speakers"]["val"] == ["nicolas"]
     assert splits.train.inputs["audio"].shape[1:] == (1, 40, 101)
-    assert splits.info["noise_clips"] == []
+    assert splits.info.extra["noise_clips"] == []
     # Raw pixels in [0, 1] (no PCA).
     raw = np.frombuffer(
         gzip.decompress((data / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes()),
@@ -174,7 +175,7 @@ def test_cache_stores_unique_spectrograms_and_equals_the_rebuild(
     first = make_avmnist(data_dir=str(data), cache_dir=str(tmp_path))
     hit = make_avmnist(data_dir=str(data), cache_dir=str(tmp_path))
     rebuilt = make_avmnist(data_dir=str(data), use_cache=False)
-    assert not first.info["from_cache"] and hit.info["from_cache"]
+    assert not first.info.extra["from_cache"] and hit.info.extra["from_cache"]
     assert isinstance(hit.train, IndexedMultimodalDataset)
     pool = hit.train.pools["audio"]
     assert pool.dtype == torch.float16
@@ -182,10 +183,14 @@ def test_cache_stores_unique_spectrograms_and_equals_the_rebuild(
     keys = set()
     for s in ("train", "val", "test"):
         keys |= set(
-            zip(hit.info["recording"][s].tolist(), hit.info["noise_clip"][s].tolist(), strict=True)
+            zip(
+                hit.info.extra["recording"][s].tolist(),
+                hit.info.extra["noise_clip"][s].tolist(),
+                strict=True,
+            )
         )
-    assert pool.shape[0] == hit.info["unique_audio"] == len(keys)
-    total = sum(hit.info["sizes"].values())
+    assert pool.shape[0] == hit.info.extra["unique_audio"] == len(keys)
+    total = sum(hit.info.sizes.values())
     assert pool.shape[0] < total
     for a, b in ((hit.train, rebuilt.train), (hit.test, rebuilt.test), (hit.val, first.val)):
         assert torch.equal(a.inputs["audio"], b.inputs["audio"])
@@ -193,7 +198,7 @@ def test_cache_stores_unique_spectrograms_and_equals_the_rebuild(
     # Cache: about the pools' bytes, not one copy per sample.
     pool_bytes = sum(t.numel() * t.element_size() for t in hit.train.pools.values())
     pool_bytes += hit.test.pools["image"].numel() * 2
-    assert hit.info["cache_bytes"] < 1.2 * pool_bytes + 200_000
+    assert hit.info.extra["cache_bytes"] < 1.2 * pool_bytes + 200_000
 
 
 def test_indexed_batches_subsets_and_replace_match_the_materialised_tensors(data: Path) -> None:
@@ -224,8 +229,8 @@ def test_hidden_resource_fork_files_are_ignored(data: Path, tmp_path: Path) -> N
     rec = _copy(data, tmp_path)
     (rec / "._0_george_0.wav").write_bytes(b"\x00\x05\x16\x07 resource fork")
     splits = make_avmnist(data_dir=str(tmp_path), use_cache=False, max_images=60)
-    assert "._0_george_0.wav" not in splits.info["recordings"]
-    assert splits.info["skipped"]["count"] == 0
+    assert "._0_george_0.wav" not in splits.info.extra["recordings"]
+    assert splits.info.skipped["count"] == 0
 
 
 def test_float32_wav_is_read(tmp_path: Path) -> None:
@@ -247,14 +252,14 @@ def test_zero_frame_wav_is_a_data_error_or_skipped(data: Path, tmp_path: Path) -
         splits = make_avmnist(
             data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), max_images=60, on_error="skip"
         )
-    assert splits.info["skipped"]["count"] == 1
-    assert "3_theo_1.wav" not in splits.info["recordings"]
+    assert splits.info.skipped["count"] == 1
+    assert "3_theo_1.wav" not in splits.info.extra["recordings"]
     # The skipped files are part of the cache: a cache hit still reports them.
     hit = make_avmnist(
         data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), max_images=60, on_error="skip"
     )
-    assert hit.info["from_cache"]
-    assert hit.info["skipped"]["files"] == [str(rec / "3_theo_1.wav")]
+    assert hit.info.extra["from_cache"]
+    assert hit.info.skipped["files"] == [str(rec / "3_theo_1.wav")]
 
 
 def test_duplicated_recording_is_not_counted_twice(data: Path, tmp_path: Path) -> None:
@@ -266,6 +271,6 @@ def test_duplicated_recording_is_not_counted_twice(data: Path, tmp_path: Path) -
         splits = make_avmnist(
             data_dir=str(tmp_path), use_cache=False, max_images=60, on_error="skip"
         )
-    names = splits.info["recordings"]
+    names = splits.info.extra["recordings"]
     assert "5_lucas_2.wav" in names and "5_lucas_3.wav" not in names
     assert len(names) == len(set(names)) == 10 * 6 * 4 - 1

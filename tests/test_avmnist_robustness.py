@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from _real_data import REPO, shared_data_dir
+from modalab.data import DataInfo
 from modalab.data.avmnist import make_avmnist, waveform_features
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.sweep import expand_study, load_study
@@ -39,9 +40,9 @@ def splits(cache):
 
 def test_waveform_features_reproduce_the_dataset_audio(splits):
     test = splits.test
-    waves = splits.info["waveforms"]["audio"][test.extras["audio_recording"]]
+    waves = splits.info.waveforms["audio"][test.extras["audio_recording"]]
     assert waves.shape == (len(test), 8000)
-    recomputed = waveform_features(waves, splits.info["audio_features"]["audio"])
+    recomputed = waveform_features(waves, splits.info.audio_features["audio"])
     torch.testing.assert_close(recomputed, test.inputs["audio"])
 
 
@@ -55,14 +56,14 @@ def test_background_noise_is_mixed_into_the_waveform_at_the_snr(splits):
     assert int(rows.sum()) == round(0.5 * len(clean))
     # Rows left clean keep their input exactly; the others are the features of the mixture.
     torch.testing.assert_close(noisy.inputs["audio"][~rows], clean.inputs["audio"][~rows])
-    waves = splits.info["waveforms"]["audio"][clean.extras["audio_recording"]][rows]
+    waves = splits.info.waveforms["audio"][clean.extras["audio_recording"]][rows]
     noise = crops[rows]
     # Reference: the gain that makes P(wave) / P(gain * noise) = 10^(3/10), per sample.
     gain = torch.sqrt(waves.double().pow(2).mean(1) / 10**0.3 / noise.double().pow(2).mean(1))
     mixture = waves + gain.float().unsqueeze(1) * noise
     measured = snr_db(waves, mixture)
     torch.testing.assert_close(measured, torch.full_like(measured, 3.0), atol=1e-4, rtol=0)
-    expected = waveform_features(mixture, splits.info["audio_features"]["audio"])
+    expected = waveform_features(mixture, splits.info.audio_features["audio"])
     torch.testing.assert_close(noisy.inputs["audio"][rows], expected, atol=1e-4, rtol=1e-4)
     # The training split (pre-training, probes) is untouched.
     assert torch.equal(
@@ -76,7 +77,7 @@ def test_background_noise_on_a_spectrogram_without_waveforms_says_how_to_fix(spl
     # The info of data=avmnist without keep_waveforms: no waveforms, no feature recipe.
     scenario = build_scenarios(
         {"background_noise": {"snr_db": 0.0, "stage": ["test"], "data_dir": str(root)}},
-        {"sample_rates": {"audio": 8000}},
+        DataInfo(sample_rates={"audio": 8000}),
     )
     with pytest.raises(ValueError, match=r"spectrogram.*data.keep_waveforms=true"):
         apply_scenarios(splits, scenario, "test")

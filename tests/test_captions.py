@@ -41,18 +41,18 @@ def _reference(root):
 def test_coco_mini_pairs_labels_and_shapes(coco):
     root, splits = coco
     captions, labels = _reference(root)
-    assert sum(splits.info["images"].values()) == 239
-    assert splits.info["unlabelled_train_images"] == 80  # val images without instances here
-    assert splits.info["sizes"]["test"] == splits.info["images"]["test"]  # one caption each
+    assert sum(splits.info.extra["images"].values()) == 239
+    assert splits.info.extra["unlabelled_train_images"] == 80  # val images without instances here
+    assert splits.info.sizes["test"] == splits.info.extra["images"]["test"]  # one caption each
     tok = load_tokenizer("minilm")
-    names = splits.info["class_names"]
+    names = splits.info.class_names
     for name in ("train", "test"):
         split = getattr(splits, name)
         assert split.inputs["image"].shape == (len(split), 3, 64, 64)
         assert split.inputs["text"].dtype == torch.long and split.inputs["text"].shape[1] == 32
         for row in range(0, len(split), 7):
-            image_id = int(splits.info["image_ids"][int(split.index[row])].split("/")[1][:-4])
-            text = splits.info["captions"][name][row]
+            image_id = int(splits.info.extra["image_ids"][int(split.index[row])].split("/")[1][:-4])
+            text = splits.info.extra["captions"][name][row]
             assert text in captions[image_id]
             decoded = tok.decode(split.inputs["text"][row], skip_special_tokens=True)
             assert (
@@ -64,8 +64,8 @@ def test_coco_mini_pairs_labels_and_shapes(coco):
             else:
                 assert image_id not in labels and name == "train"
     assert bool(splits.test.label_observed.all())
-    assert splits.info["pad_id"] == tok.pad_token_id and splits.info["vocab_size"] == len(tok)
-    assert splits.info["class_prompt_tokens"].shape[:2] == (len(names), 3)
+    assert splits.info.pad_id == tok.pad_token_id and splits.info.vocab_size == len(tok)
+    assert splits.info.class_prompt_tokens.shape[:2] == (len(names), 3)
 
 
 def test_coco_without_full_captions_names_the_images():
@@ -111,14 +111,14 @@ def test_manifest_csv_and_jsonl(tmp_path):
             val_fraction=0.25,
             test_fraction=0.25,
         )
-        assert splits.info["class_names"] == ["bird", "cat", "dog"]
-        assert splits.info["images"] == {"train": 6, "val": 3, "test": 3}
-        assert splits.info["sizes"]["train"] == 12  # two captions per training image
+        assert splits.info.class_names == ["bird", "cat", "dog"]
+        assert splits.info.extra["images"] == {"train": 6, "val": 3, "test": 3}
+        assert splits.info.sizes["train"] == 12  # two captions per training image
         for row in range(len(splits.train)):
             image = int(splits.train.index[row])
-            assert splits.info["captions"]["train"][row].startswith(f"picture {image} ")
+            assert splits.info.extra["captions"]["train"][row].startswith(f"picture {image} ")
             assert (
-                splits.info["class_names"][int(splits.train.label[row])]
+                splits.info.class_names[int(splits.train.label[row])]
                 == ["cat", "dog", "bird"][image % 3]
             )
     expected = load_images([paths[0]], 16)[0]

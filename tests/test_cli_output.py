@@ -114,4 +114,4 @@ def test_plots_name_classes_where_the_data_has_names() -> None:
     from modalab.data.shapes import make_shapes
 
     info = make_shapes(n_samples=100, seed=0).info
-    assert info["class_names"] == ["circle", "square", "triangle", "cross"]
+    assert info.class_names == ["circle", "square", "triangle", "cross"]

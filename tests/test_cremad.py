@@ -142,10 +142,10 @@ def test_download_checks_every_file_then_builds_the_dataset(tmp_path):
 
     splits = make_cremad(data_dir=str(data_dir), manifest=str(manifest), val_fraction=0.5)
     assert splits.num_classes == 6 and splits.modalities == ("audio",)
-    clips = splits.info["clips"]
+    clips = splits.info.extra["clips"]
     test = {clips[i] for i in splits.test.index.tolist()}
     assert test == {n for n in chosen if n in test_names} and len(test) == 6
-    assert splits.info["sizes"] == {"train": 12, "val": 12, "test": 6}
+    assert splits.info.sizes == {"train": 12, "val": 12, "test": 6}
     frames = 3 * 16000 // 160 + 1  # 3 s at a 10 ms hop, centred STFT
     assert splits.train.inputs["audio"].shape == (12, 1, 64, frames)
     for split in (splits.train, splits.val, splits.test):
@@ -240,7 +240,7 @@ def test_visual_frames_are_read_when_extracted(tmp_path):
     visual = splits.test.inputs["visual"]
     assert visual.shape == (6, 3, 16, 16)
     assert np.allclose(visual[:, 1].numpy(), 100 / 255, atol=1e-6)
-    k = [chosen.index(splits.info["clips"][i]) for i in splits.test.index.tolist()]
+    k = [chosen.index(splits.info.extra["clips"][i]) for i in splits.test.index.tolist()]
     assert np.allclose(visual[:, 0, 0, 0].numpy(), np.array(k) * 10 / 255, atol=1e-6)
 
 

@@ -112,11 +112,11 @@ def test_on_error_skip_drops_and_counts_bad_images(tmp_path: Path) -> None:
         splits = make_manifest(
             path=str(path), label_key="label", image_size=16, captions_per_image=1, on_error="skip"
         )
-    skipped = splits.info["skipped"]
+    skipped = splits.info.skipped
     assert skipped["count"] == 2
     assert sorted(Path(f).name for f in skipped["files"]) == ["absent.png", "broken.png"]
-    assert sum(splits.info["images"].values()) == 12
-    assert sorted(splits.info["image_ids"]) == sorted(f"img/{i}.png" for i in range(12))
+    assert sum(splits.info.extra["images"].values()) == 12
+    assert sorted(splits.info.extra["image_ids"]) == sorted(f"img/{i}.png" for i in range(12))
     with pytest.raises(ValueError, match=r"data.on_error='ignore' is unknown; valid"):
         make_manifest(path=str(path), on_error="ignore")
 
@@ -143,9 +143,9 @@ def test_avmnist_on_error_skip_drops_and_counts_corrupt_recordings(tmp_path: Pat
         splits = make_avmnist(
             data_dir=str(tmp_path), use_cache=False, max_images=300, on_error="skip"
         )
-    assert splits.info["skipped"]["count"] == 2
-    assert len(splits.info["recordings"]) == total - 2
-    assert "7_lucas_3.wav" not in splits.info["recordings"]
+    assert splits.info.skipped["count"] == 2
+    assert len(splits.info.extra["recordings"]) == total - 2
+    assert "7_lucas_3.wav" not in splits.info.extra["recordings"]
 
 
 @pytest.mark.slow
@@ -169,10 +169,10 @@ def test_coco_unreadable_image_named_or_skipped_and_counted(tmp_path: Path) -> N
         make_coco(**kwargs)
     with pytest.warns(UserWarning, match=r"coco: data.on_error=skip skipped 1 bad file"):
         splits = make_coco(**kwargs, on_error="skip")
-    assert splits.info["skipped"]["files"] == [str(victim)]
-    assert f"val2017/{victim.name}" not in splits.info["image_ids"]
+    assert splits.info.skipped["files"] == [str(victim)]
+    assert f"val2017/{victim.name}" not in splits.info.extra["image_ids"]
     assert (
-        len(splits.info["image_ids"])
+        len(splits.info.extra["image_ids"])
         == len(list((shared / "val2017").iterdir()))
         + len(list((shared / "train2017").iterdir()))
         - 1

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from modalab.cli.main import main
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 from modalab.experiments.errors import DataError, explain_error
 
 TINY = [
@@ -333,9 +333,9 @@ def test_duplicates_skipped_are_counted(tmp_path: Path) -> None:
             captions_per_image=1,
             on_error="skip",
         )
-    assert splits.info["skipped"]["count"] == 1
-    assert splits.info["skipped"]["files"] == [str(tmp_path / "imgs" / "copy_of_3.png")]
-    assert sum(splits.info["images"].values()) == 40  # 41 entries, the copy dropped
+    assert splits.info.skipped["count"] == 1
+    assert splits.info.skipped["files"] == [str(tmp_path / "imgs" / "copy_of_3.png")]
+    assert sum(splits.info.extra["images"].values()) == 40  # 41 entries, the copy dropped
 
 
 def _coco_case(root: Path, case: str) -> None:
@@ -487,7 +487,7 @@ def _splits(test_inputs: torch.Tensor) -> Splits:
         part(torch.randn(12, 4, generator=g)),
         part(test_inputs),
         2,
-        {"class_names": ["a", "b"]},
+        DataInfo(class_names=["a", "b"]),
     )
 
 
@@ -533,12 +533,12 @@ def test_leakage_into_val_is_removed_and_recorded() -> None:
     splits = _splits(torch.randn(20, 4, generator=torch.Generator().manual_seed(1)))
     splits.val.inputs["image"][3] = splits.train.inputs["image"][5]
     out = remove_split_leakage(splits, "raise", "toy")
-    assert len(out.val) == 11 and out.info["leakage"]["removed"] == {"val": 1, "test": 0}
+    assert len(out.val) == 11 and out.info.leakage["removed"] == {"val": 1, "test": 0}
     splits.test.inputs["image"][0] = splits.train.inputs["image"][9]
     with pytest.raises(DataError, match=r"test samples identical to training samples"):
         remove_split_leakage(splits, "raise", "toy")
     out = remove_split_leakage(splits, "skip", "toy")
-    assert len(out.test) == 19 and out.info["leakage"]["removed"]["test"] == 1
+    assert len(out.test) == 19 and out.info.leakage["removed"]["test"] == 1
 
 
 def test_corrupt_data_cases_number_at_least_25() -> None:

@@ -20,10 +20,10 @@ def test_pneumoniamnist_shapes_labels_and_provenance():
             split.inputs["image"][:, 0].numpy(), raw[f"{name}_images"] / 255.0, atol=1e-6
         )
         counts = np.bincount(raw[f"{name}_labels"][:, 0], minlength=2).tolist()
-        assert splits.info["label_counts"][name] == counts
-    assert splits.info["label_counts"]["train"] == [1214, 1214]  # the balanced subset
-    assert splits.info["official_file"] is False  # a subset, not the Zenodo release
-    assert "computed from the image" in splits.info["derived_note"]
+        assert splits.info.label_counts[name] == counts
+    assert splits.info.label_counts["train"] == [1214, 1214]  # the balanced subset
+    assert splits.info.extra["official_file"] is False  # a subset, not the Zenodo release
+    assert "computed from the image" in splits.info.extra["derived_note"]
 
 
 def test_official_splits_file_and_resize():
@@ -34,7 +34,7 @@ def test_official_splits_file_and_resize():
         image_size=32,
         file="medmnist_official_splits/pneumoniamnist.npz",
     )
-    assert splits.info["sizes"] == {"train": 3882, "val": 524, "test": 624}
+    assert splits.info.sizes == {"train": 3882, "val": 524, "test": 624}
     assert splits.train.inputs["image"].shape[1:] == (1, 32, 32)
     assert splits.train.inputs["radiomics"].shape == (3882, 16)
     # Standardised with the training statistics.

@@ -38,8 +38,8 @@ def test_real_files_shapes_counts_and_uci_layout(package_folder, tmp_path):
 def test_splits_are_stratified_standardised_on_train_and_seeded(package_folder, tmp_path):
     splits = make_mfeat(data_dir=str(tmp_path), seed=3)
     assert splits.modalities == tuple(MFEAT_VIEWS)
-    assert splits.info["sizes"] == {"train": 1400, "val": 200, "test": 400}
-    assert splits.info["label_counts"] == {
+    assert splits.info.sizes == {"train": 1400, "val": 200, "test": 400}
+    assert splits.info.label_counts == {
         "train": [140] * 10,
         "val": [20] * 10,
         "test": [40] * 10,

@@ -42,11 +42,11 @@ def built(tmp_path_factory):
 
 def test_split_sizes_are_the_papers(built):
     _, _, splits, _ = built
-    assert splits.info["sizes"] == {"train": 50000, "val": 10000, "test": 10000}
-    train = set(splits.info["mnist_index"]["train"].tolist())
-    val = set(splits.info["mnist_index"]["val"].tolist())
+    assert splits.info.sizes == {"train": 50000, "val": 10000, "test": 10000}
+    train = set(splits.info.extra["mnist_index"]["train"].tolist())
+    val = set(splits.info.extra["mnist_index"]["val"].tolist())
     assert not train & val and train | val == set(range(60000))
-    assert splits.info["mnist_index"]["test"].tolist() == list(range(10000))
+    assert splits.info.extra["mnist_index"]["test"].tolist() == list(range(10000))
     counts = np.bincount(splits.train.label.numpy(), minlength=10) + np.bincount(
         splits.val.label.numpy(), minlength=10
     )
@@ -58,7 +58,7 @@ def test_split_sizes_are_the_papers(built):
 
 def test_view1_is_the_digit_rotated_within_plus_minus_pi_over_4(built):
     _, _, splits, mnist = built
-    angle = splits.info["angle"]["test"].numpy()
+    angle = splits.info.extra["angle"]["test"].numpy()
     assert angle.min() >= -math.pi / 4 and angle.max() <= math.pi / 4
     assert angle.min() < -0.75 and angle.max() > 0.75  # the whole range is used
     assert abs(angle.mean()) < 0.02  # uniform: mean 0, sd of the mean 0.0045
@@ -76,7 +76,7 @@ def test_view1_is_the_digit_rotated_within_plus_minus_pi_over_4(built):
 
 def test_view2_is_a_different_image_of_the_same_digit_plus_uniform_noise(built):
     _, _, splits, mnist = built
-    partner = splits.info["partner"]["test"].numpy()
+    partner = splits.info.extra["partner"]["test"].numpy()
     label = splits.test.label.numpy()
     assert (partner != np.arange(partner.size)).all()
     assert (label[partner] == label).all()
@@ -96,7 +96,7 @@ def test_view2_is_a_different_image_of_the_same_digit_plus_uniform_noise(built):
 def test_seeded_and_cached(built):
     root, cache, splits, _ = built
     again = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5, max_train=0)
-    assert again.info["from_cache"] and not splits.info["from_cache"]
+    assert again.info.extra["from_cache"] and not splits.info.extra["from_cache"]
     assert torch.equal(again.test.inputs["noisy"], splits.test.inputs["noisy"])
     fresh = make_noisymnist(data_dir=str(root), use_cache=False, seed=5, flatten=False, max_train=0)
     assert fresh.test.inputs["rotated"].shape == (10000, 1, 28, 28)
@@ -106,9 +106,9 @@ def test_seeded_and_cached(built):
 def test_default_keeps_a_stratified_10k_training_subset(built):
     root, cache, full, _ = built
     small = make_noisymnist(data_dir=str(root), cache_dir=str(cache), seed=5)
-    assert small.info["sizes"] == {"train": 10000, "val": 10000, "test": 10000}
-    rows = set(small.info["mnist_index"]["train"].tolist())
-    assert rows <= set(full.info["mnist_index"]["train"].tolist())  # same 50k pool
+    assert small.info.sizes == {"train": 10000, "val": 10000, "test": 10000}
+    rows = set(small.info.extra["mnist_index"]["train"].tolist())
+    assert rows <= set(full.info.extra["mnist_index"]["train"].tolist())  # same 50k pool
     counts = np.bincount(small.train.label.numpy(), minlength=10)
     full_counts = np.bincount(full.train.label.numpy(), minlength=10)
     assert np.abs(counts - full_counts / 5).max() <= 1  # label proportions kept

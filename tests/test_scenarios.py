@@ -420,7 +420,7 @@ def test_scenarios_compose_in_order_and_bind_to_data_info() -> None:
         },
         splits.info,
     )
-    assert scenarios[0].special_ids == splits.info["special_ids"]  # type: ignore[attr-defined]
+    assert scenarios[0].special_ids == splits.info.special_ids  # type: ignore[attr-defined]
     out = apply_scenarios(splits, scenarios, "test")
     assert (out.inputs["text"] == 0).all() and not out.present["text"].any()
 

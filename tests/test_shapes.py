@@ -36,7 +36,7 @@ def test_shapes_and_splits() -> None:
     assert splits.train.inputs["audio"].shape == (200, 1, 1024)
     ids = torch.cat([splits.train.index, splits.val.index, splits.test.index])
     assert sorted(ids.tolist()) == list(range(400))
-    truth = splits.info["truth"]["test"]
+    truth = splits.info.truth["test"]
     assert torch.equal(truth.factor("shape"), splits.test.label)
 
 

@@ -16,7 +16,7 @@ CFG = {
 
 
 def agreement(splits, split: str) -> float:
-    truth = splits.info["truth"][split]
+    truth = splits.info.truth[split]
     rendered = truth.factor("colour", "text")
     label = getattr(splits, split).label
     return float((rendered == label % 4).double().mean())

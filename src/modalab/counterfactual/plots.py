@@ -65,7 +65,7 @@ def class_heatmap(
 ) -> Figure:
     """Heatmap of a per-class statistic: classes × modalities.
 
-    ``class_names`` (the dataset's ``info["class_names"]``) label the rows by name.
+    ``class_names`` (the dataset's ``info.class_names``) label the rows by name.
     """
     rows = _select(table, analysis, statistic)
     rows = rows[rows["class"] != "all"]
@@ -94,7 +94,7 @@ def swap_matrix(
 ) -> Figure:
     """Matrix of ``P(prediction follows the swapped modality)`` per (original, donor) class.
 
-    ``class_names`` (the dataset's ``info["class_names"]``) label the axes by name.
+    ``class_names`` (the dataset's ``info.class_names``) label the axes by name.
     """
     rows = _select(table, "swap", "follows_swapped")
     rows = rows[(rows["modality"] == modality) & (rows["class"] != "all")]

@@ -13,13 +13,14 @@ from modalab.data.memmap import MemmapMultimodalDataset, make_stream_loader, sav
 from modalab.data.presence import drop_modalities
 from modalab.data.registry import DATASETS
 from modalab.data.shapes import ShapesConfig, ShapesTruth, generate_shapes, make_shapes
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits, make_loader
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits, make_loader
 
 __all__ = [
     "DATASETS",
     "DATA_ENV",
     "SOURCES",
     "CorruptDataError",
+    "DataInfo",
     "MemmapMultimodalDataset",
     "MissingDataError",
     "MultimodalBatch",

@@ -128,7 +128,7 @@ def log_mel_spectrogram(
 
 
 def waveform_features(waveforms: Tensor, recipe: Mapping[str, Any]) -> Tensor:
-    """The features a dataset computes from waveforms, from its ``info["audio_features"]`` recipe.
+    """The features a dataset computes from waveforms, from its ``info.audio_features`` recipe.
 
     Used by scenarios that corrupt the waveform of a spectrogram modality (e.g. background
     noise) to recompute exactly the dataset's features.

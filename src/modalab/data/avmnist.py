@@ -59,7 +59,7 @@ from modalab.data.files import (
 )
 from modalab.data.indexed import IndexedMultimodalDataset
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import Splits
+from modalab.data.tensor_dataset import DataInfo, Splits
 
 __all__ = [
     "FSDD_SPEAKERS",
@@ -305,12 +305,12 @@ class AVMNISTConfig:
             ``~/.cache/modalab``).
         use_cache: Read/write the cache.
         keep_waveforms: (``protocol=clean``) also keep the fixed-length waveforms
-            (``info["waveforms"]["audio"]`` ``[R, T]``; ``extras["audio_recording"]`` gives each
-            sample's row) and the feature recipe (``info["audio_features"]``) for
+            (``info.waveforms["audio"]`` ``[R, T]``; ``extras["audio_recording"]`` gives each
+            sample's row) and the feature recipe (``info.audio_features``) for
             ``scenario=[background_noise]``.
         on_error: ``raise`` (default): a corrupt or duplicated recording is an error naming the
             file; ``skip``: drop them, warn with their count and record them in
-            ``info["skipped"]`` (kept in the cache, so a cache hit reports them too).
+            ``info.skipped`` (kept in the cache, so a cache hit reports them too).
     """
 
     name: str = "avmnist"
@@ -947,8 +947,8 @@ def make_avmnist(**kwargs: Any) -> Splits:
         the training spectrograms' statistics), as
         :class:`~modalab.data.indexed.IndexedMultimodalDataset` gathering from memory-mapped
         pools of the unique images and spectrograms. ``info`` has the protocol, split sizes,
-        speakers and takes per split, the recording (``info["recording"][split]`` indexes
-        ``info["recordings"]``) and noise clip of each sample, the PCA kept, the files read,
+        speakers and takes per split, the recording (``info.extra["recording"][split]`` indexes
+        ``info.extra["recordings"]``) and noise clip of each sample, the PCA kept, the files read,
         the skipped files, the cache path and build time.
 
     Raises:
@@ -1000,47 +1000,47 @@ def make_avmnist(**kwargs: Any) -> Splits:
             num_classes=10,
             extras=extras,
         )
-    info = {
-        "name": "avmnist",
-        "protocol": config.protocol,
-        "audio_split": config.audio_split,
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "speakers": built["speakers"],
-        "takes": built["takes"],
-        "recordings": built["recordings"],
-        "recording": {s: p["recording"] for s, p in built["splits"].items()},
-        "noise_clip": {s: p["noise_clip"] for s, p in built["splits"].items()},
-        "noise_clips": built["noise_clips"],
-        "noise_pool": built["noise_pool"],
-        "image_index": {s: p["image_index"] for s, p in built["splits"].items()},
-        "image_origin": {s: p["image_origin"] for s, p in built["splits"].items()},
-        "image_protocol": built["image_protocol"],
-        "pca": built["pca"],
-        "unique_audio": built["unique_audio"],
-        "mnist_files": built["mnist_files"],
-        "audio_norm": tuple(built["audio_norm"]),
-        "skipped": built.get("skipped", {"count": 0, "files": [], "errors": []}),
-        "data_dir": str(data_dir),
-        "cache_path": str(cache_path) if cache_path else "",
-        "cache_bytes": cache_path.stat().st_size if cache_path else 0,
-        "from_cache": from_cache,
-        "build_seconds": time.perf_counter() - start,
-        "class_names": [str(d) for d in range(10)],
+    recipe = {
+        "kind": "log_mel",
+        "sample_rate": FSDD_SAMPLE_RATE,
+        "n_fft": config.n_fft,
+        "hop_length": config.hop_length,
+        "win_length": config.win_length,
+        "n_mels": config.n_mels,
+        "mean": built["audio_norm"][0],
+        "std": built["audio_norm"][1],
     }
-    if config.keep_waveforms:
-        info["waveforms"] = {"audio": built["waveforms"]}
-        info["audio_features"] = {
-            "audio": {
-                "kind": "log_mel",
-                "sample_rate": FSDD_SAMPLE_RATE,
-                "n_fft": config.n_fft,
-                "hop_length": config.hop_length,
-                "win_length": config.win_length,
-                "n_mels": config.n_mels,
-                "mean": built["audio_norm"][0],
-                "std": built["audio_norm"][1],
-            }
-        }
+    info = DataInfo(
+        name="avmnist",
+        sizes={s: len(d) for s, d in datasets.items()},
+        class_names=[str(d) for d in range(10)],
+        waveforms={"audio": built["waveforms"]} if config.keep_waveforms else None,
+        audio_features={"audio": recipe} if config.keep_waveforms else None,
+        skipped=built.get("skipped", {"count": 0, "files": [], "errors": []}),
+        build_seconds=time.perf_counter() - start,
+        extra={
+            "protocol": config.protocol,
+            "audio_split": config.audio_split,
+            "speakers": built["speakers"],
+            "takes": built["takes"],
+            "recordings": built["recordings"],
+            "recording": {s: p["recording"] for s, p in built["splits"].items()},
+            "noise_clip": {s: p["noise_clip"] for s, p in built["splits"].items()},
+            "noise_clips": built["noise_clips"],
+            "noise_pool": built["noise_pool"],
+            "image_index": {s: p["image_index"] for s, p in built["splits"].items()},
+            "image_origin": {s: p["image_origin"] for s, p in built["splits"].items()},
+            "image_protocol": built["image_protocol"],
+            "pca": built["pca"],
+            "unique_audio": built["unique_audio"],
+            "mnist_files": built["mnist_files"],
+            "audio_norm": tuple(built["audio_norm"]),
+            "data_dir": str(data_dir),
+            "cache_path": str(cache_path) if cache_path else "",
+            "cache_bytes": cache_path.stat().st_size if cache_path else 0,
+            "from_cache": from_cache,
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], 10, info)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from modalab.data.files import (
 )
 from modalab.data.integrity import duplicate_files
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 from modalab.data.text import DEFAULT_PROMPTS, class_prompt_tokens, load_tokenizer, tokenize
 
 __all__ = [
@@ -144,23 +144,26 @@ def image_text_splits(
             num_classes=num_classes,
         )
         texts[split] = caption_text
-    info: dict[str, Any] = {
-        "name": name,
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "images": {s: int(r.size) for s, r in parts.items()},
-        "unlabelled_train_images": int(unlabelled.size),
-        "captions": texts,
-        "image_ids": pairs.ids,
-        "class_names": pairs.class_names,
-        "tokenizer": tokenizer_name,
-        "vocab_size": len(tokenizer),
-        "pad_id": int(tokenizer.pad_token_id),
-        "prompts": list(prompts),
-    }
-    if pairs.class_names:
-        info["class_prompt_tokens"] = class_prompt_tokens(
-            pairs.class_names, tokenizer, max_length, prompts
-        )
+    info = DataInfo(
+        name=name,
+        sizes={s: len(d) for s, d in datasets.items()},
+        class_names=pairs.class_names,
+        vocab_size=len(tokenizer),
+        pad_id=int(tokenizer.pad_token_id),
+        class_prompt_tokens=(
+            class_prompt_tokens(pairs.class_names, tokenizer, max_length, prompts)
+            if pairs.class_names
+            else None
+        ),
+        extra={
+            "images": {s: int(r.size) for s, r in parts.items()},
+            "unlabelled_train_images": int(unlabelled.size),
+            "captions": texts,
+            "image_ids": pairs.ids,
+            "tokenizer": tokenizer_name,
+            "prompts": list(prompts),
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)
 
 
@@ -317,7 +320,7 @@ class COCOConfig(_ImageCaptionConfig):
         prompts: Zero-shot prompt templates (``{}`` is the class name).
         seed: Seed of the split.
         on_error: ``raise`` (default): an unreadable image is an error naming it; ``skip``:
-            drop such images, warn with their count and record them in ``info["skipped"]``.
+            drop such images, warn with their count and record them in ``info.skipped``.
     """
 
     name: str = "coco"
@@ -430,8 +433,9 @@ def make_coco(**kwargs: Any) -> Splits:
         config.seed,
         config.prompts,
     )
-    splits.info["skipped"] = skipped.as_info()
-    splits.info["build_seconds"] = time.perf_counter() - start
+    splits.info = replace(
+        splits.info, skipped=skipped.as_info(), build_seconds=time.perf_counter() - start
+    )
     return splits
 
 
@@ -458,7 +462,7 @@ class ManifestConfig(_ImageCaptionConfig):
         seed: Seed of the split.
         on_error: ``raise`` (default): a missing or unreadable image file is an error naming
             it; ``skip``: drop such images, warn with their count and record them in
-            ``info["skipped"]``.
+            ``info.skipped``.
     """
 
     name: str = "manifest"
@@ -582,10 +586,13 @@ def make_manifest(**kwargs: Any) -> Splits:
     if not config.label_key:
         for split in (splits.train, splits.val, splits.test):
             split.label_observed = torch.zeros_like(split.label_observed)
-        splits.info.pop("class_prompt_tokens", None)
-    splits.info["manifest"] = str(path)
-    splits.info["skipped"] = skipped.as_info()
-    splits.info["build_seconds"] = time.perf_counter() - start
+    splits.info = replace(
+        splits.info,
+        class_prompt_tokens=splits.info.class_prompt_tokens if config.label_key else None,
+        manifest=str(path),
+        skipped=skipped.as_info(),
+        build_seconds=time.perf_counter() - start,
+    )
     return splits
 
 

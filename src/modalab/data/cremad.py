@@ -57,7 +57,7 @@ from modalab.data.files import (
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = [
     "CREMAD_EMOTIONS",
@@ -447,15 +447,17 @@ def make_cremad(**kwargs: Any) -> Splits:
         )
         for split, rows in parts.items()
     }
-    info = {
-        "name": "cremad",
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "clips": [c.name for c in clips],
-        "actors": {s: sorted({clips[i].actor for i in r}) for s, r in parts.items()},
-        "split_protocol": "OGM-GE (CVPR 2022) test.csv; val held out from its train clips",
-        "class_names": list(CREMAD_EMOTIONS),
-        "build_seconds": time.perf_counter() - start,
-    }
+    info = DataInfo(
+        name="cremad",
+        sizes={s: len(d) for s, d in datasets.items()},
+        class_names=list(CREMAD_EMOTIONS),
+        build_seconds=time.perf_counter() - start,
+        extra={
+            "clips": [c.name for c in clips],
+            "actors": {s: sorted({clips[i].actor for i in r}) for s, r in parts.items()},
+            "split_protocol": "OGM-GE (CVPR 2022) test.csv; val held out from its train clips",
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], len(CREMAD_EMOTIONS), info)
 
 

@@ -113,7 +113,7 @@ class SkippedFiles:
             )
 
     def as_info(self) -> dict[str, object]:
-        """``{"count", "files", "errors"}`` for ``Splits.info["skipped"]``."""
+        """``{"count", "files", "errors"}`` for ``Splits.info.skipped``."""
         return {"count": self.count, "files": list(self.files), "errors": list(self.errors)}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,7 +151,7 @@ def remove_split_leakage(
     A sample whose content is in two splits is kept in the earlier split (train, then val).
     Copies in ``val`` (used only to choose probe regularisation) are always removed;
     copies in ``test`` (the reported split) are an error under ``on_error="raise"`` and
-    removed under ``on_error="skip"``. Removals are recorded in ``info["leakage"]``.
+    removed under ``on_error="skip"``. Removals are recorded in ``info.leakage``.
 
     Args:
         splits: The built splits.
@@ -186,8 +187,10 @@ def remove_split_leakage(
         data = getattr(splits, split)
         keep = [i for i in range(len(data)) if i not in drop[split]]
         parts[split] = data.subset(torch.tensor(keep, dtype=torch.long))
-    info = dict(splits.info)
-    info["leakage"] = {"removed": {s: len(r) for s, r in drop.items()}, "overlaps": summary}
+    info = replace(
+        splits.info,
+        leakage={"removed": {s: len(r) for s, r in drop.items()}, "overlaps": summary},
+    )
     return Splits(splits.train, parts["val"], parts["test"], splits.num_classes, info)
 
 
@@ -200,7 +203,7 @@ def check_labels(splits: Splits, where: str) -> None:
     Raises:
         DataError: Naming the split, the bad values and their count.
     """
-    names = splits.info.get("class_names")
+    names = splits.info.class_names
     if names and len(names) != splits.num_classes:
         raise DataError(
             f"{where}: the data declares {len(names)} classes {list(names)} but its labels "

@@ -45,7 +45,7 @@ from modalab.data.files import (
 )
 from modalab.data.integrity import stratified_subset
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = [
     "DERIVED_MODALITIES",
@@ -305,20 +305,22 @@ def make_pneumoniamnist(**kwargs: Any) -> Splits:
         if derived:
             inputs[config.derived] = derived[split]
         datasets[split] = MultimodalTensorDataset(inputs, labels[split], num_classes=num_classes)
-    info = {
-        "name": "pneumoniamnist",
-        "file": str(path),
-        "md5": md5,
-        "official_file": md5 == PNEUMONIAMNIST_MD5,
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "label_counts": {
+    info = DataInfo(
+        name="pneumoniamnist",
+        sizes={s: len(d) for s, d in datasets.items()},
+        label_counts={
             s: torch.bincount(labels[s], minlength=num_classes).tolist() for s in _SPLITS
         },
-        "derived_modality": config.derived,
-        "derived_note": "the second modality is computed from the image, not measured",
-        "class_names": class_names,
-        "build_seconds": time.perf_counter() - start,
-    }
+        class_names=class_names,
+        build_seconds=time.perf_counter() - start,
+        extra={
+            "file": str(path),
+            "md5": md5,
+            "official_file": md5 == PNEUMONIAMNIST_MD5,
+            "derived_modality": config.derived,
+            "derived_note": "the second modality is computed from the image, not measured",
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)
 
 

@@ -49,7 +49,7 @@ from modalab.data.files import (
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = ["MFEAT_VIEWS", "MFeatConfig", "load_mfeat", "make_mfeat", "stratified_indices"]
 
@@ -279,16 +279,18 @@ def make_mfeat(**kwargs: Any) -> Splits:
         )
         for split, rows in parts.items()
     }
-    info = {
-        "name": "mfeat",
-        "origin": origin,
-        "views": {v: MFEAT_VIEWS[v] for v in config.views},
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "label_counts": {s: np.bincount(label[r], minlength=10).tolist() for s, r in parts.items()},
-        "standardized_on": "train" if config.standardize else "",
-        "class_names": [str(d) for d in range(10)],
-        "build_seconds": time.perf_counter() - start,
-    }
+    info = DataInfo(
+        name="mfeat",
+        sizes={s: len(d) for s, d in datasets.items()},
+        label_counts={s: np.bincount(label[r], minlength=10).tolist() for s, r in parts.items()},
+        class_names=[str(d) for d in range(10)],
+        build_seconds=time.perf_counter() - start,
+        extra={
+            "origin": origin,
+            "views": {v: MFEAT_VIEWS[v] for v in config.views},
+            "standardized_on": "train" if config.standardize else "",
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], 10, info)
 
 

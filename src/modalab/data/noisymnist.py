@@ -47,7 +47,7 @@ from modalab.data.files import (
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = [
     "NoisyMNISTConfig",
@@ -316,16 +316,18 @@ def make_noisymnist(**kwargs: Any) -> Splits:
             part["label"],
             num_classes=10,
         )
-    info = {
-        "name": "noisymnist",
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "angle": {s: p["angle"] for s, p in built.items()},
-        "partner": {s: p["partner"] for s, p in built.items()},
-        "mnist_index": {s: p["mnist_index"] for s, p in built.items()},
-        "protocol": "Wang et al. ICML 2015: MNIST train → 50k train / 10k tuning, MNIST test",
-        "cache_path": str(cache) if cache else "",
-        "from_cache": from_cache,
-        "build_seconds": time.perf_counter() - start,
-        "class_names": [str(d) for d in range(10)],
-    }
+    info = DataInfo(
+        name="noisymnist",
+        sizes={s: len(d) for s, d in datasets.items()},
+        class_names=[str(d) for d in range(10)],
+        build_seconds=time.perf_counter() - start,
+        extra={
+            "angle": {s: p["angle"] for s, p in built.items()},
+            "partner": {s: p["partner"] for s, p in built.items()},
+            "mnist_index": {s: p["mnist_index"] for s, p in built.items()},
+            "protocol": "Wang et al. ICML 2015: MNIST train → 50k train / 10k tuning, MNIST test",
+            "cache_path": str(cache) if cache else "",
+            "from_cache": from_cache,
+        },
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], 10, info)

@@ -17,7 +17,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = ["SanityConfig", "make_digits", "make_mnist5k", "stratified_splits"]
 
@@ -47,7 +47,7 @@ def stratified_splits(
     Example:
         >>> x, y = np.zeros((40, 1, 2, 2)), np.arange(40) % 2
         >>> s = stratified_splits(x, y, "toy", SanityConfig(val_fraction=0.25, test_fraction=0.25))
-        >>> len(s.train), len(s.val), len(s.test), s.info["label_counts"]["test"]
+        >>> len(s.train), len(s.val), len(s.test), s.info.label_counts["test"]
         (20, 10, 10, [5, 5])
     """
     v, t = config.val_fraction, config.test_fraction
@@ -72,14 +72,14 @@ def stratified_splits(
         )
         for s, r in parts.items()
     }
-    info = {
-        "name": name,
-        "sizes": {s: len(d) for s, d in datasets.items()},
-        "label_counts": {
+    info = DataInfo(
+        name=name,
+        sizes={s: len(d) for s, d in datasets.items()},
+        label_counts={
             s: np.bincount(label[r], minlength=num_classes).tolist() for s, r in parts.items()
         },
-        "class_names": [str(c) for c in range(num_classes)],
-    }
+        class_names=[str(c) for c in range(num_classes)],
+    )
     return Splits(datasets["train"], datasets["val"], datasets["test"], num_classes, info)
 
 

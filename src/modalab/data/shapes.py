@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 
 __all__ = [
     "FACTORS",
@@ -551,7 +551,7 @@ def make_shapes(**kwargs: Any) -> Splits:
         **kwargs: Fields of :class:`ShapesConfig`.
 
     Returns:
-        Train/val/test splits; ``info["truth"]`` maps each split name to its
+        Train/val/test splits; ``info.truth`` maps each split name to its
         :class:`ShapesTruth`.
 
     Example:
@@ -575,16 +575,16 @@ def make_shapes(**kwargs: Any) -> Splits:
         val=datasets["val"],
         test=datasets["test"],
         num_classes=truth.num_classes,
-        info={
-            "name": "shapes",
-            "truth": {split: _slice_truth(truth, rows) for split, rows in parts.items()},
-            "vocab_size": len(VOCABULARY),
-            "pad_id": PAD_ID,
-            "mask_id": MASK_ID,
-            "special_ids": [PAD_ID, CLS_ID, SEP_ID, MASK_ID],
-            "sample_rates": {"audio": AUDIO_SAMPLE_RATE},
-            "class_names": _class_names(config),
-        },
+        info=DataInfo(
+            name="shapes",
+            truth={split: _slice_truth(truth, rows) for split, rows in parts.items()},
+            vocab_size=len(VOCABULARY),
+            pad_id=PAD_ID,
+            mask_id=MASK_ID,
+            special_ids=[PAD_ID, CLS_ID, SEP_ID, MASK_ID],
+            sample_rates={"audio": AUDIO_SAMPLE_RATE},
+            class_names=_class_names(config),
+        ),
     )
 
 

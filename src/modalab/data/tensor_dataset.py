@@ -10,7 +10,7 @@ once.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from modalab.data.batch import MultimodalBatch
 
-__all__ = ["EpochShuffleSampler", "MultimodalTensorDataset", "Splits", "make_loader"]
+__all__ = ["DataInfo", "EpochShuffleSampler", "MultimodalTensorDataset", "Splits", "make_loader"]
 
 
 class MultimodalTensorDataset(Dataset[MultimodalBatch]):
@@ -145,6 +145,68 @@ class MultimodalTensorDataset(Dataset[MultimodalBatch]):
         return self.__getitems__(torch.arange(len(self)))
 
 
+@dataclass(frozen=True)
+class DataInfo:
+    """What a dataset builder says besides its tensors: one typed field per key that code reads.
+
+    A misspelt field is an :class:`AttributeError`, not a silent ``None``; change a field with
+    :func:`dataclasses.replace`.
+
+    Attributes:
+        name: The dataset's registered name.
+        class_names: Names of the classes (empty where the label has no names).
+        sizes: Samples per split.
+        label_counts: Samples per class, per split.
+        vocab_size: Vocabulary size of the token modalities.
+        pad_id: Padding token id.
+        mask_id: Mask token id.
+        special_ids: Token ids never corrupted (padding, CLS, SEP, MASK).
+        class_prompt_tokens: Tokenised class prompts ``[C, P, L]`` (zero-shot evaluation).
+        sample_rates: Sample rate per audio modality.
+        waveforms: Waveforms ``[R, T]`` per spectrogram modality (AV-MNIST ``keep_waveforms``).
+        audio_features: Feature recipe per spectrogram modality
+            (:func:`modalab.data.audio.waveform_features`).
+        truth: Ground truth of a synthetic dataset, per split.
+        skipped: Files skipped under ``on_error=skip`` (``{"count", "files", "errors"}``).
+        leakage: Duplicates removed across splits (``{"removed", "overlaps"}``).
+        manifest: The manifest file read.
+        build_seconds: Wall time of the build.
+        extra: Dataset-specific provenance (protocol, checksums, indices) no other module reads.
+
+    Example:
+        >>> info = DataInfo(name="toy", skipped={"count": 0, "files": [], "errors": []})
+        >>> info.record()
+        {'skipped': {'count': 0, 'files': [], 'errors': []}}
+        >>> info.vocab
+        Traceback (most recent call last):
+        AttributeError: 'DataInfo' object has no attribute 'vocab'
+    """
+
+    name: str = ""
+    class_names: list[str] = field(default_factory=list)
+    sizes: dict[str, int] | None = None
+    label_counts: dict[str, list[int]] | None = None
+    vocab_size: int | None = None
+    pad_id: int | None = None
+    mask_id: int | None = None
+    special_ids: list[int] | None = None
+    class_prompt_tokens: torch.Tensor | None = None
+    sample_rates: dict[str, int] | None = None
+    waveforms: dict[str, torch.Tensor] | None = None
+    audio_features: dict[str, dict[str, Any]] | None = None
+    truth: dict[str, Any] | None = None
+    skipped: dict[str, Any] | None = None
+    leakage: dict[str, Any] | None = None
+    manifest: str | None = None
+    build_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The part of the info a run records in ``metrics.json``: skipped files, leakage."""
+        pairs = (("skipped", self.skipped), ("leakage", self.leakage))
+        return {k: v for k, v in pairs if v is not None}
+
+
 @dataclass
 class Splits:
     """Train / validation / test splits of one dataset, with its metadata.
@@ -154,14 +216,14 @@ class Splits:
         val: Validation split (probe regularisation, early stopping).
         test: Test split (reported metrics only).
         num_classes: Number of classes of the downstream label.
-        info: Free-form metadata (ground truth of a synthetic dataset, file provenance, ...).
+        info: The dataset's metadata (names, vocabulary, ground truth, provenance).
     """
 
     train: MultimodalTensorDataset
     val: MultimodalTensorDataset
     test: MultimodalTensorDataset
     num_classes: int
-    info: dict[str, Any]
+    info: DataInfo
 
     @property
     def modalities(self) -> tuple[str, ...]:

@@ -78,7 +78,7 @@ def build_encoders(model_cfg: Mapping[str, Any], splits: Splits) -> MultimodalEn
                 choices.get(modality, "auto"),
                 example.inputs[modality],
                 int(model_cfg["embed_dim"]),
-                vocab_size=splits.info.get("vocab_size"),
+                vocab_size=splits.info.vocab_size,
             )
         except KeyError as error:
             raise ConfigError(f"model.encoders.{modality}: {error.args[0]}") from None
@@ -96,8 +96,8 @@ def build_method(
     """Build the method recipe named by ``method_cfg["name"]``.
 
     Builders that declare the parameters ``example`` (a two-sample training batch),
-    ``data_info`` (the dataset's info, e.g. ``vocab_size`` and ``mask_id``), ``seed`` (the
-    run's seed, for their own random state) or ``load_teacher`` (a :data:`TeacherLoader`, for
+    ``data_info`` (the dataset's :class:`~modalab.data.DataInfo`, e.g. ``vocab_size``), ``seed``
+    (the run's seed, for their own random state) or ``load_teacher`` (a :data:`TeacherLoader`, for
     teachers from finished runs) receive them.
     """
     kwargs = dict(method_cfg)
@@ -109,7 +109,7 @@ def build_method(
     params = inspect.signature(builder).parameters
     context = {
         "example": lambda: splits.train.__getitems__([0, 1]),
-        "data_info": lambda: dict(splits.info),
+        "data_info": lambda: splits.info,
         "seed": lambda: seed,
         "load_teacher": lambda: load_teacher,
     }

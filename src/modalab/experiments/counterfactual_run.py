@@ -193,6 +193,6 @@ def analyse_run(
             "predictor": type(predictor).__name__,
         }
     )
-    names = loaded.splits.info.get("class_names")
+    names = loaded.splits.info.class_names
     written = write_report(report, loaded.run_dir / OUTPUT_DIR, class_names=names)
     return report, written

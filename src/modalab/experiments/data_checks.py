@@ -21,7 +21,7 @@ from modalab.data.integrity import (
     check_split_sizes,
     remove_split_leakage,
 )
-from modalab.data.tensor_dataset import Splits
+from modalab.data.tensor_dataset import DataInfo, Splits
 from modalab.experiments.errors import ConfigError, EnvironmentProblem
 
 __all__ = ["CROSS_MODAL_METHODS", "PAIRWISE_SCENARIOS", "check_environment", "check_run_data"]
@@ -87,7 +87,7 @@ def check_run_data(cfg: Mapping[str, Any], splits: Splits) -> Splits:
 
     Returns:
         The splits, with held-out copies of training samples removed under
-        ``data.on_error=skip`` (recorded in ``info["leakage"]``).
+        ``data.on_error=skip`` (recorded in ``info.leakage``).
 
     Raises:
         DataError: Leakage between splits, labels outside the classes, splits too small.
@@ -128,10 +128,10 @@ def check_run_data(cfg: Mapping[str, Any], splits: Splits) -> Splits:
     on_error = str(data.get("on_error", "raise"))
     before = {s: len(getattr(splits, s)) for s in ("val", "test")}
     splits = remove_split_leakage(splits, on_error, where, can_skip="on_error" in data)
-    if "leakage" in splits.info and before != {s: len(getattr(splits, s)) for s in before}:
+    leakage = splits.info.leakage
+    if leakage is not None and before != {s: len(getattr(splits, s)) for s in before}:
         warnings.warn(
-            f"{where}: removed held-out copies of training samples: "
-            f"{splits.info['leakage']['removed']}.",
+            f"{where}: removed held-out copies of training samples: {leakage['removed']}.",
             stacklevel=2,
         )
         check_split_sizes(splits, where, hint)
@@ -144,23 +144,21 @@ def check_run_data(cfg: Mapping[str, Any], splits: Splits) -> Splits:
     return splits
 
 
-def integrity_records(info: Mapping[str, Any]) -> list[Any]:
+def integrity_records(info: DataInfo) -> list[Any]:
     """Metric records of what the data build dropped (none when nothing was dropped).
 
-    ``skipped_files`` counts files skipped under ``data.on_error=skip`` (``info["skipped"]``,
+    ``skipped_files`` counts files skipped under ``data.on_error=skip`` (``info.skipped``,
     e.g. unreadable images); ``removed_duplicates`` counts held-out copies of training
-    samples removed (``info["leakage"]``). They go to ``metrics.json``, the results store
+    samples removed (``info.leakage``). They go to ``metrics.json``, the results store
     and the report with the other metrics.
     """
     from modalab.evaluation.features import MetricRecord
 
     records = []
-    skipped = info.get("skipped")
-    if isinstance(skipped, Mapping) and int(skipped.get("count", 0)):
-        records.append(MetricRecord("skipped_files", float(skipped["count"]), "data"))
-    leakage = info.get("leakage")
-    if isinstance(leakage, Mapping):
-        removed = sum(int(v) for v in leakage.get("removed", {}).values())
+    if info.skipped is not None and int(info.skipped.get("count", 0)):
+        records.append(MetricRecord("skipped_files", float(info.skipped["count"]), "data"))
+    if info.leakage is not None:
+        removed = sum(int(v) for v in info.leakage.get("removed", {}).values())
         if removed:
             records.append(MetricRecord("removed_duplicates", float(removed), "data"))
     return records

@@ -434,7 +434,7 @@ def embedding_features(run_dir: str | Path, n_samples: int = 300) -> EmbeddingSa
         blocks.append(values[rows].numpy())
         labels.append(features.clean_label[rows].numpy())
         names.extend([modality] * int(rows.sum()))
-    class_names = [str(c) for c in splits.info.get("class_names") or []]
+    class_names = [str(c) for c in splits.info.class_names]
     return EmbeddingSample(
         np.concatenate(blocks), np.concatenate(labels), names, space, class_names
     )

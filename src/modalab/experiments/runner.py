@@ -519,7 +519,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             eval_cfg.noisy_probe_forget_rate,
             seed=seed,
         )
-    prompts = splits.info.get("class_prompt_tokens")
+    prompts = splits.info.class_prompt_tokens
     if prompts is not None and "text" in splits.modalities and joint_space:  # zero-shot
         classes = class_embeddings(
             method.representations,
@@ -532,9 +532,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics += integrity_records(splits.info)  # skipped files, removed duplicates (if any)
     eval_seconds = time.perf_counter() - start
 
-    data_info: dict[str, Any] = {
-        k: splits.info[k] for k in ("skipped", "leakage") if k in splits.info
-    }
+    data_info = splits.info.record()  # skipped files, removed duplicates: to metrics.json
     result = RunResult(
         run_dir, metrics, plain, train_seconds, eval_seconds, training=training, data_info=data_info
     )

@@ -9,13 +9,12 @@ at least one other modality.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.data.batch import MultimodalBatch
+from modalab.data.tensor_dataset import DataInfo
 from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states, token_width
@@ -105,7 +104,7 @@ def build_coca(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
-    data_info: dict[str, Any] | None = None,
+    data_info: DataInfo | None = None,
     *,
     caption_modality: str = "text",
     caption_weight: float = 1.0,
@@ -135,14 +134,14 @@ def build_coca(
     """
     if example is None:
         raise ValueError("build_coca needs an example batch.")
-    info = data_info or {}
+    info = data_info or DataInfo()
     if caption_modality not in encoder.modalities:
         raise ValueError(
             f"method.caption_modality={caption_modality!r} is not a modality of the data "
             f"({list(encoder.modalities)}); CoCa needs a token-id caption modality."
         )
     captions = example.inputs[caption_modality]
-    if captions.is_floating_point() or captions.dim() != 2 or "vocab_size" not in info:
+    if captions.is_floating_point() or captions.dim() != 2 or info.vocab_size is None:
         raise ValueError(
             f"CoCa decodes token ids [B, L] with a known vocab_size; {caption_modality!r} has "
             f"{captions.dtype} inputs of shape {tuple(captions.shape)}."
@@ -161,11 +160,11 @@ def build_coca(
         {m: ProjectionHead(embed_dim, proj_dim, 0) for m in encoder.modalities}
     )
     decoder = CaptionDecoder(
-        int(info["vocab_size"]),
+        info.vocab_size,
         int(captions.shape[1]),
         decoder_width,
         decoder_depth,
-        pad_id=int(info.get("pad_id", 0)),
+        pad_id=info.pad_id or 0,
     )
     return CoCaMethod(
         encoder,
@@ -174,7 +173,7 @@ def build_coca(
         memory,
         caption_modality,
         caption_weight,
-        int(info.get("pad_id", 0)),
+        info.pad_id or 0,
         lr,
         weight_decay,
     )

@@ -17,13 +17,12 @@ modality (the others enter as their learned absent tokens).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
+from modalab.data.tensor_dataset import DataInfo
 from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states
@@ -165,7 +164,7 @@ def build_fusion(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
-    data_info: dict[str, Any] | None = None,
+    data_info: DataInfo | None = None,
     seed: int = 0,
     *,
     width: int = 64,
@@ -199,7 +198,7 @@ def build_fusion(
         raise ValueError("build_fusion needs an example batch to size the token streams.")
     if len(encoder.modalities) < 2:
         raise ValueError(f"Fusion needs at least two modalities, got {list(encoder.modalities)}.")
-    info = data_info or {}
+    info = data_info or DataInfo()
     dims: dict[str, int] = {}
     counts: dict[str, int] = {}
     token_heads = nn.ModuleDict()
@@ -219,12 +218,12 @@ def build_fusion(
             module.train(was_training)
             dims[m], counts[m] = int(states.shape[2]), int(states.shape[1])
             if not x.is_floating_point() and x.dim() == 2:
-                if "vocab_size" not in info or "mask_id" not in info:
+                if info.vocab_size is None or info.mask_id is None:
                     raise ValueError(
                         f"Masked token prediction for {m!r} needs vocab_size and mask_id in "
                         "the dataset's info."
                     )
-                token_heads[m] = nn.Linear(width, int(info["vocab_size"]))
+                token_heads[m] = nn.Linear(width, info.vocab_size)
             else:
                 feature_heads[m] = nn.Linear(width, dims[m])
     fusion = CrossAttentionFusion(dims, counts, width=width, depth=depth, heads=heads)
@@ -236,8 +235,8 @@ def build_fusion(
         match_modality or encoder.modalities[-1],
         nn.Linear(width, 1),
         mask_prob,
-        int(info.get("mask_id", 3)),
-        int(info.get("pad_id", 0)),
+        3 if info.mask_id is None else info.mask_id,
+        info.pad_id or 0,
         match_weight,
         lr,
         weight_decay,

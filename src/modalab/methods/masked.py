@@ -15,14 +15,13 @@ Rows of absent modalities contribute to no term.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from modalab.data.augment import mask_tokens
 from modalab.data.batch import MultimodalBatch
+from modalab.data.tensor_dataset import DataInfo
 from modalab.methods.common import LossStepMethod
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import token_states, token_width
@@ -218,7 +217,7 @@ def build_masked(
     num_classes: int,
     embed_dim: int,
     example: MultimodalBatch | None = None,
-    data_info: dict[str, Any] | None = None,
+    data_info: DataInfo | None = None,
     seed: int = 0,
     *,
     mask_prob: float = 0.3,
@@ -248,7 +247,7 @@ def build_masked(
     """
     if example is None:
         raise ValueError("build_masked needs an example batch to size its decoders.")
-    info = data_info or {}
+    info = data_info or DataInfo()
     token_heads = nn.ModuleDict()
     decoders = nn.ModuleDict()
     patch_sizes: dict[str, int] = {}
@@ -256,12 +255,12 @@ def build_masked(
         x = example.inputs[m]
         module = encoder.encoders[m]
         if _is_tokens(x):
-            if not hasattr(module, "token_states") or "vocab_size" not in info:
+            if not hasattr(module, "token_states") or info.vocab_size is None:
                 raise ValueError(
                     f"Masked token prediction for {m!r} needs an encoder with token_states and "
                     "a dataset whose info gives vocab_size and mask_id."
                 )
-            token_heads[m] = nn.Linear(token_width(module), int(info["vocab_size"]))
+            token_heads[m] = nn.Linear(token_width(module), info.vocab_size)
         elif x.dim() in (3, 4):
             patch = _default_patch(x, image_patch, sequence_patch)
             patches = patchify(pad_to_patches(x.float(), patch), patch)
@@ -272,7 +271,7 @@ def build_masked(
                 f"No masked modelling for modality {m!r} with inputs {tuple(x.shape)}; "
                 "expected token ids [B, L], images [B, C, H, W] or sequences [B, C, T]."
             )
-    if token_heads and "mask_id" not in info:
+    if token_heads and info.mask_id is None:
         raise ValueError("Masked token prediction needs the dataset's mask_id in its info.")
     predictors = nn.ModuleDict(
         {m: ProjectionHead(embed_dim, embed_dim, predictor_hidden) for m in encoder.modalities}
@@ -284,8 +283,8 @@ def build_masked(
         patch_sizes,
         predictors,
         mask_prob,
-        int(info.get("mask_id", 3)),
-        int(info.get("pad_id", 0)),
+        3 if info.mask_id is None else info.mask_id,
+        info.pad_id or 0,
         modality_weight,
         lr,
         weight_decay,

@@ -19,14 +19,14 @@ Each scenario also says *when* it applies — its ``stage``:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from modalab.data.tensor_dataset import MultimodalTensorDataset
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset
 
 __all__ = ["STAGES", "Scenario", "check_fraction", "check_modalities", "zero_fill"]
 
@@ -106,7 +106,7 @@ class Scenario(ABC):
         """Whether the scenario applies at ``stage``."""
         return stage in self.stage
 
-    def bind(self, info: Mapping[str, Any]) -> None:  # noqa: B027
+    def bind(self, info: DataInfo) -> None:  # noqa: B027
         """Take data-dependent defaults (sample rate, vocabulary) from a dataset's ``info``."""
 
     def randomize(self, dataset: MultimodalTensorDataset) -> None:  # noqa: B027

@@ -21,7 +21,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from modalab.data.tensor_dataset import MultimodalTensorDataset, Splits
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset, Splits
 from modalab.scenarios.base import STAGES, Scenario
 from modalab.scenarios.registry import SCENARIOS
 
@@ -43,13 +43,13 @@ SPLIT_OF_STAGE: dict[str, str] = {
 
 
 def build_scenarios(
-    configs: Mapping[str, Mapping[str, Any]], info: Mapping[str, Any] | None = None
+    configs: Mapping[str, Mapping[str, Any]], info: DataInfo | None = None
 ) -> list[Scenario]:
     """Instantiate scenarios from ``{name: parameters}`` (in order) and bind them to the data.
 
     Args:
         configs: Registered scenario name → its parameters (``stage`` and the scenario's own).
-        info: The dataset's ``Splits.info`` (sample rates, vocabulary) for data-dependent
+        info: The dataset's :class:`DataInfo` (sample rates, vocabulary) for data-dependent
             defaults.
 
     Returns:
@@ -67,7 +67,7 @@ def build_scenarios(
     for name, params in configs.items():
         cls = SCENARIOS.get(name)
         scenarios.append(cls(**dict(params)))
-        scenarios[-1].bind(info or {})
+        scenarios[-1].bind(info or DataInfo())
     return scenarios
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from modalab.data.audio import waveform_features
 from modalab.data.files import DATA_ENV, DEFAULT_DATA_DIR, resolve_data_dir
-from modalab.data.tensor_dataset import MultimodalTensorDataset
+from modalab.data.tensor_dataset import DataInfo, MultimodalTensorDataset
 from modalab.scenarios.base import Scenario, check_fraction, check_modalities
 from modalab.scenarios.registry import SCENARIOS
 
@@ -343,11 +343,11 @@ class BackgroundNoise(Scenario):
     For each present sample a clip and an offset are drawn, the crop is rescaled so that the
     mixture has exactly ``snr_db`` per sample, and added. Near-silent crops (power below a
     thousandth of the bank's median) are redrawn. The sample rate defaults to the one the
-    dataset declares in ``info["sample_rates"]``.
+    dataset declares in ``info.sample_rates``.
 
     A spectrogram modality (AV-MNIST's log-mel ``audio`` with ``data.keep_waveforms=true``)
     is corrupted where noise is physically added, in the waveform, as MultiBench does: the
-    dataset's ``info["waveforms"]`` and ``info["audio_features"]`` give each sample's waveform
+    dataset's ``info.waveforms`` and ``info.audio_features`` give each sample's waveform
     (through ``extras["<modality>_recording"]``) and the recipe of its features; the mixture
     is mixed at the SNR in the waveform domain and its features recomputed
     (:func:`modalab.data.audio.waveform_features`). Rows left clean keep their input.
@@ -380,17 +380,17 @@ class BackgroundNoise(Scenario):
                 f"{self.snr_db}."
             )
 
-    def bind(self, info: Mapping[str, Any]) -> None:
+    def bind(self, info: DataInfo) -> None:
         """Take the modality's sample rate (and, for features, its waveforms) from ``info``."""
-        recipe = info.get("audio_features", {}).get(self.modality)
+        recipe = (info.audio_features or {}).get(self.modality)
         self._recipe: Mapping[str, Any] | None = recipe
         self._waveforms: Tensor | None = None
         if recipe is not None:
-            self._waveforms = info["waveforms"][self.modality]
+            self._waveforms = (info.waveforms or {})[self.modality]
             if self.sample_rate == 0:
                 self.sample_rate = int(recipe["sample_rate"])
         if self.sample_rate == 0:
-            rates = info.get("sample_rates", {})
+            rates = info.sample_rates or {}
             if self.modality not in rates:
                 raise ValueError(
                     f"scenario background_noise: the data does not declare the sample rate of "
@@ -533,14 +533,14 @@ class WordDropout(Scenario):
                 f"scenario word_dropout.mode={self.mode!r} is unknown; valid: {list(_WORD_MODES)}."
             )
 
-    def bind(self, info: Mapping[str, Any]) -> None:
+    def bind(self, info: DataInfo) -> None:
         """Take special ids, vocabulary size and mask id from the dataset's ``info``."""
-        if not self.special_ids and "special_ids" in info:
-            self.special_ids = [int(i) for i in info["special_ids"]]
-        if self.vocab_size == 0 and "vocab_size" in info:
-            self.vocab_size = int(info["vocab_size"])
-        if self.mask_id < 0 and "mask_id" in info:
-            self.mask_id = int(info["mask_id"])
+        if not self.special_ids and info.special_ids is not None:
+            self.special_ids = [int(i) for i in info.special_ids]
+        if self.vocab_size == 0 and info.vocab_size is not None:
+            self.vocab_size = info.vocab_size
+        if self.mask_id < 0 and info.mask_id is not None:
+            self.mask_id = info.mask_id
 
     def randomize(self, dataset: MultimodalTensorDataset) -> None:
         """Draw which tokens are hit and their replacements."""
