@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
@@ -12,6 +13,7 @@ import torch
 from modalab.counterfactual.attributions import (
     ShapleyResult,
     ablation_importance,
+    coalition_values,
     mean_ci,
     perceptual_score,
     predict_split,
@@ -20,6 +22,7 @@ from modalab.counterfactual.attributions import (
 )
 from modalab.counterfactual.debias import DebiasResult, counterfactual_debias
 from modalab.counterfactual.interventions import INTERVENTIONS, intervene
+from modalab.counterfactual.missing import cached_missing_rate_curve
 from modalab.counterfactual.predictors import EmbeddingPredictor, EncodedSplit
 from modalab.counterfactual.swap import swap_test
 from modalab.registry import Registry
@@ -68,7 +71,7 @@ class CounterfactualReport:
     def summary(self) -> pd.DataFrame:
         """The pooled (``class="all"``) rows, pivoted to statistic × modality."""
         pooled = self.table[(self.table["class"] == "all")]
-        pooled = pooled[pooled["analysis"] != "interaction"]
+        pooled = pooled[(pooled["analysis"] != "interaction") & (pooled["statistic"] != "subset")]
         labels = [
             (stat if stat.startswith(analysis) else f"{analysis}:{stat}")
             + (f" ({target})" if target and target != "all" else "")
@@ -93,6 +96,7 @@ class AnalysisSettings:
     shapley_permutations: int = 64
     confidence: float = 0.95
     batch_size: int = 4096
+    missing_rates: tuple[float, ...] = tuple(r / 10 for r in range(10))
 
 
 class _Tabled(Protocol):
@@ -195,6 +199,7 @@ def analyse(
     shapley_permutations: int = 64,
     confidence: float = 0.95,
     batch_size: int = 4096,
+    missing_rates: Sequence[float] = AnalysisSettings.missing_rates,
 ) -> CounterfactualReport:
     """Run the chosen counterfactual analyses on cached embeddings.
 
@@ -212,6 +217,7 @@ def analyse(
         shapley_permutations: Sampled orderings of Shapley values beyond ``exact_max``.
         confidence: Coverage of the confidence intervals.
         batch_size: Batch size of the head passes.
+        missing_rates: Drop rates of the ``missing_rate`` curve.
 
     Returns:
         The report.
@@ -237,6 +243,7 @@ def analyse(
         shapley_permutations,
         confidence,
         batch_size,
+        tuple(missing_rates),
     )
     tables: list[pd.DataFrame] = []
     results: dict[str, object] = {}
@@ -302,3 +309,50 @@ def _debias(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> Anal
     """Counterfactual debiasing: the dominant modality's direct effect subtracted."""
     assert o.debias_modality is not None
     return counterfactual_debias(p, s, o.debias_modality, o.debias_alpha, o.batch_size)
+
+
+def _pooled(analysis: str, target: str, statistic: str, value: float, n: int) -> dict[str, object]:
+    """One ``fused``, all-class row without a confidence interval."""
+    nan = float("nan")
+    return dict(
+        zip(COLUMNS[:-1], (analysis, "fused", target, "all", statistic, value, nan, nan, n))
+    )
+
+
+@ANALYSES.register("missing_rate")
+def _missing_rate(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Accuracy with each modality dropped at random (:func:`cached_missing_rate_curve`).
+
+    One ``fused`` row per rate (``target``) and statistic: ``accuracy`` and ``missing_fraction``
+    (share of the ``(sample, modality)`` entries absent; each sample keeps one at least).
+    """
+    points = cached_missing_rate_curve(p, s, o.missing_rates, o.seed)
+    frame = pd.DataFrame(
+        _pooled("missing_rate", f"{q.rate:g}", stat, getattr(q, stat), s.num_samples)
+        for q in points
+        for stat in ("accuracy", "missing_fraction")
+    )
+    return frame.assign(metric="accuracy")
+
+
+@ANALYSES.register("views_present")
+def _views_present(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """The metric with exactly ``k`` of the ``M`` modalities present, for every subset.
+
+    Statistic ``subset`` per non-empty subset (modality ``a+b``, ``target`` ``"k of M"``; mean
+    and CI over samples, per class), and per ``k`` the ``min``, ``mean`` and ``max`` over the
+    ``C(M, k)`` subsets (modality ``fused``, class ``all``).
+    """
+    names, values = p.modalities, coalition_values(p, s, o.metric, o.batch_size).values
+    rows: list[dict[str, object]] = []
+    for k in range(len(names), 0, -1):
+        target, scores = f"{k} of {len(names)}", []
+        for subset in itertools.combinations(range(len(names)), k):
+            column = values[:, sum(1 << j for j in subset)]
+            label = "+".join(names[j] for j in subset)
+            rows += _rows("views_present", label, target, "subset", column, s.label, o.confidence)
+            scores.append(float(column.mean()))
+        mean = sum(scores) / len(scores)
+        for stat, value in (("min", min(scores)), ("mean", mean), ("max", max(scores))):
+            rows.append(_pooled("views_present", target, stat, value, s.num_samples))
+    return pd.DataFrame(rows).assign(metric=o.metric)
