@@ -8,17 +8,17 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
 import pandas as pd
-import torch
 
 from modalab.counterfactual.attributions import (
     ShapleyResult,
     ablation_importance,
     coalition_values,
-    mean_ci,
+    per_class_rows,
     perceptual_score,
     predict_split,
     sample_values,
     shapley_values,
+    table_row,
 )
 from modalab.counterfactual.debias import DebiasResult, counterfactual_debias
 from modalab.counterfactual.interventions import INTERVENTIONS, intervene
@@ -69,9 +69,15 @@ class CounterfactualReport:
     settings: dict[str, object] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """The pooled (``class="all"``) rows, pivoted to statistic × modality."""
+        """The pooled (``class="all"``) rows, pivoted to statistic × modality.
+
+        Interactions and ``views_present`` subsets of several modalities are left out.
+        """
         pooled = self.table[(self.table["class"] == "all")]
-        pooled = pooled[(pooled["analysis"] != "interaction") & (pooled["statistic"] != "subset")]
+        subsets = (pooled["statistic"] == "subset") & pooled["modality"].str.contains(
+            "+", regex=False
+        )
+        pooled = pooled[(pooled["analysis"] != "interaction") & ~subsets]
         labels = [
             (stat if stat.startswith(analysis) else f"{analysis}:{stat}")
             + (f" ({target})" if target and target != "all" else "")
@@ -138,7 +144,9 @@ def intervention_effects(
     base = sample_values(
         predict_split(predictor, split.embeddings, split.present, batch_size), split.label, metric
     )
-    rows = _rows("interventions", "(none)", "original", "value", base, split.label, confidence)
+    rows = per_class_rows(
+        "interventions", "(none)", "original", "value", base, split.label, confidence
+    )
     for j, m in enumerate(predictor.modalities):
         for k, name in enumerate(interventions):
             out = intervene(split, name, [m], seed=seed + 100 * j + k)
@@ -147,43 +155,15 @@ def intervention_effects(
                 split.label,
                 metric,
             )
-            rows += _rows("interventions", m, name, "value", values, split.label, confidence)
-            rows += _rows(
+            rows += per_class_rows(
+                "interventions", m, name, "value", values, split.label, confidence
+            )
+            rows += per_class_rows(
                 "interventions", m, name, "effect", values - base, split.label, confidence
             )
     frame = pd.DataFrame(rows)
     frame["metric"] = metric
     return frame
-
-
-def _rows(
-    analysis: str,
-    modality: str,
-    target: str,
-    statistic: str,
-    values: torch.Tensor,
-    label: torch.Tensor,
-    confidence: float,
-) -> list[dict[str, object]]:
-    groups: list[tuple[str, torch.Tensor]] = [("all", torch.ones_like(label, dtype=torch.bool))]
-    groups += [(str(c), label == c) for c in sorted(label.unique().tolist())]
-    rows = []
-    for group, mask in groups:
-        mean, low, high = mean_ci(values[mask], confidence)
-        rows.append(
-            {
-                "analysis": analysis,
-                "modality": modality,
-                "target": target,
-                "class": group,
-                "statistic": statistic,
-                "value": float(mean),
-                "ci_low": float(low),
-                "ci_high": float(high),
-                "n": int(mask.sum()),
-            }
-        )
-    return rows
 
 
 def analyse(
@@ -311,14 +291,6 @@ def _debias(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> Anal
     return counterfactual_debias(p, s, o.debias_modality, o.debias_alpha, o.batch_size)
 
 
-def _pooled(analysis: str, target: str, statistic: str, value: float, n: int) -> dict[str, object]:
-    """One ``fused``, all-class row without a confidence interval."""
-    nan = float("nan")
-    return dict(
-        zip(COLUMNS[:-1], (analysis, "fused", target, "all", statistic, value, nan, nan, n))
-    )
-
-
 @ANALYSES.register("missing_rate")
 def _missing_rate(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
     """Accuracy with each modality dropped at random (:func:`cached_missing_rate_curve`).
@@ -328,7 +300,17 @@ def _missing_rate(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -
     """
     points = cached_missing_rate_curve(p, s, o.missing_rates, o.seed)
     frame = pd.DataFrame(
-        _pooled("missing_rate", f"{q.rate:g}", stat, getattr(q, stat), s.num_samples)
+        table_row(
+            "missing_rate",
+            "fused",
+            f"{q.rate:g}",
+            "all",
+            stat,
+            getattr(q, stat),
+            None,
+            None,
+            s.num_samples,
+        )
         for q in points
         for stat in ("accuracy", "missing_fraction")
     )
@@ -350,9 +332,15 @@ def _views_present(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) 
         for subset in itertools.combinations(range(len(names)), k):
             column = values[:, sum(1 << j for j in subset)]
             label = "+".join(names[j] for j in subset)
-            rows += _rows("views_present", label, target, "subset", column, s.label, o.confidence)
+            rows += per_class_rows(
+                "views_present", label, target, "subset", column, s.label, o.confidence
+            )
             scores.append(float(column.mean()))
         mean = sum(scores) / len(scores)
         for stat, value in (("min", min(scores)), ("mean", mean), ("max", max(scores))):
-            rows.append(_pooled("views_present", target, stat, value, s.num_samples))
+            rows.append(
+                table_row(
+                    "views_present", "fused", target, "all", stat, value, None, None, s.num_samples
+                )
+            )
     return pd.DataFrame(rows).assign(metric=o.metric)
