@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from modalab.cli.main import main
 from modalab.experiments.rundir import load_run
@@ -131,8 +132,11 @@ def test_counterfactual_cli_errors(tmp_path: Path, capsys) -> None:
         with pytest.raises(SystemExit):  # argparse: the usage and the invalid value
             main(["counterfactual", *bad])
         assert "invalid" in capsys.readouterr().err
-    study = Path(__file__).parents[1] / "studies" / "counterfactual.yaml"
-    out = tmp_path / "analysis"
-    argv = ["counterfactual", "--study", str(study), "--store", str(tmp_path / "empty")]
-    assert main([*argv, "--out", str(out)]) == 2
-    assert "modalab sweep" in capsys.readouterr().err and not out.exists()
+    study = yaml.safe_load(
+        (Path(__file__).parents[1] / "studies" / "counterfactual.yaml").read_text()
+    )
+    study["store"] = str(tmp_path / "results" / "counterfactual")  # holds no runs
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    assert main(["counterfactual", "--study", str(tmp_path / "study.yaml")]) == 2
+    assert "modalab sweep" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # nothing half-written
