@@ -54,7 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--study: the modality expected to dominate where the data has no known truth",
     )
     parser.add_argument(
-        "--missing-rates", nargs="+", type=float, help="drop rates of missing_rate (0 0.1 ... 0.9)"
+        "--missing-rates",
+        nargs="+",
+        type=float,
+        metavar="RATE",
+        help="drop rates of missing_rate (default 0 0.1 ... 0.9)",
     )
     parser.add_argument(
         "--analyses",
