@@ -403,3 +403,70 @@ def test_cached_missing_rate_curve_equals_re_encoding_and_runs_no_encoder() -> N
         float((~dataset.present["b"]).sum()) / (3 * n)
     )
     assert len({p.accuracy for p in cached}) > 1  # the masks matter
+
+
+class FirstPresentView:
+    """Predicts the class that the first present view (in order) points at; none: class 0."""
+
+    modalities = ("a", "b", "c")
+
+    def predict(self, embeddings: dict[str, Tensor], present: dict[str, Tensor]) -> Tensor:
+        out = torch.zeros_like(embeddings["a"])
+        taken = torch.zeros(out.shape[0], dtype=torch.bool)
+        for m in self.modalities:
+            use = present[m] & ~taken
+            out[use] = embeddings[m][use]
+            taken |= use
+        return out
+
+
+def test_views_present_and_missing_rate_analyses_against_brute_force() -> None:
+    """k-of-M curve: each view right on a planted set of samples, every subset enumerated."""
+    n, classes = 300, 4
+    generator = torch.Generator().manual_seed(0)
+    label = torch.randint(0, classes, (n,), generator=generator)
+    planted = {"a": 0.9, "b": 0.6, "c": 0.3}  # per-view accuracy
+    right = {m: torch.rand(n, generator=generator) < q for m, q in planted.items()}
+    points_at = {m: torch.where(right[m], label, (label + 1) % classes) for m in planted}
+    split = EncodedSplit(
+        {m: nn.functional.one_hot(points_at[m], classes).float() for m in planted},
+        {m: torch.ones(n, dtype=torch.bool) for m in planted},
+        label,
+        torch.arange(n),
+        classes,
+    )
+    predictor = FirstPresentView()
+    table = analyse(predictor, split, ["views_present", "missing_rate"]).table
+    views = table[table.analysis == "views_present"]
+    for k in (3, 2, 1):
+        expected: dict[str, float] = {}
+        for subset in itertools.combinations("abc", k):
+            hits = 0
+            for i in range(n):  # brute force, sample by sample
+                first = next(m for m in "abc" if m in subset)
+                hits += int(points_at[first][i] == label[i])
+            expected["+".join(subset)] = hits / n
+        rows = views[(views.target == f"{k} of 3") & (views["class"] == "all")]
+        subsets, fused = rows[rows.statistic == "subset"], rows[rows.modality == "fused"]
+        assert dict(zip(subsets.modality, subsets.value)) == pytest.approx(expected, abs=1e-12)
+        aggregate = dict(zip(fused.statistic, fused.value))
+        values = list(expected.values())
+        assert aggregate == pytest.approx(
+            {"min": min(values), "mean": sum(values) / len(values), "max": max(values)}
+        )
+    alone = views[(views.target == "1 of 3") & (views["class"] == "all")]
+    for m, q in planted.items():  # the planted accuracy, up to the draw
+        assert float(alone[alone.modality == m].value.iloc[0]) == pytest.approx(q, abs=0.1)
+    per_class = views[(views.modality == "a") & (views["class"] == "2")]
+    assert float(per_class.value.iloc[0]) == pytest.approx(
+        float(right["a"][label == 2].float().mean())
+    )
+    curve = table[table.analysis == "missing_rate"]
+    accuracy, missing = (
+        dict(zip(part.target, part.value))
+        for part in (curve[curve.statistic == s] for s in ("accuracy", "missing_fraction"))
+    )
+    assert len(accuracy) == 10 and accuracy["0"] == pytest.approx(float(right["a"].float().mean()))
+    assert missing["0"] == 0.0 and 0.4 < missing["0.5"] < 0.6
+    # More views missing, lower accuracy: view a (the best) is lost more often.
+    assert accuracy["0.9"] < accuracy["0.5"] < accuracy["0"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from modalab.cli.main import main
 from modalab.experiments.rundir import load_run
@@ -93,7 +94,10 @@ def test_counterfactual_cli_on_clip_run(tmp_path: Path) -> None:
             "counterfactual",
             str(run_dir),
             "--analyses",
-            "shapley,perceptual",
+            "shapley,perceptual,missing_rate,views_present",
+            "--missing-rates",
+            "0",
+            "0.5",
             "--max-samples",
             "50",
             "--head-hidden",
@@ -104,8 +108,35 @@ def test_counterfactual_cli_on_clip_run(tmp_path: Path) -> None:
     table = pd.read_parquet(run_dir / "counterfactual" / "counterfactual.parquet")
     assert table.loc[table["class"] == "all", "n"].max() == 50
     assert {"shapley", "interaction", "perceptual"} <= set(table["analysis"])
+    curve = table[table["analysis"] == "missing_rate"]
+    assert set(curve["target"]) == {"0", "0.5"} and set(curve["modality"]) == {"fused"}
+    views = table[(table["analysis"] == "views_present") & (table["statistic"] == "subset")]
+    assert views.groupby("target")["modality"].nunique().to_dict() == {
+        "1 of 3": 3,
+        "2 of 3": 3,
+        "3 of 3": 1,
+    }
+    # all three views present is the model as evaluated: the Shapley analysis' v(all)
+    full = views[(views["target"] == "3 of 3") & (views["class"] == "all")]["value"]
+    v_full = table[(table["statistic"] == "v_full") & (table["class"] == "all")]["value"]
+    assert float(full.iloc[0]) == pytest.approx(float(v_full.iloc[0]), abs=1e-12)
 
 
 def test_counterfactual_cli_errors(tmp_path: Path, capsys) -> None:
     assert main(["counterfactual", str(tmp_path / "nope")]) == 2
     assert "config.yaml" in capsys.readouterr().err
+    assert main(["counterfactual"]) == 2  # neither a run nor a study
+    assert "not both" in capsys.readouterr().err
+    assert main(["counterfactual", str(tmp_path), "--study", "studies/counterfactual.yaml"]) == 2
+    for bad in (["--missing-rates", "half"], ["--study", "s.yaml", "--intuition", "avmnist"]):
+        with pytest.raises(SystemExit):  # argparse: the usage and the invalid value
+            main(["counterfactual", *bad])
+        assert "invalid" in capsys.readouterr().err
+    study = yaml.safe_load(
+        (Path(__file__).parents[1] / "studies" / "counterfactual.yaml").read_text()
+    )
+    study["store"] = str(tmp_path / "results" / "counterfactual")  # holds no runs
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    assert main(["counterfactual", "--study", str(tmp_path / "study.yaml")]) == 2
+    assert "modalab sweep" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()  # nothing half-written

@@ -195,6 +195,7 @@ def test_an_intervention_registered_here_appears_in_the_default_report(
 
 def test_analyses_are_a_registry_run_in_registration_order() -> None:
     order = ["interventions", "ablation", "perceptual", "shapley", "swap", "debias"]
+    order += ["missing_rate", "views_present"]
     assert list(ANALYSES) == order
     report = analyse(_Linear(), _split(), ["swap", "ablation"])
     assert list(dict.fromkeys(report.table.analysis)) == ["ablation", "swap"]

@@ -57,34 +57,34 @@ def test_study_smoke_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_counterfactual_study_analysis_at_smoke_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The analysis of the Q6 study: efficiency holds per run and the truth is derived."""
-    import importlib.util
-    import sys
+    """`modalab counterfactual --study --smoke`: efficiency, the truth derived, resumable."""
+    import yaml
 
-    path = Path(__file__).parents[1] / "studies" / "counterfactual.yaml"
-    spec = load_study(path)
-    shapes_only = {k: v for k, v in spec.datasets.items() if k.startswith("shapes")}
-    spec = dataclasses.replace(
-        spec,
-        datasets=shapes_only,
-        methods={"supervised_dropout": spec.methods["supervised_dropout"]},
-        store=str(tmp_path / "store"),
-        output_dir=str(tmp_path / "runs"),
-        smoke=dataclasses.replace(
-            spec.smoke, datasets={k: spec.smoke.datasets[k] for k in shapes_only}
-        ),
+    from modalab.cli.main import main
+    from modalab.experiments.tables import study_tables
+
+    study = yaml.safe_load(
+        (Path(__file__).parents[1] / "studies" / "counterfactual.yaml").read_text()
     )
+    shapes_only = {k: v for k, v in study["datasets"].items() if k.startswith("shapes")}
+    study["datasets"], study["smoke"]["datasets"] = (
+        shapes_only,
+        {k: study["smoke"]["datasets"][k] for k in shapes_only},
+    )
+    study["methods"] = {"supervised_dropout": study["methods"]["supervised_dropout"]}
+    study["store"], study["output_dir"] = str(tmp_path / "store"), str(tmp_path / "runs")
+    path = tmp_path / "counterfactual.yaml"
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    spec = load_study(path)
     runs, store = expand_study(spec, smoke=True)
     assert run_sweep(runs, store, jobs=1, progress=lambda _: None).failed == []
-    script = Path(__file__).parents[1] / "scripts" / "counterfactual_study.py"
-    module_spec = importlib.util.spec_from_file_location("counterfactual_study", script)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    out = tmp_path / "analysis"
-    argv = [str(script), str(path), "--store", store, "--runs", str(tmp_path / "runs_smoke")]
-    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out)])
-    module.main()
+    out = tmp_path / "counterfactual_analysis_smoke"  # beside the store, as `tables` reads it
+    assert "no rows in" in study_tables(path, smoke=True)
+    assert main(["counterfactual", "--study", str(path), "--smoke"]) == 0
+    written = {f: f.stat().st_mtime_ns for f in (out / "rows").glob("*.parquet")}
+    assert main(["counterfactual", "--study", str(path), "--smoke"]) == 0  # resumes: no work
+    assert {f: f.stat().st_mtime_ns for f in (out / "rows").glob("*.parquet")} == written
+    assert not list(out.rglob("*.tmp"))
     frame = ResultsStore(out).read()
     assert ResultsStore(out).run_ids() == {r.run_id for r in runs}
     for run_id, rows in frame.groupby("run_id"):
@@ -94,6 +94,13 @@ def test_counterfactual_study_analysis_at_smoke_size(
         assert total == pytest.approx(
             value[("shapley_v_full", "fused")] - value[("shapley_v_empty", "fused")], abs=1e-9
         )
+        # two modalities: the effect alone is phi_m - I / 2, and v({m}) = v(empty) + that
+        interaction = value[("shapley_interaction", "image|text")]
+        for m in ("image", "text"):
+            solo = value[("shapley", m)] - interaction / 2
+            assert value[("shapley_solo", m)] == pytest.approx(solo, abs=1e-9)
+            only = value[("shapley_v_empty", "fused")] + solo
+            assert value[("shapley_v_only", m)] == pytest.approx(only, abs=1e-9)
         truth = {mod: v for (m, mod), v in value.items() if m == "truth_share"}
         data = rows.data.iloc[0]
         expected = {
@@ -103,9 +110,7 @@ def test_counterfactual_study_analysis_at_smoke_size(
         }[data]
         assert truth == expected, (run_id, data)
     # The study's counterfactual table reads this store: one block per dataset, truth shown.
-    from modalab.experiments.tables import counterfactual_table
-
-    table = counterfactual_table(frame, list(spec.methods), list(spec.datasets))
+    table = study_tables(path, smoke=True).split("\n\n")[1]
     starts = [line.split(" | ")[0][2:] for line in table.splitlines()[2:]]
     assert [s for s in starts if s] == list(shapes_only)
     assert "| image | 1.00 |" in table

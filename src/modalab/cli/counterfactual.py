@@ -1,4 +1,4 @@
-"""``modalab counterfactual RUN_DIR``: counterfactual modality analysis of a finished run."""
+"""``modalab counterfactual RUN_DIR | --study STUDY``: counterfactual modality analysis."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ EPILOG = """\
 analyses: interventions (remove / mean / noise / permute / swap each modality), ablation
 (metric drop when a modality is removed), perceptual (Gat et al. 2021), shapley (exact modality
 Shapley values and pairwise interactions), swap (which modality the prediction follows),
-debias (counterfactual-VQA style removal of a modality's direct effect; needs --debias-modality).
+debias (counterfactual-VQA style removal of a modality's direct effect; needs --debias-modality),
+missing_rate (accuracy with each modality dropped at random, --missing-rates), views_present
+(the metric with exactly k of the M modalities present, every subset; min/mean/max per k).
 
 Writes RUN_DIR/counterfactual/counterfactual.{parquet,csv}, settings.json and PNG+PDF plots.
+--study STUDY analyses every run of the study's store (ablation, perceptual, shapley,
+views_present; skips runs already analysed) and writes the pooled values with the known truth
+to the store of the study's `kind: counterfactual` table, read by `modalab tables STUDY`.
 
 examples:
   modalab run method=supervised run_name=sup
@@ -24,12 +29,37 @@ examples:
   modalab counterfactual runs/sup --analyses shapley,swap --metric log_prob
   modalab counterfactual runs/clip --head-hidden 128       # CLIP: fits a downstream head first
   modalab counterfactual runs/sup --analyses debias --debias-modality text
+  modalab counterfactual runs/mfeat --analyses missing_rate,views_present --missing-rates 0 0.5
+  modalab counterfactual --study studies/counterfactual.yaml   # after `modalab sweep` of it
 """
+
+
+def _pair(text: str) -> tuple[str, str]:
+    """``DATA=MODALITY`` (argparse reports the error of a malformed one)."""
+    data, modality = text.split("=")
+    return data, modality
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``modalab counterfactual``."""
-    parser.add_argument("run_dir", help="a run directory written by `modalab run`")
+    parser.add_argument("run_dir", nargs="?", help="a run directory written by `modalab run`")
+    parser.add_argument("--study", help="analyse every run of this study file's store instead")
+    parser.add_argument("--smoke", action="store_true", help="--study: its --smoke sweep")
+    parser.add_argument(
+        "--intuition",
+        nargs="*",
+        type=_pair,
+        default=[("avmnist", "image")],
+        metavar="DATA=MODALITY",
+        help="--study: the modality expected to dominate where the data has no known truth",
+    )
+    parser.add_argument(
+        "--missing-rates",
+        nargs="+",
+        type=float,
+        metavar="RATE",
+        help="drop rates of missing_rate (default 0 0.1 ... 0.9)",
+    )
     parser.add_argument(
         "--analyses",
         default="interventions,ablation,perceptual,shapley,swap",
@@ -55,9 +85,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace) -> int:
     """Run the analyses and print the pooled summary."""
-    from modalab.experiments.counterfactual_run import analyse_run
+    from modalab.counterfactual import AnalysisSettings
+    from modalab.experiments.counterfactual_run import analyse_run, analyse_study
     from modalab.experiments.rundir import unfinished_reason
 
+    if (args.study is None) == (args.run_dir is None):
+        print(
+            "modalab counterfactual: give a run directory (`modalab counterfactual runs/NAME`) "
+            "or a study (`modalab counterfactual --study studies/NAME.yaml`), not both.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.study:
+        out = analyse_study(
+            args.study, args.smoke, args.metric, args.max_samples, dict(args.intuition)
+        )
+        tables = f"modalab tables {args.study}" + (" --smoke" if args.smoke else "")
+        print(f"wrote the analysis of every run to {out}; its tables: `{tables}`")
+        return 0
     reason = unfinished_reason(args.run_dir)
     if reason and not args.allow_unfinished:
         print(
@@ -79,6 +124,7 @@ def command(args: argparse.Namespace) -> int:
         max_samples=args.max_samples,
         debias_modality=args.debias_modality,
         head_hidden=args.head_hidden,
+        missing_rates=args.missing_rates or AnalysisSettings.missing_rates,
     )
     console = Console()
     summary = report.summary()

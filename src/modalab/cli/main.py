@@ -228,7 +228,7 @@ COMMANDS: dict[
     "counterfactual": (
         _counterfactual.add_arguments,
         _counterfactual.command,
-        "counterfactual modality analysis of a finished run (Shapley, swap tests, ...)",
+        "counterfactual modality analysis of a run or a study's runs (Shapley, swap tests, ...)",
         _counterfactual.EPILOG,
     ),
     "report": (

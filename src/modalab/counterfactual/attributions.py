@@ -322,24 +322,28 @@ class ShapleyResult:
             mean, low, high = mean_ci(self.values[mask], confidence)
             total = float(mean.sum())
             for j, m in enumerate(self.modalities):
-                rows.append(_row("shapley", m, "", group, "shapley", mean[j], low[j], high[j], n))
+                rows.append(
+                    table_row("shapley", m, "", group, "shapley", mean[j], low[j], high[j], n)
+                )
                 share = float(mean[j]) / total if total != 0 else math.nan
-                rows.append(_row("shapley", m, "", group, "share", share, None, None, n))
+                rows.append(table_row("shapley", m, "", group, "share", share, None, None, n))
             for name, column in (("full", self.full), ("empty", self.empty)):
                 mu, lo, hi = mean_ci(column[mask], confidence)
-                rows.append(_row("shapley", name, "", group, f"v_{name}", mu, lo, hi, n))
+                rows.append(table_row("shapley", name, "", group, f"v_{name}", mu, lo, hi, n))
             if self.interactions is not None:
                 mean, low, high = mean_ci(self.interactions[mask], confidence)
                 for p, (a, b) in enumerate(self.pairs):
                     rows.append(
-                        _row("interaction", a, b, group, "interaction", mean[p], low[p], high[p], n)
+                        table_row(
+                            "interaction", a, b, group, "interaction", mean[p], low[p], high[p], n
+                        )
                     )
         frame = pd.DataFrame(rows)
         frame["metric"] = self.metric
         return frame
 
 
-def _row(
+def table_row(
     analysis: str,
     modality: str,
     target: str,
@@ -350,6 +354,8 @@ def _row(
     high: float | Tensor | None,
     n: int,
 ) -> dict[str, object]:
+    """One row of a counterfactual table (``None``: no confidence interval)."""
+
     def f(x: float | Tensor | None) -> float:
         return math.nan if x is None else float(x)
 
@@ -468,7 +474,7 @@ def ablation_importance(
         drop = base - sample_values(
             predict_split(predictor, out.embeddings, out.present, batch_size), split.label, metric
         )
-        rows += _per_class_rows("ablation", m, "ablation", drop, split.label, confidence)
+        rows += per_class_rows("ablation", m, "", "ablation", drop, split.label, confidence)
     frame = pd.DataFrame(rows)
     frame["metric"] = metric
     return frame
@@ -506,31 +512,42 @@ def perceptual_score(
             logits = predict_split(predictor, out.embeddings, out.present, batch_size)
             drops.append(base - sample_values(logits, split.label))
         drop = torch.stack(drops).mean(dim=0)
-        rows += _per_class_rows("perceptual", m, "perceptual_score", drop, split.label, confidence)
+        rows += per_class_rows(
+            "perceptual", m, "", "perceptual_score", drop, split.label, confidence
+        )
         scale = 1.0 / accuracy if accuracy > 0 else math.nan
-        rows += _per_class_rows(
-            "perceptual", m, "perceptual_score_normalised", drop * scale, split.label, confidence
+        rows += per_class_rows(
+            "perceptual",
+            m,
+            "",
+            "perceptual_score_normalised",
+            drop * scale,
+            split.label,
+            confidence,
         )
     frame = pd.DataFrame(rows)
     frame["metric"] = "accuracy"
     return frame
 
 
-def _per_class_rows(
+def per_class_rows(
     analysis: str,
     modality: str,
+    target: str,
     statistic: str,
     per_sample: Tensor,
     label: Tensor,
     confidence: float,
-    target: str = "",
 ) -> list[dict[str, object]]:
+    """Table rows of a per-sample statistic: its mean and CI over all samples and per class."""
     rows = []
     groups: list[tuple[str, Tensor]] = [("all", torch.ones_like(label, dtype=torch.bool))]
     groups += [(str(c), label == c) for c in sorted(label.unique().tolist())]
     for group, mask in groups:
         mean, low, high = mean_ci(per_sample[mask], confidence)
         rows.append(
-            _row(analysis, modality, target, group, statistic, mean, low, high, int(mask.sum()))
+            table_row(
+                analysis, modality, target, group, statistic, mean, low, high, int(mask.sum())
+            )
         )
     return rows

@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pandas as pd
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from modalab.counterfactual.attributions import mean_ci, predict_split
+from modalab.counterfactual.attributions import per_class_rows, predict_split
 from modalab.counterfactual.predictors import EmbeddingPredictor, EncodedSplit
 
 __all__ = ["DebiasResult", "counterfactual_debias"]
@@ -61,29 +60,15 @@ class DebiasResult:
         """Accuracy before/after debiasing and their difference, overall and per class."""
         before = (self.full.argmax(1) == self.label).double()
         after = (self.debiased.argmax(1) == self.label).double()
-        rows = []
-        groups: list[tuple[str, Tensor]] = [("all", torch.ones_like(self.label, dtype=torch.bool))]
-        groups += [(str(c), self.label == c) for c in sorted(self.label.unique().tolist())]
-        for group, mask in groups:
-            for name, values in (
-                ("accuracy", before),
-                ("debiased_accuracy", after),
-                ("gain", after - before),
-            ):
-                mean, low, high = mean_ci(values[mask], confidence)
-                rows.append(
-                    {
-                        "analysis": "debias",
-                        "modality": self.modality,
-                        "target": f"alpha={self.alpha:g}",
-                        "class": group,
-                        "statistic": name,
-                        "value": float(mean),
-                        "ci_low": float(low),
-                        "ci_high": float(high),
-                        "n": int(mask.sum()),
-                    }
-                )
+        rows, target = [], f"alpha={self.alpha:g}"
+        for name, values in (
+            ("accuracy", before),
+            ("debiased_accuracy", after),
+            ("gain", after - before),
+        ):
+            rows += per_class_rows(
+                "debias", self.modality, target, name, values, self.label, confidence
+            )
         frame = pd.DataFrame(rows)
         frame["metric"] = "accuracy"
         return frame

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
 import pandas as pd
-import torch
 
 from modalab.counterfactual.attributions import (
     ShapleyResult,
     ablation_importance,
-    mean_ci,
+    coalition_values,
+    per_class_rows,
     perceptual_score,
     predict_split,
     sample_values,
     shapley_values,
+    table_row,
 )
 from modalab.counterfactual.debias import DebiasResult, counterfactual_debias
 from modalab.counterfactual.interventions import INTERVENTIONS, intervene
+from modalab.counterfactual.missing import cached_missing_rate_curve
 from modalab.counterfactual.predictors import EmbeddingPredictor, EncodedSplit
 from modalab.counterfactual.swap import swap_test
 from modalab.registry import Registry
@@ -66,9 +69,15 @@ class CounterfactualReport:
     settings: dict[str, object] = field(default_factory=dict)
 
     def summary(self) -> pd.DataFrame:
-        """The pooled (``class="all"``) rows, pivoted to statistic × modality."""
+        """The pooled (``class="all"``) rows, pivoted to statistic × modality.
+
+        Interactions and ``views_present`` subsets of several modalities are left out.
+        """
         pooled = self.table[(self.table["class"] == "all")]
-        pooled = pooled[pooled["analysis"] != "interaction"]
+        subsets = (pooled["statistic"] == "subset") & pooled["modality"].str.contains(
+            "+", regex=False
+        )
+        pooled = pooled[(pooled["analysis"] != "interaction") & ~subsets]
         labels = [
             (stat if stat.startswith(analysis) else f"{analysis}:{stat}")
             + (f" ({target})" if target and target != "all" else "")
@@ -93,6 +102,7 @@ class AnalysisSettings:
     shapley_permutations: int = 64
     confidence: float = 0.95
     batch_size: int = 4096
+    missing_rates: tuple[float, ...] = tuple(r / 10 for r in range(10))
 
 
 class _Tabled(Protocol):
@@ -134,7 +144,9 @@ def intervention_effects(
     base = sample_values(
         predict_split(predictor, split.embeddings, split.present, batch_size), split.label, metric
     )
-    rows = _rows("interventions", "(none)", "original", "value", base, split.label, confidence)
+    rows = per_class_rows(
+        "interventions", "(none)", "original", "value", base, split.label, confidence
+    )
     for j, m in enumerate(predictor.modalities):
         for k, name in enumerate(interventions):
             out = intervene(split, name, [m], seed=seed + 100 * j + k)
@@ -143,43 +155,15 @@ def intervention_effects(
                 split.label,
                 metric,
             )
-            rows += _rows("interventions", m, name, "value", values, split.label, confidence)
-            rows += _rows(
+            rows += per_class_rows(
+                "interventions", m, name, "value", values, split.label, confidence
+            )
+            rows += per_class_rows(
                 "interventions", m, name, "effect", values - base, split.label, confidence
             )
     frame = pd.DataFrame(rows)
     frame["metric"] = metric
     return frame
-
-
-def _rows(
-    analysis: str,
-    modality: str,
-    target: str,
-    statistic: str,
-    values: torch.Tensor,
-    label: torch.Tensor,
-    confidence: float,
-) -> list[dict[str, object]]:
-    groups: list[tuple[str, torch.Tensor]] = [("all", torch.ones_like(label, dtype=torch.bool))]
-    groups += [(str(c), label == c) for c in sorted(label.unique().tolist())]
-    rows = []
-    for group, mask in groups:
-        mean, low, high = mean_ci(values[mask], confidence)
-        rows.append(
-            {
-                "analysis": analysis,
-                "modality": modality,
-                "target": target,
-                "class": group,
-                "statistic": statistic,
-                "value": float(mean),
-                "ci_low": float(low),
-                "ci_high": float(high),
-                "n": int(mask.sum()),
-            }
-        )
-    return rows
 
 
 def analyse(
@@ -195,6 +179,7 @@ def analyse(
     shapley_permutations: int = 64,
     confidence: float = 0.95,
     batch_size: int = 4096,
+    missing_rates: Sequence[float] = AnalysisSettings.missing_rates,
 ) -> CounterfactualReport:
     """Run the chosen counterfactual analyses on cached embeddings.
 
@@ -212,6 +197,7 @@ def analyse(
         shapley_permutations: Sampled orderings of Shapley values beyond ``exact_max``.
         confidence: Coverage of the confidence intervals.
         batch_size: Batch size of the head passes.
+        missing_rates: Drop rates of the ``missing_rate`` curve.
 
     Returns:
         The report.
@@ -237,6 +223,7 @@ def analyse(
         shapley_permutations,
         confidence,
         batch_size,
+        tuple(missing_rates),
     )
     tables: list[pd.DataFrame] = []
     results: dict[str, object] = {}
@@ -302,3 +289,58 @@ def _debias(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> Anal
     """Counterfactual debiasing: the dominant modality's direct effect subtracted."""
     assert o.debias_modality is not None
     return counterfactual_debias(p, s, o.debias_modality, o.debias_alpha, o.batch_size)
+
+
+@ANALYSES.register("missing_rate")
+def _missing_rate(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """Accuracy with each modality dropped at random (:func:`cached_missing_rate_curve`).
+
+    One ``fused`` row per rate (``target``) and statistic: ``accuracy`` and ``missing_fraction``
+    (share of the ``(sample, modality)`` entries absent; each sample keeps one at least).
+    """
+    points = cached_missing_rate_curve(p, s, o.missing_rates, o.seed)
+    frame = pd.DataFrame(
+        table_row(
+            "missing_rate",
+            "fused",
+            f"{q.rate:g}",
+            "all",
+            stat,
+            getattr(q, stat),
+            None,
+            None,
+            s.num_samples,
+        )
+        for q in points
+        for stat in ("accuracy", "missing_fraction")
+    )
+    return frame.assign(metric="accuracy")
+
+
+@ANALYSES.register("views_present")
+def _views_present(p: EmbeddingPredictor, s: EncodedSplit, o: AnalysisSettings) -> AnalysisResult:
+    """The metric with exactly ``k`` of the ``M`` modalities present, for every subset.
+
+    Statistic ``subset`` per non-empty subset (modality ``a+b``, ``target`` ``"k of M"``; mean
+    and CI over samples, per class), and per ``k`` the ``min``, ``mean`` and ``max`` over the
+    ``C(M, k)`` subsets (modality ``fused``, class ``all``).
+    """
+    names, values = p.modalities, coalition_values(p, s, o.metric, o.batch_size).values
+    rows: list[dict[str, object]] = []
+    for k in range(len(names), 0, -1):
+        target, scores = f"{k} of {len(names)}", []
+        for subset in itertools.combinations(range(len(names)), k):
+            column = values[:, sum(1 << j for j in subset)]
+            label = "+".join(names[j] for j in subset)
+            rows += per_class_rows(
+                "views_present", label, target, "subset", column, s.label, o.confidence
+            )
+            scores.append(float(column.mean()))
+        mean = sum(scores) / len(scores)
+        for stat, value in (("min", min(scores)), ("mean", mean), ("max", max(scores))):
+            rows.append(
+                table_row(
+                    "views_present", "fused", target, "all", stat, value, None, None, s.num_samples
+                )
+            )
+    return pd.DataFrame(rows).assign(metric=o.metric)

@@ -1,24 +1,31 @@
-"""Counterfactual analysis of a finished run directory (the ``modalab counterfactual`` command).
+"""Counterfactual analysis of finished runs (the ``modalab counterfactual`` command).
 
-The run is rebuilt by :func:`modalab.experiments.rundir.load_run` (data, encoders and method
+A run is rebuilt by :func:`modalab.experiments.rundir.load_run` (data, encoders and method
 from its ``config.yaml``, the trained weights from its ``model.safetensors``), and the analyses
 of :mod:`modalab.counterfactual` run on the chosen split. Tables (Parquet and CSV) and figures
 (PNG and PDF) are written atomically into ``RUN_DIR/counterfactual/``.
+
+:func:`analyse_study` analyses every run of a study's store and writes the pooled statistics,
+with the known truth beside them, to a results store (question 6 of ``docs/study.md``).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
 from modalab.counterfactual import (
     ANALYSES,
+    AnalysisSettings,
     CounterfactualReport,
     EmbeddingPredictor,
     FrozenEncoderPredictor,
@@ -31,16 +38,20 @@ from modalab.counterfactual import (
     swap_matrix,
 )
 from modalab.experiments.config import ConfigError
-from modalab.experiments.io import atomic_write_bytes, atomic_write_text
+from modalab.experiments.io import atomic_write_bytes, atomic_write_text, load_yaml
 from modalab.experiments.rundir import (
+    CONFIG_FILE,
     LoadedRun,
     evaluated_checkpoint,
     load_run,
     unfinished_reason,
 )
+from modalab.experiments.store import ResultsStore
+from modalab.experiments.sweep import load_study
+from modalab.experiments.tables import load_tables
 from modalab.models.multimodal import EmbeddingClassifier
 
-__all__ = ["analyse_run", "build_predictor"]
+__all__ = ["analyse_run", "analyse_study", "build_predictor", "pooled_rows", "truth"]
 
 OUTPUT_DIR = "counterfactual"
 
@@ -147,6 +158,7 @@ def analyse_run(
     debias_modality: str | None = None,
     head_hidden: int = 0,
     batch_size: int = 512,
+    missing_rates: Sequence[float] = AnalysisSettings.missing_rates,
 ) -> tuple[CounterfactualReport, list[Path]]:
     """Load a run, analyse one of its splits and write tables and figures into the run.
 
@@ -160,6 +172,7 @@ def analyse_run(
         debias_modality: Dominant modality for the ``debias`` analysis.
         head_hidden: Hidden width of the head fitted for encoder-only methods.
         batch_size: Batch size of the encoding pass.
+        missing_rates: Drop rates of the ``missing_rate`` analysis.
 
     Returns:
         The report and the paths written under ``RUN_DIR/counterfactual/``.
@@ -180,7 +193,13 @@ def analyse_run(
         encoded = encode_dataset(predictor, dataset, batch_size)
     try:
         report = analyse(
-            predictor, encoded, analyses, metric=metric, seed=seed, debias_modality=debias_modality
+            predictor,
+            encoded,
+            analyses,
+            metric=metric,
+            seed=seed,
+            debias_modality=debias_modality,
+            missing_rates=missing_rates,
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
@@ -196,3 +215,117 @@ def analyse_run(
     names = loaded.splits.info.class_names
     written = write_report(report, loaded.run_dir / OUTPUT_DIR, class_names=names)
     return report, written
+
+
+#: The analyses of :func:`analyse_study`.
+STUDY_ANALYSES = ("ablation", "perceptual", "shapley", "views_present")
+
+
+def truth(
+    config: Mapping[str, Any], modalities: Sequence[str], intuition: Mapping[str, str]
+) -> dict[str, tuple[float, float]]:
+    """Expected ``{modality: (share, dominant)}`` of one run, from its config.
+
+    For ``shapes`` the modalities that carry every label factor share the label equally and
+    one that carries none gets 0; when no modality carries every factor (synergy) each alone
+    is uninformative and Shapley values split the interaction equally among the modalities
+    that carry a label factor (dominant: NaN). Other data: ``intuition`` names the dominant
+    modality per dataset (share NaN); a dataset it does not name has no truth.
+    """
+    data = config["data"]
+    if data["name"] != "shapes":
+        top = intuition.get(data["name"])
+        return {} if top is None else {m: (float("nan"), float(m == top)) for m in modalities}
+    factors = set(data["label_factors"])
+    carries = {m: set(data["carries"].get(m, [])) for m in modalities}
+    alone = [m for m in modalities if factors <= carries[m]]
+    if alone:
+        return {m: (1.0 / len(alone) if m in alone else 0.0, float(m in alone)) for m in modalities}
+    involved = [m for m in modalities if factors & carries[m]]
+    return {m: (1.0 / len(involved) if m in involved else 0.0, float("nan")) for m in modalities}
+
+
+def pooled_rows(table: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """``(metric, modality, value)`` of the all-class statistics of an analysis table.
+
+    Shapley statistics are named ``shapley_*`` (``v_full``/``v_empty`` on modality ``fused``,
+    the interaction on ``a|b``); ``views_present`` gives, for each modality alone,
+    ``shapley_v_only`` (``v({m})``: the others missing) and ``shapley_solo`` (``v({m}) - v(∅)``;
+    for two modalities ``phi_m - I / 2``).
+    """
+    rows = table[table["class"] == "all"]
+    names = {"share": "shapley_share", "v_full": "shapley_v_full", "v_empty": "shapley_v_empty"}
+    empty = rows.loc[rows.statistic == "v_empty", "value"]
+    out: list[tuple[str, str, float]] = []
+    for r in rows.itertuples(index=False):
+        value, modality = float(r.value), str(r.modality)
+        if r.analysis == "interaction":
+            out.append(("shapley_interaction", f"{modality}|{r.target}", value))
+        elif r.analysis == "views_present":
+            if r.statistic == "subset" and "+" not in modality:
+                out.append(("shapley_v_only", modality, value))
+                out.append(("shapley_solo", modality, value - float(empty.iloc[0])))
+        else:
+            modality = "fused" if modality in ("full", "empty") else modality
+            out.append((names.get(str(r.statistic), str(r.statistic)), modality, value))
+    return out
+
+
+def analyse_study(
+    study: str | Path,
+    smoke: bool = False,
+    metric: str = "accuracy",
+    max_samples: int = 0,
+    intuition: Mapping[str, str] | None = None,
+) -> Path:
+    """Analyse every run of a study's store; pooled statistics and the truth to a store.
+
+    Each run's analyses (:data:`STUDY_ANALYSES`, on the test split, seeded with the run's
+    seed) are written into its run directory by :func:`analyse_run`, and its pooled rows, with
+    the run's metadata and :func:`truth`, into the store of the study's ``kind:
+    counterfactual`` table (where ``modalab tables`` reads it; else ``<store>_analysis``), one
+    Parquet file per run written atomically. Runs already there are skipped: it resumes.
+
+    Args:
+        study: The study file (trained by ``modalab sweep STUDY``).
+        smoke: Analyse the ``--smoke`` sweep (stores and run folder ``..._smoke``).
+        metric: ``accuracy`` or ``log_prob``.
+        max_samples: Analyse the first ``max_samples`` test samples only (0: all).
+        intuition: Dominant modality per non-``shapes`` dataset (default ``avmnist: image``).
+
+    Returns:
+        The analysis store.
+
+    Raises:
+        ConfigError: If the study's store holds no runs.
+    """
+    spec, suffix = load_study(study), "_smoke" if smoke else ""
+    named = [t.store for t in load_tables(study) if t.kind == "counterfactual" and t.store]
+    name = Path(named[0]).name if named else f"{Path(spec.store).name}_analysis"
+    results = ResultsStore(Path(spec.store).parent / (name + suffix))
+    trained = ResultsStore(spec.store + suffix).read()
+    if trained.empty:
+        raise ConfigError(f"{spec.store + suffix} holds no runs: run `modalab sweep {study}`.")
+    for run_id, part in trained.groupby("run_id", sort=True):
+        if results.has(str(run_id)):
+            continue
+        start = time.perf_counter()
+        run_dir = Path(spec.output_dir + suffix) / str(run_id)
+        seed = int(part["seed"].iloc[0])
+        report, _ = analyse_run(
+            run_dir, STUDY_ANALYSES, metric=metric, seed=seed, max_samples=max_samples
+        )
+        meta = part.iloc[0].drop(["metric", "modality", "condition", "value"]).to_dict()
+        values, config = pooled_rows(report.table), load_yaml(run_dir / CONFIG_FILE)
+        assert report.shapley is not None
+        expected = truth(config, report.shapley.modalities, intuition or {"avmnist": "image"})
+        for m, (share, top) in expected.items():
+            values += [("truth_share", m, share), ("truth_dominant", m, top)]
+        rows = [
+            {**meta, "metric": k, "modality": m, "condition": metric, "value": v}
+            for k, m, v in values
+        ]
+        results.append(str(run_id), rows)
+        label = " ".join(str(part.iloc[0][c]) for c in ("data", "method", "seed"))
+        print(f"{label}: {time.perf_counter() - start:.1f} s", flush=True)
+    return results.root

@@ -479,7 +479,7 @@ def study_tables(
     Args:
         study: The study file.
         results: Folder of the stores (default: the folder of the study's ``store:``).
-        smoke: Read the ``--smoke`` store (``<store>_smoke``).
+        smoke: Read the ``--smoke`` stores (``<store>_smoke``, the analysis store's likewise).
         test: Test against the baseline.
         correction: Correction within each table.
         figures: Also write PNG figures here: ``<study>_<scenario>.png`` (curve tables: the
@@ -503,8 +503,10 @@ def study_tables(
     methods = list(spec.methods)
     for table in tables:
         if table.kind == "counterfactual":
-            part = ResultsStore(root / Path(table.store).name).read()
-            text = f"(no rows in {root / Path(table.store).name}: scripts/counterfactual_study.py)"
+            analysis = root / (Path(table.store).name + ("_smoke" if smoke else ""))
+            part = ResultsStore(analysis).read()
+            command = f"modalab counterfactual --study {study}" + (" --smoke" if smoke else "")
+            text = f"(no rows in {analysis}: `{command}`)"
             if not part.empty:
                 text = counterfactual_table(part, methods, list(spec.datasets)) + "\n"
             out.append(text)
