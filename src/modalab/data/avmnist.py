@@ -257,6 +257,15 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The encoders each ``data.protocol`` names per modality (``info["encoders"]``), used where
+#: ``model.encoders`` names none. ``multibench``: the LeNets of MultiBench's AV-MNIST examples
+#: (``examples/multimedia/avmnist_simple_late_fusion.py``: ``LeNet(1, 6, 3)`` image,
+#: ``LeNet(1, 6, 5)`` audio; ``lenet`` picks 3 / 5 layers from the 28 / 112 pixel inputs).
+PROTOCOL_ENCODERS: dict[str, dict[str, str]] = {
+    "multibench": {"image": "lenet", "audio": "lenet"},
+    "clean": {},
+}
+
 
 @dataclass
 class AVMNISTConfig:
@@ -1026,6 +1035,7 @@ def make_avmnist(**kwargs: Any) -> Splits:
         "from_cache": from_cache,
         "build_seconds": time.perf_counter() - start,
         "class_names": [str(d) for d in range(10)],
+        "encoders": dict(PROTOCOL_ENCODERS[config.protocol]),
     }
     if config.keep_waveforms:
         info["waveforms"] = {"audio": built["waveforms"]}
