@@ -116,3 +116,37 @@ def test_build_encoders_reads_the_datasets_reference_and_the_override_wins() -> 
     built = build_encoders({"embed_dim": 16, "encoders": {"image": "cnn2d"}}, splits)
     assert isinstance(built.encoders["image"], ConvEncoder)
     assert isinstance(built.encoders["audio"], LeNetEncoder)
+
+
+def test_finite_check_reads_the_pools_without_materialising() -> None:
+    from modalab.data.indexed import IndexedMultimodalDataset
+    from modalab.experiments.data_checks import check_finite_inputs
+    from modalab.experiments.errors import DataError
+
+    pool = torch.zeros(4, 1, 3, 3, dtype=torch.float16)
+    pool[2, 0, 1, 1] = float("nan")  # pool row 2 is used by samples 1 and 4 of train
+    image = torch.zeros(3, 2, dtype=torch.uint8)
+
+    def split(rows: list[int], present: list[bool] | None = None) -> IndexedMultimodalDataset:
+        n = len(rows)
+        fields = {"present": {"audio": torch.tensor(present)}} if present else {}
+        return IndexedMultimodalDataset(
+            {"audio": pool, "image": image},
+            {"audio": torch.tensor(rows), "image": torch.arange(n) % 3},
+            torch.zeros(n, dtype=torch.long),
+            num_classes=2,
+            **fields,
+        )
+
+    clean = Splits(split([0, 1, 3]), split([1]), split([3]), 2, {})
+    check_finite_inputs(clean, "data=x")  # the NaN row is in the pool but no sample uses it
+    assert all(getattr(clean, s)._materialised is None for s in ("train", "val", "test"))
+    # The same verdict as the materialised inputs: samples 1 and 4 hold the NaN.
+    dirty = Splits(split([0, 2, 1, 3, 2]), split([1]), split([3]), 2, {})
+    expected = (~torch.isfinite(dirty.train.inputs["audio"].flatten(1)).all(1)).nonzero()
+    assert expected.flatten().tolist() == [1, 4]
+    dirty.train._materialised = None
+    with pytest.raises(DataError, match=r"2 train sample\(s\) of audio .*rows \[1, 4\]"):
+        check_finite_inputs(dirty, "data=x")
+    absent = Splits(split([0, 2], present=[True, False]), split([1]), split([3]), 2, {})
+    check_finite_inputs(absent, "data=x")  # the NaN sample is absent: not an input
