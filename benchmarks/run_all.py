@@ -42,6 +42,7 @@ SCRIPTS = {
     "bench_startup.py": ([], []),
     "bench_avmnist_loading.py": ([], ["--max-images", "2000"]),
     "bench_avmnist_eval.py": ([], []),
+    "bench_avmnist_encoders.py": ([], ["--rounds", "2", "--batch-size", "64"]),
 }
 
 

@@ -100,6 +100,11 @@ CATALOG: dict[str, dict[str, list[Any]]] = {
             ["cnn1d", "Small MONAI 1-D CNN for waveforms ``[C, T]`` (stride 4 per block)."],
             ["cnn2d", "Small MONAI CNN for images and spectrograms ``[C, H, W]``."],
             [
+                "lenet",
+                "MultiBench's AV-MNIST LeNet for images and spectrograms ``[C, H, "
+                "W]`` (``layers``).",
+            ],
+            [
                 "minilm",
                 "Pretrained all-MiniLM-L6-v2 text encoder, frozen (a trained linear map on top).",
             ],

@@ -257,6 +257,15 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: The encoders each ``data.protocol`` names per modality (``info.encoders``), used where
+#: ``model.encoders`` names none. ``multibench``: the LeNets of MultiBench's AV-MNIST examples
+#: (``examples/multimedia/avmnist_simple_late_fusion.py``: ``LeNet(1, 6, 3)`` image,
+#: ``LeNet(1, 6, 5)`` audio; ``lenet`` picks 3 / 5 layers from the 28 / 112 pixel inputs).
+PROTOCOL_ENCODERS: dict[str, dict[str, str]] = {
+    "multibench": {"image": "lenet", "audio": "lenet"},
+    "clean": {},
+}
+
 
 @dataclass
 class AVMNISTConfig:
@@ -308,6 +317,10 @@ class AVMNISTConfig:
             (``info.waveforms["audio"]`` ``[R, T]``; ``extras["audio_recording"]`` gives each
             sample's row) and the feature recipe (``info.audio_features``) for
             ``scenario=[background_noise]``.
+        reference_encoders: Use the protocol's reference encoders unless ``model.encoders``
+            names others (``multibench``: MultiBench's LeNet for both modalities, cited in
+            :class:`modalab.models.encoders.LeNetEncoder`; ``clean``: none, the default
+            encoders). A config key, so runs with and without them have different run ids.
         on_error: ``raise`` (default): a corrupt or duplicated recording is an error naming the
             file; ``skip``: drop them, warn with their count and record them in
             ``info.skipped`` (kept in the cache, so a cache hit reports them too).
@@ -316,6 +329,7 @@ class AVMNISTConfig:
     name: str = "avmnist"
     data_dir: str = ""
     protocol: str = "multibench"
+    reference_encoders: bool = True
     image_split: str = ""
     audio_split: str = ""
     test_speakers: Optional[list[str]] = None  # noqa: UP045 (OmegaConf structured config)
@@ -1018,6 +1032,7 @@ def make_avmnist(**kwargs: Any) -> Splits:
         audio_features={"audio": recipe} if config.keep_waveforms else None,
         skipped=built.get("skipped", {"count": 0, "files": [], "errors": []}),
         build_seconds=time.perf_counter() - start,
+        encoders=dict(PROTOCOL_ENCODERS[config.protocol]) if config.reference_encoders else None,
         extra={
             "protocol": config.protocol,
             "audio_split": config.audio_split,

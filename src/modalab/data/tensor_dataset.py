@@ -171,6 +171,8 @@ class DataInfo:
         leakage: Duplicates removed across splits (``{"removed", "overlaps"}``).
         manifest: The manifest file read.
         build_seconds: Wall time of the build.
+        encoders: The dataset's reference encoder per modality (e.g. ``data=avmnist``'s
+            MultiBench LeNets); ``model.encoders.<modality>`` overrides it.
         extra: Dataset-specific provenance (protocol, checksums, indices) no other module reads.
 
     Example:
@@ -199,6 +201,7 @@ class DataInfo:
     leakage: dict[str, Any] | None = None
     manifest: str | None = None
     build_seconds: float | None = None
+    encoders: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ data file stays a data error.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -17,7 +17,7 @@ from torch import nn
 
 from modalab.data.files import CorruptDataError
 from modalab.data.registry import DATASETS
-from modalab.data.tensor_dataset import Splits
+from modalab.data.tensor_dataset import DataInfo, Splits
 from modalab.experiments.errors import ConfigError, DataError
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import build_encoder
@@ -30,6 +30,7 @@ __all__ = [
     "build_encoders",
     "build_method",
     "build_run_scenarios",
+    "encoder_choices",
 ]
 
 #: ``(run directory, modality) -> (trained encoder of that modality, its embedding size)``:
@@ -61,21 +62,35 @@ def build_data(data_cfg: Mapping[str, Any]) -> Splits:
     return _call_with_config(builder, kwargs, f"data ({name})")  # type: ignore[no-any-return]
 
 
+def encoder_choices(
+    model_cfg: Mapping[str, Any], data_info: DataInfo, modalities: Sequence[str]
+) -> dict[str, str]:
+    """The encoder name of each modality: ``model.encoders``, else the dataset's, else ``auto``.
+
+    A dataset names its reference encoders in ``info.encoders`` (``data=avmnist``'s default
+    protocol: MultiBench's LeNets, ``data.reference_encoders=true``); an explicit
+    ``model.encoders.<modality>`` always wins.
+    """
+    chosen = dict(model_cfg.get("encoders", {}))
+    reference = dict(data_info.encoders or {})
+    return {m: str(chosen.get(m, reference.get(m, "auto"))) for m in modalities}
+
+
 def build_encoders(model_cfg: Mapping[str, Any], splits: Splits) -> MultimodalEncoder:
-    """Per-modality encoders for the modalities of ``splits``."""
-    choices = dict(model_cfg.get("encoders", {}))
-    unknown = sorted(set(choices) - set(splits.modalities))
+    """Per-modality encoders for the modalities of ``splits`` (see :func:`encoder_choices`)."""
+    unknown = sorted(set(model_cfg.get("encoders", {})) - set(splits.modalities))
     if unknown:
         raise ConfigError(
             f"model.encoders names modalities {unknown} that the dataset does not have; "
             f"its modalities are {list(splits.modalities)}."
         )
+    choices = encoder_choices(model_cfg, splits.info, splits.modalities)
     example = splits.train.__getitems__([0, 1])
     encoders = nn.ModuleDict()
     for modality in splits.modalities:
         try:
             encoders[modality] = build_encoder(
-                choices.get(modality, "auto"),
+                choices[modality],
                 example.inputs[modality],
                 int(model_cfg["embed_dim"]),
                 vocab_size=splits.info.vocab_size,

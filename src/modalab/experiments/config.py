@@ -52,8 +52,9 @@ class ModelConfig:
 
     Attributes:
         embed_dim: Output dimension of every encoder (the representation size).
-        encoders: Modality → registered encoder name; modalities not listed use ``auto``
-            (chosen from the input's type and rank).
+        encoders: Modality → registered encoder name; modalities not listed use the
+            dataset's reference encoder if it names one (``info.encoders``, e.g.
+            ``data=avmnist``: ``lenet``), else ``auto`` (chosen from the input's type and rank).
     """
 
     embed_dim: int = 128

@@ -172,15 +172,22 @@ def check_finite_inputs(splits: Splits, where: str) -> None:
     """
     import torch
 
+    from modalab.data.indexed import IndexedMultimodalDataset
     from modalab.experiments.errors import DataError
 
     for split in ("train", "val", "test"):
         data = getattr(splits, split)
         for name in data.modalities:
-            values = data.inputs[name]
-            if not torch.is_floating_point(values):
-                continue
-            bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+            if isinstance(data, IndexedMultimodalDataset):
+                # Check the pool of unique inputs chunk by chunk, then index it per sample:
+                # the same verdict without materialising every sample in float32 (AV-MNIST:
+                # 3.7 GB of float32 inputs for 70,000 samples that share 8,500 pool rows).
+                bad = _nonfinite_pool_rows(data.pools[name])[data.rows[name]]
+            else:
+                values = data.inputs[name]
+                if not torch.is_floating_point(values):
+                    continue
+                bad = ~torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
             bad &= data.present[name].to(bad.device).bool()  # absent samples are not inputs
             if bool(bad.any()):
                 rows = torch.nonzero(bad).flatten()[:5].tolist()
@@ -189,6 +196,19 @@ def check_finite_inputs(splits: Splits, where: str) -> None:
                     f"values (rows {rows}...); every metric on them would be undefined. Fix "
                     "or remove those samples in the data files."
                 )
+
+
+def _nonfinite_pool_rows(pool: Any, chunk: int = 1024) -> Any:
+    """``[U]`` bool: which rows of a pool hold NaN or Inf (all false for integer pools)."""
+    import torch
+
+    bad = torch.zeros(pool.shape[0], dtype=torch.bool)
+    if not torch.is_floating_point(pool):
+        return bad
+    for start in range(0, pool.shape[0], chunk):
+        part = pool[start : start + chunk]
+        bad[start : start + len(part)] = ~torch.isfinite(part.reshape(len(part), -1)).all(dim=1)
+    return bad
 
 
 def check_finite_features(features: Mapping[str, Any], run_dir: Path) -> None:

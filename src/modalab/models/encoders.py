@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import Tensor, nn
 
@@ -18,6 +19,7 @@ from modalab.registry import Registry
 __all__ = [
     "ENCODERS",
     "ConvEncoder",
+    "LeNetEncoder",
     "MLPEncoder",
     "TokenTransformerEncoder",
     "build_encoder",
@@ -110,6 +112,108 @@ class ConvEncoder(nn.Module):
         return self.features(x)
 
 
+class LeNetEncoder(nn.Module):
+    """MultiBench's AV-MNIST LeNet: conv blocks with max pooling, then a linear map.
+
+    The architecture of ``LeNet`` in ``unimodals/common_models.py`` of the repository
+    pliang279/MultiBench (adapted there from CentralNet's ``models/central/avmnist.py`` of
+    slyviacassell/_MFAS), as its AV-MNIST examples build it (``examples/multimedia/
+    avmnist_simple_late_fusion.py``: ``LeNet(1, 6, 3)`` for the 28×28 image,
+    ``LeNet(1, 6, 5)`` for the 112×112 spectrogram): a 5×5 convolution (padding 2, no bias)
+    with ``channels`` filters, then ``layers`` 3×3 convolutions (padding 1, no bias), each
+    doubling the channels; every convolution is followed by batch norm, ReLU and 2×2 max
+    pooling; convolution weights are Kaiming-uniform initialised. MultiBench's encoder ends at
+    the last pooled map (1×1 for both AV-MNIST inputs: 48 image / 192 audio features); here it is
+    flattened and mapped linearly to ``embed_dim`` (modalab's encoder contract), the one
+    difference. Written from the architecture's description, not copied.
+
+    Args:
+        in_channels: Input channels.
+        embed_dim: Output dimension.
+        spatial: ``(H, W)`` of the inputs (sizes the linear map).
+        channels: Filters of the first convolution (MultiBench's AV-MNIST examples: 6).
+        layers: 3×3 convolutions after the first (MultiBench's ``additional_layers``); ``None``:
+            as many as bring the map to one row or column, ``floor(log2(min(H, W))) - 1``
+            (3 for 28×28, 5 for 112×112, i.e. MultiBench's choices).
+        channels_last: Keep weights and activations NHWC (see :class:`ConvEncoder`); same
+            values up to summation order.
+
+    Example:
+        >>> enc = LeNetEncoder(1, embed_dim=16, spatial=(28, 28))
+        >>> enc.layers, enc.width
+        (3, 48)
+        >>> enc(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 16])
+        >>> LeNetEncoder(1, 16, spatial=(112, 112)).width
+        192
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        embed_dim: int,
+        spatial: Sequence[int],
+        channels: int = 6,
+        layers: int | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if len(spatial) != 2 or min(spatial) < 2:
+            raise ValueError(f"lenet needs 2-D inputs [C, H, W] with H, W >= 2; got {spatial}.")
+        most = int(min(spatial)).bit_length() - 2  # floor(log2(min(H, W))) - 1
+        if layers is None:
+            layers = most
+        if not 0 <= layers <= most:
+            raise ValueError(
+                f"lenet: {layers} layers pool {list(spatial)} below 1 pixel; use 0 to at most "
+                f"{most}."
+            )
+        if channels < 1:
+            raise ValueError(f"lenet: channels must be >= 1; got {channels}.")
+        self.layers = layers
+        blocks: list[nn.Module] = []
+        previous, out = in_channels, channels
+        for i in range(layers + 1):
+            kernel = 5 if i == 0 else 3
+            conv = nn.Conv2d(previous, out, kernel, padding=kernel // 2, bias=False)
+            nn.init.kaiming_uniform_(conv.weight)
+            if channels_last:
+                conv.weight.data = conv.weight.data.to(memory_format=torch.channels_last)
+            blocks.append(nn.Sequential(conv, nn.BatchNorm2d(out)))
+            previous, out = out, 2 * out
+        self.channels_last = channels_last
+        self.blocks = nn.ModuleList(blocks)
+        height, width = (int(s) >> (layers + 1) for s in spatial)
+        self.channels = previous
+        self.out = nn.Linear(previous * height * width, embed_dim)
+        nn.init.kaiming_uniform_(self.out.weight)
+
+    @property
+    def width(self) -> int:
+        """Channels of the last feature map (the width of :meth:`token_states`)."""
+        return self.channels
+
+    def _last_map(self, x: Tensor) -> Tensor:
+        """The last block's convolution + batch norm, before its pooling and ReLU."""
+        if self.channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        h = self.blocks[0](x)
+        for block in self.blocks[1:]:
+            # ReLU after the pooling: max commutes with the monotone ReLU, so this equals
+            # MultiBench's pool(relu(.)) exactly, with the ReLU on a quarter of the values.
+            h = block(F.relu(F.max_pool2d(h, 2)))
+        return h
+
+    def token_states(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions of the last block's map (before its pooling) ``[B, N, width]``, all kept."""
+        h = F.relu(self._last_map(x)).flatten(2).transpose(1, 2)
+        return h, torch.ones(h.shape[:2], dtype=torch.bool, device=h.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x`` of shape ``[B, C, H, W]`` to ``[B, embed_dim]``."""
+        return self.out(F.relu(F.max_pool2d(self._last_map(x), 2)).flatten(1))
+
+
 class TokenTransformerEncoder(nn.Module):
     """Token embedding + a small Transformer encoder + masked mean pooling over non-pad tokens.
 
@@ -194,6 +298,14 @@ class MLPEncoder(nn.Module):
 def _cnn2d(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
     """Small MONAI CNN for images and spectrograms ``[C, H, W]``."""
     return ConvEncoder(2, input_shape[0], embed_dim, **kwargs)
+
+
+@ENCODERS.register("lenet")
+def _lenet(input_shape: Sequence[int], embed_dim: int, **kwargs: Any) -> nn.Module:
+    """MultiBench's AV-MNIST LeNet for images and spectrograms ``[C, H, W]`` (``layers``)."""
+    if len(input_shape) != 3:
+        raise ValueError(f"lenet needs inputs [C, H, W]; got per-sample shape {list(input_shape)}.")
+    return LeNetEncoder(input_shape[0], embed_dim, spatial=input_shape[1:], **kwargs)
 
 
 @ENCODERS.register("cnn1d")
