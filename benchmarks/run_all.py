@@ -194,6 +194,20 @@ def _headline(script: str, lines: list[str]) -> str:
     return "; ".join(found).replace("|", "/")
 
 
+#: Heading of the section of docs/benchmarks.md written by hand (figures measured under load
+#: or by scripts outside the table); a regeneration keeps it, from the heading to the end.
+HAND_KEPT = "## Measured under load (kept by hand"
+
+
+def _hand_kept(path: Path) -> list[str]:
+    """The hand-kept tail of ``path`` (empty when the file or the section is absent)."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    start = text.find(HAND_KEPT)
+    return [] if start < 0 else text[start:].rstrip("\n").split("\n") + [""]
+
+
 def _previous_sections(path: Path) -> dict[str, list[str]]:
     """``{script: printed lines}`` of an earlier docs/benchmarks.md (for ``--only``)."""
     if not path.exists():
@@ -335,7 +349,7 @@ def main() -> None:
     for script, lines in sections:
         doc = (HERE / script).read_text().split('"""')[1].strip().splitlines()[0]
         body += [f"## `{script}`", "", doc, "", "```text", *lines, "```", ""]
-    Path(args.output).write_text("\n".join(header + body))
+    Path(args.output).write_text("\n".join(header + body + _hand_kept(Path(args.output))))
     print(f"wrote {args.output}")
 
 
