@@ -74,8 +74,9 @@ SETUP_DIFFERENCES: tuple[str, ...] = (
     "ESC-50 clip per category (50, 40 train / 10 test); each recording is mixed with at most "
     "data.noise_variants=3 clips (the source cycles 40 clips over the samples).",
     "Image PCA: data.image_pca=energy keeps the leading components up to 25% of the variance "
-    "(Yanis-Gerst/_MFAS); slyviacassell/_MFAS keeps 196 components (25% of the components). "
-    "Which one produced MultiBench's files is not documented.",
+    "(the later generator: Yanis-Gerst/_MFAS c08a277, slyviacassell/_MFAS 8d582c1); "
+    "slyviacassell/_MFAS 8e82a0a, whose audio steps modalab follows, keeps 196 components "
+    "(25% of the components). Which one produced MultiBench's files is not documented.",
     "Audio scale: log of the power spectral density, standardised with the training "
     "spectrograms; MultiBench divides its stored spectrograms by 255 (get_data.py), whose "
     "stored scale is not documented.",
