@@ -205,7 +205,7 @@ def _hand_kept(path: Path) -> list[str]:
         return []
     text = path.read_text()
     start = text.find(HAND_KEPT)
-    return [] if start < 0 else text[start:].rstrip("\n").split("\n") + [""]
+    return [] if start < 0 else [*text[start:].rstrip("\n").split("\n"), ""]
 
 
 def _previous_sections(path: Path) -> dict[str, list[str]]:

@@ -31,6 +31,7 @@ from modalab.experiments.runner import (
     build_run_scenarios,
 )
 from modalab.methods import METHODS
+from modalab.methods.registry import SHARED_ARGS, complete_args
 from modalab.scenarios import SCENARIOS, apply_scenarios
 
 TINY_DATA = ["data.n_samples=60", "model.embed_dim=16"]
@@ -65,13 +66,31 @@ def test_method_config_equals_the_builder_signature(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_every_hyperparameter_is_described_in_the_builder_docstring(name: str) -> None:
-    builder = METHODS.get(name)
-    doc = inspect.getdoc(getattr(builder, "func", builder)) or ""
+def test_every_parameter_is_described_in_the_registered_builder_docstring(name: str) -> None:
+    """Every parameter, context and hyperparameter, once registration added the shared ones."""
+    builder = getattr(METHODS.get(name), "func", METHODS.get(name))
+    doc = inspect.getdoc(builder) or ""
     assert "\nArgs:\n" in doc, name
     args = doc.split("\nArgs:\n", 1)[1]
-    described = set(re.findall(r"^    (\w+):", args, flags=re.MULTILINE))
-    assert set(_hyperparameters(name)) <= described, set(_hyperparameters(name)) - described
+    described = re.findall(r"^    (\w+):", args, flags=re.MULTILINE)
+    assert len(described) == len(set(described)), described  # none twice
+    params = set(inspect.signature(builder).parameters)
+    assert set(_hyperparameters(name)) <= set(described)
+    assert params <= set(described), params - set(described)
+
+
+def test_shared_descriptions_fill_only_what_a_builder_leaves_out() -> None:
+    def build(encoder, embed_dim, seed=0, *, lr: float = 1e-3):
+        """A recipe.
+
+        Args:
+            seed: Seed of the masks.
+        """
+
+    doc = complete_args(build).__doc__ or ""
+    assert "seed: Seed of the masks." in doc and SHARED_ARGS["seed"] not in doc
+    assert f"encoder: {SHARED_ARGS['encoder']}" in doc and f"lr: {SHARED_ARGS['lr']}" in doc
+    assert doc.index("encoder:") < doc.index("embed_dim:") < doc.index("lr:") < doc.index("seed:")
 
 
 def test_defaults_users_saw_before_the_configs_were_generated() -> None:

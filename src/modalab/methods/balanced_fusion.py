@@ -313,7 +313,6 @@ def build_ogm_ge(
     Args:
         encoder: Per-modality encoders (at least two).
         num_classes: Number of classes.
-        embed_dim: Output size of the encoders.
         modulation: ``none``, ``ogm`` (coefficients only) or ``ogm_ge`` (+ Gaussian noise).
         alpha: Modulation strength.
         modulation_start: First modulated epoch.
@@ -322,8 +321,6 @@ def build_ogm_ge(
         ratio_offset: ``k = 1 - tanh(alpha (rho - offset))``; 0: the reference code's rule.
         blend: ``none``, ``fixed`` or ``ogb`` (re-estimated) weights of unimodal auxiliary losses.
         aux_weight: Weight of each unimodal loss (``fixed``; the initial one with ``ogb``).
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
         seed: Seed of the Gaussian enhancement (the run's seed in a config: ``${seed}``).
     """
     return BalancedFusionMethod(

@@ -78,11 +78,7 @@ def build_clip(
     """CLIP: symmetric InfoNCE between every pair of modalities, learnable temperature.
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
         num_classes: Number of classes of the data (unused: CLIP is self-supervised).
-        embed_dim: Output size of the encoders.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
         temperature: Initial softmax temperature.
         learn_temperature: Learn the temperature (as a log-scale parameter).
         proj_dim: Size of the joint embedding.

@@ -119,8 +119,6 @@ def build_coca(
 
     Args:
         encoder: Per-modality encoders; the non-caption ones need ``token_states``.
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
         example: A training batch, to size the caption decoder.
         data_info: The dataset's info (``vocab_size``, ``pad_id``).
         caption_modality: The token-id modality that is captioned.
@@ -129,8 +127,6 @@ def build_coca(
         proj_dim: Size of the joint embedding.
         decoder_width: Width of the caption decoder.
         decoder_depth: Number of layers of the caption decoder.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     if example is None:
         raise ValueError("build_coca needs an example batch.")

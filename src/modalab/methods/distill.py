@@ -217,7 +217,6 @@ def build_distill(
     Args:
         encoder: Per-modality encoders (the student's is trained).
         num_classes: Number of classes (of the in-run teacher and of ``kd``).
-        embed_dim: Output size of the encoders.
         load_teacher: Maps ``(teacher_run, teacher_modality)`` to the trained encoder of that
             modality and its embedding size (a context argument, not a config key); the
             composition root passes :func:`modalab.experiments.rundir.load_teacher`.
@@ -230,8 +229,6 @@ def build_distill(
         teacher_epochs: Supervised teacher epochs before distillation (``teacher_source=train``).
         objective: ``cosine`` | ``mse`` (features), ``contrastive`` (LiT) or ``kd`` (soft labels).
         temperature: Temperature of ``kd`` and of ``contrastive`` (use ~0.1 there).
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     names = list(encoder.modalities)
     preferred = [m for m in teacher_modality.split("|") if m in names]

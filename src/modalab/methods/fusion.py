@@ -180,8 +180,6 @@ def build_fusion(
 
     Args:
         encoder: Per-modality encoders with ``token_states``.
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
         example: A training batch, to size the token streams.
         data_info: The dataset's info (``vocab_size``, ``mask_id`` for token modalities).
         seed: Seed of the masking and of the swapped (negative) pairs.
@@ -191,8 +189,6 @@ def build_fusion(
         mask_prob: Probability that a token is masked for masked modelling.
         match_modality: The modality swapped to make non-matching pairs; ``""``: the last.
         match_weight: Weight of the matching loss.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     if example is None:
         raise ValueError("build_fusion needs an example batch to size the token streams.")

@@ -232,8 +232,6 @@ def build_masked(
 
     Args:
         encoder: Per-modality encoders (token modalities need ``token_states``).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
         example: A training batch, to size the decoders.
         data_info: The dataset's info (``vocab_size``, ``mask_id`` for token modalities).
         seed: Seed of the masks.
@@ -242,8 +240,6 @@ def build_masked(
         sequence_patch: Patch length for ``[B, C, T]`` inputs.
         modality_weight: Weight of masked-modality prediction.
         predictor_hidden: Hidden width of the masked-modality predictor.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     if example is None:
         raise ValueError("build_masked needs an example batch to size its decoders.")

@@ -144,9 +144,6 @@ def build_clip_rince(
     """Contrastive pairs robust to misalignment: RINCE and/or small-loss pair filtering.
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
         modalities: The two modalities to contrast; empty: the data's first two.
         loss: ``infonce`` or ``rince``.
         temperature: Fixed softmax temperature.
@@ -155,8 +152,6 @@ def build_clip_rince(
         keep_fraction: Fraction of pairs kept by the small-loss filter (1: no filtering).
         filter_warmup_epochs: Epochs trained on all pairs before filtering starts.
         proj_dim: Size of the joint embedding.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     names = list(modalities) if modalities else list(encoder.modalities)[:2]
     if len(names) != 2 or any(n not in encoder.modalities for n in names):

@@ -199,7 +199,6 @@ def build_supervised_robust(
     Args:
         encoder: Per-modality encoders.
         num_classes: Number of classes.
-        embed_dim: Output size of the encoders.
         fill: Absent modalities: ``zero``, a learned ``absent`` embedding or ``impute``d.
         dropout_rate: Modality dropout probability during training.
         imputation_weight: Weight of the imputation loss (``fill=impute``).
@@ -208,8 +207,6 @@ def build_supervised_robust(
         sce_alpha: ``alpha`` of SCE.
         sce_beta: ``beta`` of SCE.
         hidden: Hidden width of the classification head.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
         seed: Seed of the modality dropout (the run's seed in a config: ``${seed}``).
     """
     return RobustFusionMethod(

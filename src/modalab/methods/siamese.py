@@ -220,6 +220,42 @@ def _branch_modalities(encoder: MultimodalEncoder, modality: str) -> list[str]:
     return [modality] if modality else list(encoder.modalities)
 
 
+def _siamese(
+    encoder: MultimodalEncoder,
+    objective: nn.Module,
+    heads: tuple[int, int, int],
+    example: MultimodalBatch | None,
+    seed: int,
+    *,
+    modality: str,
+    augment: bool,
+    lr: float,
+    weight_decay: float,
+    predict: bool = False,
+    momentum: float = 0.0,
+    clip_temperature: float | None = None,
+    clip_weight: float = 1.0,
+) -> SiameseMethod:
+    """The wiring every recipe here shares, in one order (seeded initialisation depends on it).
+
+    Projection heads ``heads = (in, out, hidden)`` on the branches (one modality's views, or
+    every modality), predictors of the same shape if ``predict``, linear CLIP heads on every
+    modality if ``clip_temperature`` is given (SLIP), the augmentations, and the method.
+    """
+    names = _branch_modalities(encoder, modality)
+    encoder.projections = _heads(names, *heads)
+    predictors = _heads(names, heads[1], heads[1], heads[2]) if predict else None
+    clip: dict[str, Any] = {}
+    if clip_temperature is not None:
+        clip_heads = _heads(encoder.modalities, heads[0], heads[1], 0)
+        clip = {"clip": CLIPLoss(clip_temperature), "clip_projections": clip_heads}
+        clip["clip_weight"] = clip_weight
+    view = _augment(example, augment, seed)
+    return SiameseMethod(
+        encoder, objective, modality, view, predictors, momentum, lr, weight_decay, **clip
+    )
+
+
 @METHODS.register("simclr")
 def build_simclr(
     encoder: MultimodalEncoder,
@@ -239,31 +275,13 @@ def build_simclr(
     """SimCLR NT-Xent: two augmented views of one modality, or across modalities (ICML 2020).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
         temperature: NT-Xent softmax temperature.
-        proj_dim: Output size of the projection head.
-        proj_hidden: Hidden width of the two-layer projection head (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    return SiameseMethod(
-        encoder,
-        NTXentLoss(temperature),
-        modality,
-        _augment(example, augment, seed),
-        None,
-        0.0,
-        lr,
-        weight_decay,
-    )
+    heads = (embed_dim, proj_dim, proj_hidden)
+    return _siamese(
+        encoder, NTXentLoss(temperature), heads, example, seed,
+        modality=modality, augment=augment, lr=lr, weight_decay=weight_decay,
+    )  # fmt: skip
 
 
 @METHODS.register("slip")
@@ -286,36 +304,16 @@ def build_slip(
     """SLIP: CLIP across modalities plus SimCLR within one modality (Mu et al., ECCV 2022).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
         modality: The modality of the SimCLR term (two augmented views); ``""``: the first.
         temperature: Temperature of the SimCLR (NT-Xent) term.
         clip_temperature: Temperature of the CLIP term.
         clip_weight: Weight of the CLIP term.
-        proj_dim: Output size of the projection head.
-        proj_hidden: Hidden width of the two-layer projection head (0: linear).
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    modality = modality or encoder.modalities[0]
-    encoder.projections = _heads([modality], embed_dim, proj_dim, proj_hidden)
-    clip_heads = _heads(encoder.modalities, embed_dim, proj_dim, 0)
-    return SiameseMethod(
-        encoder,
-        NTXentLoss(temperature),
-        modality,
-        _augment(example, True, seed),
-        None,
-        0.0,
-        lr,
-        weight_decay,
-        clip=CLIPLoss(clip_temperature),
-        clip_projections=clip_heads,
-        clip_weight=clip_weight,
-    )
+    return _siamese(
+        encoder, NTXentLoss(temperature), (embed_dim, proj_dim, proj_hidden), example, seed,
+        modality=modality or encoder.modalities[0], augment=True, lr=lr,
+        weight_decay=weight_decay, clip_temperature=clip_temperature, clip_weight=clip_weight,
+    )  # fmt: skip
 
 
 @METHODS.register("moco")
@@ -340,68 +338,20 @@ def build_moco(
     """MoCo: momentum encoder with a queue of negatives (v2) or a predictor (v3), per modality.
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
         version: ``v2``: a queue of negatives; ``v3``: a predictor, negatives from the batch.
         queue_size: Keys per modality queue (v2).
         temperature: InfoNCE softmax temperature.
         momentum: EMA momentum of the key encoder.
-        proj_dim: Output size of the projection head.
-        proj_hidden: Hidden width of the two-layer projection head (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
     if version not in ("v2", "v3"):
         raise ValueError(f"method.version={version!r} is unknown; valid: 'v2', 'v3'.")
     names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    predictors = _heads(names, proj_dim, proj_dim, proj_hidden) if version == "v3" else None
     loss = MoCoLoss(names, proj_dim, queue_size if version == "v2" else 0, temperature, seed=seed)
-    return SiameseMethod(
-        encoder,
-        loss,
-        modality,
-        _augment(example, augment, seed),
-        predictors,
-        momentum,
-        lr,
-        weight_decay,
-    )
-
-
-def _predictor_method(
-    variant: str,
-    momentum: float,
-    encoder: MultimodalEncoder,
-    embed_dim: int,
-    example: MultimodalBatch | None,
-    modality: str,
-    proj_dim: int,
-    proj_hidden: int,
-    augment: bool,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-) -> SiameseMethod:
-    """BYOL or SimSiam (``variant``): heads, predictors, an EMA target when momentum > 0."""
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    predictors = _heads(names, proj_dim, proj_dim, proj_hidden)
-    return SiameseMethod(
-        encoder,
-        BYOLLoss(variant),
-        modality,
-        _augment(example, augment, seed),
-        predictors,
-        momentum,
-        lr,
-        weight_decay,
-    )
+    return _siamese(
+        encoder, loss, (embed_dim, proj_dim, proj_hidden), example, seed,
+        modality=modality, augment=augment, lr=lr, weight_decay=weight_decay,
+        predict=version == "v3", momentum=momentum,
+    )  # fmt: skip
 
 
 @METHODS.register("byol")
@@ -423,22 +373,13 @@ def build_byol(
     """BYOL: predictor + EMA target, no negatives (Grill et al., NeurIPS 2020).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
         momentum: EMA momentum of the target network.
-        proj_dim: Output size of the projection head.
         proj_hidden: Hidden width of the two-layer projection head and predictor (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    return _predictor_method(
-        "byol", momentum, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
-        lr, weight_decay, seed,
+    return _siamese(
+        encoder, BYOLLoss("byol"), (embed_dim, proj_dim, proj_hidden), example, seed,
+        modality=modality, augment=augment, lr=lr, weight_decay=weight_decay,
+        predict=True, momentum=momentum,
     )  # fmt: skip
 
 
@@ -460,21 +401,11 @@ def build_simsiam(
     """SimSiam: predictor + stop-gradient, no EMA and no negatives (Chen & He, CVPR 2021).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
-        proj_dim: Output size of the projection head.
         proj_hidden: Hidden width of the two-layer projection head and predictor (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    return _predictor_method(
-        "simsiam", 0.0, encoder, embed_dim, example, modality, proj_dim, proj_hidden, augment,
-        lr, weight_decay, seed,
+    return _siamese(
+        encoder, BYOLLoss("simsiam"), (embed_dim, proj_dim, proj_hidden), example, seed,
+        modality=modality, augment=augment, lr=lr, weight_decay=weight_decay, predict=True,
     )  # fmt: skip
 
 
@@ -499,27 +430,15 @@ def build_vicreg(
     """VICReg: variance-invariance-covariance regularisation (Bardes et al., ICLR 2022).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
         invariance_weight: Weight of the invariance (mean squared distance) term.
         variance_weight: Weight of the variance (hinge on each dimension's std) term.
         covariance_weight: Weight of the covariance (off-diagonal) term.
-        proj_dim: Output size of the projection head.
-        proj_hidden: Hidden width of the two-layer projection head (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
     loss = VICRegLoss(invariance_weight, variance_weight, covariance_weight)
-    return SiameseMethod(
-        encoder, loss, modality, _augment(example, augment, seed), None, 0.0, lr, weight_decay
-    )
+    return _siamese(
+        encoder, loss, (embed_dim, proj_dim, proj_hidden), example, seed,
+        modality=modality, augment=augment, lr=lr, weight_decay=weight_decay,
+    )  # fmt: skip
 
 
 @METHODS.register("barlow")
@@ -541,28 +460,9 @@ def build_barlow(
     """Barlow Twins: cross-correlation towards identity (Zbontar et al., ICML 2021).
 
     Args:
-        encoder: Per-modality encoders (projection heads are added here).
-        num_classes: Number of classes of the data (unused: self-supervised).
-        embed_dim: Output size of the encoders.
-        example: A training batch, to choose each modality's default augmentations.
-        seed: Seed of the augmentations' random state.
-        modality: ``""``: across every pair of modalities; a modality: two augmented views of it.
         redundancy_weight: Weight of the off-diagonal (redundancy reduction) term.
-        proj_dim: Output size of the projection head.
-        proj_hidden: Hidden width of the two-layer projection head (0: linear).
-        augment: Augment each view with the modality's default augmentations.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
     """
-    names = _branch_modalities(encoder, modality)
-    encoder.projections = _heads(names, embed_dim, proj_dim, proj_hidden)
-    return SiameseMethod(
-        encoder,
-        BarlowTwinsLoss(redundancy_weight),
-        modality,
-        _augment(example, augment, seed),
-        None,
-        0.0,
-        lr,
-        weight_decay,
-    )
+    return _siamese(
+        encoder, BarlowTwinsLoss(redundancy_weight), (embed_dim, proj_dim, proj_hidden), example,
+        seed, modality=modality, augment=augment, lr=lr, weight_decay=weight_decay,
+    )  # fmt: skip

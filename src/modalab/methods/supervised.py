@@ -77,9 +77,6 @@ def build_supervised(
     Args:
         encoder: Per-modality encoders.
         num_classes: Number of classes of the head.
-        embed_dim: Output size of the encoders.
-        lr: Peak AdamW learning rate.
-        weight_decay: AdamW weight decay.
         fusion: ``concat`` the modalities' embeddings or take the ``mean`` of the present ones.
         hidden: Hidden width of the classification head.
     """
