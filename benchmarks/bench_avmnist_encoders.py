@@ -22,6 +22,7 @@ import time
 
 import torch
 
+from _common import random_batch
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import build_encoder
@@ -47,21 +48,6 @@ def _method(variant: str, seed: int = 0) -> tuple[torch.nn.Module, torch.optim.O
     )
     method = METHODS.get("supervised")(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
     return method, torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=1e-4)
-
-
-def _batch(size: int) -> MultimodalBatch:
-    g = torch.Generator().manual_seed(0)
-    inputs = {m: torch.randn(size, *s, generator=g) for m, s in SHAPES.items()}
-    ones = torch.ones(size, dtype=torch.bool)
-    label = torch.randint(10, (size,), generator=g)
-    return MultimodalBatch(
-        inputs=inputs,
-        present={m: ones for m in SHAPES},
-        label=label,
-        label_observed=ones,
-        clean_label=label,
-        index=torch.arange(size),
-    )
 
 
 def _step(
@@ -93,7 +79,7 @@ def main() -> None:
         params = sum(p.numel() for p in method.encoder.parameters())
         print(f"  {name}: encoder parameters {params:,}")
     for size in args.batch_size:
-        batch = _batch(size)
+        batch = random_batch(SHAPES, size)
         times: dict[str, list[float]] = {name: [] for name in variants}
         for name in variants:  # warm-up (oneDNN primitive creation)
             _step(*state[name], batch)

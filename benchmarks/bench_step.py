@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from _common import random_batch
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import ConvEncoder
@@ -50,21 +51,6 @@ def _method(channels_last: bool, seed: int = 0) -> tuple[torch.nn.Module, torch.
     )
     method = METHODS.get("clip")(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
     return method, torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=1e-4)
-
-
-def _batch(size: int) -> MultimodalBatch:
-    g = torch.Generator().manual_seed(0)
-    inputs = {m: torch.randn(size, *s, generator=g) for m, s in SHAPES.items()}
-    ones = torch.ones(size, dtype=torch.bool)
-    label = torch.randint(10, (size,), generator=g)
-    return MultimodalBatch(
-        inputs=inputs,
-        present={m: ones for m in SHAPES},
-        label=label,
-        label_observed=ones,
-        clean_label=label,
-        index=torch.arange(size),
-    )
 
 
 def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
@@ -96,7 +82,7 @@ def main() -> None:
         "bf16 autocast": (False, True),
         "channels_last + bf16": (True, True),
     }
-    batch = _batch(args.batch_size)
+    batch = random_batch(SHAPES, args.batch_size)
     state = {name: _method(cl) for name, (cl, _) in variants.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for name, (_, bf16) in variants.items():  # warm-up (oneDNN primitive creation)
