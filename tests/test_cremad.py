@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import functools
-import gzip
 import hashlib
 import re
 from pathlib import Path
@@ -20,6 +18,7 @@ from modalab.data.cremad import (
     cremad_source,
     download_cremad,
     make_cremad,
+    manifest_from_lfs_pointers,
     ogm_ge_split,
     parse_clip_name,
     read_manifest,
@@ -72,11 +71,11 @@ def test_bad_names_are_rejected_with_the_expected_form(bad):
         parse_clip_name(bad)
 
 
-def test_packaged_manifest_and_ogm_ge_split(meta):
-    packaged = read_manifest()
-    shared = read_manifest(meta / "LFS_MANIFEST.tsv")
-    assert packaged == shared and len(packaged) == 3 * 7442
-    wav = [e for e in packaged if e.path.startswith("AudioWAV/")]
+def test_manifest_of_the_data_directory_and_ogm_ge_split(meta):
+    found = read_manifest(data_dir=meta.parent)  # <data_dir>/crema_d_manifest/LFS_MANIFEST.tsv
+    named = read_manifest(meta / "LFS_MANIFEST.tsv")
+    assert found == named and len(found) == 3 * 7442
+    wav = [e for e in found if e.path.startswith("AudioWAV/")]
     assert round(sum(e.size for e in wav) / 1e6, 1) == 605.9  # as the data README states
     names = [parse_clip_name(e.path).name for e in wav]
     split = ogm_ge_split(names)
@@ -196,17 +195,26 @@ def test_the_data_download_hook_runs_the_manifest_downloader(tmp_path):
         download_cremad(data_dir, ["AudioWAV"], log, entries, served.as_uri() + "/")
 
     fake = cremad_source(entries, fake_download)
-    report = download_source(fake, tmp_path / "data", log=lambda m: None)
+    data_dir = tmp_path / "data"
+    report = download_source(fake, data_dir, log=lambda m: None)
     assert len(report) == len(chosen)
-    assert {r.status for r in report} == {"unchecked"}  # present, SHA-256 checked by `check`
-    # The real source checks the same files against the real manifest: these fakes are corrupt.
-    real = dataclasses.replace(source, files=fake.files)
-    assert {r.status for r in verify_source(real, tmp_path / "data")} == {"corrupt"}
-    (tmp_path / "data/crema-d" / entries[0].path).write_bytes(b"RIFF-not-the-file")
-    broken = {r.path.name: r.status for r in verify_source(fake, tmp_path / "data")}
-    assert broken[Path(entries[0].path).name] == "corrupt"
-    fixed = {r.path.name: r.status for r in download_source(fake, tmp_path / "data", print)}
-    assert fixed[Path(entries[0].path).name] == "unchecked"  # re-downloaded
+    assert {r.status for r in report} == {"ok"}  # each file's SHA-256 equals the manifest's
+    (data_dir / "crema-d" / entries[0].path).write_bytes(b"RIFF-not-the-file")
+    broken = {r.path.name: r.status for r in verify_source(fake, data_dir)}
+    assert broken[Path(entries[0].path).name] == "differs"
+    fixed = {r.path.name: r.status for r in download_source(fake, data_dir, print)}
+    assert fixed[Path(entries[0].path).name] == "ok"  # re-downloaded
+    # The registered source lists the files of the manifest in the data directory.
+    assert verify_source(source, data_dir)[0].status == "missing"  # no manifest there yet
+    listed = data_dir / "crema_d_manifest" / "LFS_MANIFEST.tsv"
+    listed.parent.mkdir()
+    listed.write_text(manifest.read_text())
+    assert {r.status for r in verify_source(source, data_dir)} == {"ok"}
+    wrong = entries[1].sha256[::-1]
+    listed.write_text(manifest.read_text().replace(entries[1].sha256, wrong))
+    statuses = {r.path.name: r.status for r in verify_source(source, data_dir)}
+    assert statuses.pop(Path(entries[1].path).name) == "differs"
+    assert set(statuses.values()) == {"ok"}
 
 
 def test_missing_audio_and_frames_say_how_to_get_them(tmp_path):
@@ -244,13 +252,73 @@ def test_visual_frames_are_read_when_extracted(tmp_path):
     assert np.allclose(visual[:, 0, 0, 0].numpy(), np.array(k) * 10 / 255, atol=1e-6)
 
 
-def test_packaged_manifest_is_the_gzipped_upstream_file(meta):
-    from importlib import resources
+def _pointer(entry) -> bytes:
+    # The three lines of a Git LFS pointer (git-lfs docs/spec.md), as a checkout without the
+    # media holds them in place of each file.
+    return (
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{entry.sha256}\n"
+        f"size {entry.size}\n"
+    ).encode()
 
-    packaged = resources.files("modalab.data").joinpath("cremad_meta/LFS_MANIFEST.tsv.gz")
-    assert gzip.decompress(packaged.read_bytes()) == (meta / "LFS_MANIFEST.tsv").read_bytes()
-    licence = resources.files("modalab.data").joinpath("cremad_meta/LICENSE.txt").read_text()
-    assert "Open Database License" in licence
+
+def test_manifest_built_from_lfs_pointers_is_the_upstream_file_byte_for_byte(
+    meta, tmp_path, capsys
+):
+    from modalab.cli.main import main
+
+    upstream = meta / "LFS_MANIFEST.tsv"
+    checkout = tmp_path / "CREMA-D"
+    for entry in read_manifest(upstream):
+        path = checkout / entry.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_pointer(entry))
+    (checkout / "README.md").write_text("not a media folder: ignored")
+    data_dir = tmp_path / "data"
+    argv = ["data", "manifest", "crema-d", "--from", str(checkout), "--data-dir", str(data_dir)]
+    assert main(argv) == 0
+    written = data_dir / "crema_d_manifest" / "LFS_MANIFEST.tsv"
+    assert written.read_bytes() == upstream.read_bytes()
+    out = capsys.readouterr().out
+    assert "AudioWAV 7,442 files (605.9 MB)" in out  # the data README's figures
+
+
+def test_a_checkout_with_media_instead_of_pointers_is_refused(tmp_path):
+    checkout = tmp_path / "CREMA-D"
+    (checkout / "AudioWAV").mkdir(parents=True)
+    good = checkout / "AudioWAV" / "1001_DFA_ANG_XX.wav"
+    good.write_bytes(
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"ab" * 32 + b"\nsize 12\n"
+    )
+    assert [(e.path, e.size) for e in manifest_from_lfs_pointers(checkout)] == [
+        ("AudioWAV/1001_DFA_ANG_XX.wav", 12)
+    ]
+    media = checkout / "AudioWAV" / "1001_DFA_DIS_XX.wav"
+    media.write_bytes(b"RIFF" + bytes(100))
+    with pytest.raises(CorruptDataError, match=r"1001_DFA_DIS_XX\.wav.*GIT_LFS_SKIP_SMUDGE"):
+        manifest_from_lfs_pointers(checkout)
+    with pytest.raises(MissingDataError, match="AudioWAV"):
+        manifest_from_lfs_pointers(tmp_path / "elsewhere")
+
+
+def test_absent_manifest_is_one_screen_saying_how_to_get_it(tmp_path, capsys):
+    from modalab.cli.main import main
+
+    empty = tmp_path / "data"
+    with pytest.raises(MissingDataError) as error:
+        read_manifest(data_dir=empty)
+    message = str(error.value)
+    assert str(empty / "crema_d_manifest" / "LFS_MANIFEST.tsv") in message
+    assert "GIT_LFS_SKIP_SMUDGE=1" in message and "modalab data manifest crema-d" in message
+    with pytest.raises(MissingDataError, match="crema_d_manifest"):
+        make_cremad(data_dir=str(empty))
+    for action in ("verify", "download"):  # download stops before any network access
+        assert main(["data", action, "crema-d", "--data-dir", str(empty)]) == 1
+        text = capsys.readouterr().out
+        assert "Traceback" not in text and "GIT_LFS_SKIP_SMUDGE=1" in text, text
+        assert len(text.strip().splitlines()) <= 30, text
+    assert not list(empty.rglob("*.wav"))
+    assert main(["data", "manifest", "avmnist", "--from", str(tmp_path)]) == 2
+    assert main(["data", "manifest", "crema-d", "--data-dir", str(empty)]) == 2
 
 
 @pytest.mark.parametrize(

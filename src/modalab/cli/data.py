@@ -1,4 +1,4 @@
-"""``modalab data list | download NAME | verify NAME``: the real datasets' files on disk."""
+"""``modalab data list | download NAME | verify NAME | manifest crema-d``: real datasets' files."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ examples:
   modalab data list                         # datasets, their sources and what is on disk
   modalab data download avmnist             # MNIST idx files + FSDD recordings (network)
   modalab data verify avmnist --data-dir /data/modalab
+  modalab data manifest crema-d --from CREMA-D   # CREMA-D's SHA-256 list from its LFS pointers
   modalab run data=avmnist data.data_dir=/data/modalab
 """
 
@@ -31,7 +32,7 @@ _STYLE = {
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``modalab data``."""
-    parser.add_argument("action", choices=["list", "download", "verify"])
+    parser.add_argument("action", choices=["list", "download", "verify", "manifest"])
     parser.add_argument("name", nargs="?", default="", help="dataset or data source name")
     parser.add_argument(
         "--data-dir", default="", help="data directory (default: $MODALAB_DATA or ~/.modalab/data)"
@@ -41,6 +42,43 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="verify: list every file, not only the problems and a summary",
     )
+    parser.add_argument(
+        "--from",
+        dest="checkout",
+        default="",
+        help="manifest: a checkout of CheyneyComputerScience/CREMA-D cloned with "
+        "GIT_LFS_SKIP_SMUDGE=1 (its media paths hold Git LFS pointers)",
+    )
+
+
+def _manifest(console: Console, name: str, data_dir: Path, checkout: str) -> int:
+    """Write CREMA-D's per-file manifest into the data directory from LFS pointer files."""
+    from modalab.data.cremad import manifest_from_lfs_pointers, manifest_path, write_manifest
+
+    if name not in ("crema-d", "cremad"):
+        console.print(
+            f"modalab data manifest: only crema-d has a per-file manifest, not {name!r}.",
+            markup=False,
+        )
+        return 2
+    if not checkout:
+        console.print(
+            "modalab data manifest crema-d needs --from CHECKOUT, a clone of "
+            "CheyneyComputerScience/CREMA-D made with GIT_LFS_SKIP_SMUDGE=1.",
+            markup=False,
+        )
+        return 2
+    entries = manifest_from_lfs_pointers(checkout)
+    target = manifest_path(data_dir)
+    write_manifest(entries, target)
+    sizes: dict[str, tuple[int, int]] = {}
+    for entry in entries:
+        part = entry.path.split("/")[0]
+        count, total = sizes.get(part, (0, 0))
+        sizes[part] = (count + 1, total + entry.size)
+    listed = ", ".join(f"{p} {n:,} files ({b / 1e6:,.1f} MB)" for p, (n, b) in sizes.items())
+    console.print(f"wrote {target}: {listed}", markup=False, highlight=False)
+    return 0
 
 
 def _summary(name: str, data_dir: Path) -> str:
@@ -138,6 +176,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
     if args.action == "list":
         return _list(console, data_dir)
+    if args.action == "manifest":
+        try:
+            return _manifest(console, args.name, data_dir, args.checkout)
+        except (MissingDataError, CorruptDataError) as error:
+            console.print(f"manifest not written: {error}", markup=False)
+            return 1
     if not args.name:
         console.print(f"modalab data {args.action} needs a NAME; see `modalab data list`.")
         return 2

@@ -221,7 +221,7 @@ COMMANDS: dict[
     "data": (
         add_data_args,
         cmd_data,
-        "list, download and verify the real datasets' files",
+        "list, download and verify the real datasets' files (and build CREMA-D's manifest)",
         EPILOG_DATA,
     ),
     "methods": (add_methods_args, cmd_methods, "list the training methods and their keys", ""),

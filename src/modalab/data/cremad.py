@@ -7,9 +7,12 @@ literature (OGM-GE, Peng et al., "Balanced Multimodal Learning via On-the-fly Gr
 Modulation", CVPR 2022). Clip names are ``{actor}_{sentence}_{emotion}_{level}``, e.g.
 ``1001_DFA_ANG_XX`` (:func:`parse_clip_name`).
 
-The media are Git LFS objects of the GitHub repository CheyneyComputerScience/CREMA-D. modalab
-ships that repository's per-file manifest (path, SHA-256, size of every ``AudioWAV/*.wav``,
-``AudioMP3/*.mp3`` and ``VideoFlash/*.flv``; ``cremad_meta/LFS_MANIFEST.tsv.gz``, ODbL/DbCL) and
+The media are Git LFS objects of the GitHub repository CheyneyComputerScience/CREMA-D. Their
+per-file manifest (path, SHA-256, size of every ``AudioWAV/*.wav``, ``AudioMP3/*.mp3`` and
+``VideoFlash/*.flv``, read from the repository's LFS pointers; ODbL/DbCL) is data, not code:
+modalab reads it from the data directory, ``<data_dir>/crema_d_manifest/LFS_MANIFEST.tsv``
+(:func:`read_manifest`), and builds it from a checkout of the repository's pointer files when
+it is absent (:func:`manifest_from_lfs_pointers`, ``modalab data manifest crema-d --from DIR``).
 ``modalab data download crema-d`` fetches each file over HTTPS from GitHub's LFS media endpoint
 (``https://media.githubusercontent.com/media/<owner>/<repo>/<commit>/<path>``) and checks its
 size and SHA-256 against the manifest before it is moved into place; a mismatch is an error
@@ -30,7 +33,6 @@ make them when they are absent.
 
 from __future__ import annotations
 
-import functools
 import gzip
 import hashlib
 import re
@@ -54,6 +56,8 @@ from modalab.data.files import (
     DataFile,
     DataSource,
     MissingDataError,
+    atomic_save_bytes,
+    file_sha256,
     resolve_data_dir,
 )
 from modalab.data.registry import DATASETS
@@ -67,9 +71,12 @@ __all__ = [
     "cremad_source",
     "download_cremad",
     "make_cremad",
+    "manifest_from_lfs_pointers",
+    "manifest_path",
     "ogm_ge_split",
     "parse_clip_name",
     "read_manifest",
+    "write_manifest",
 ]
 
 CREMAD_REPO = "CheyneyComputerScience/CREMA-D"
@@ -87,6 +94,11 @@ CREMAD_PARTS = ("AudioWAV", "VideoFlash", "AudioMP3")
 DEFAULT_PARTS = ("AudioWAV", "VideoFlash")
 _META = "cremad_meta"
 _SHA256 = re.compile("[0-9a-f]{64}")
+#: Where the manifest lives in the data directory (the layout of the data README).
+MANIFEST_FOLDER = "crema_d_manifest"
+MANIFEST_NAME = "LFS_MANIFEST.tsv"
+#: The first line of a Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
+_LFS_VERSION = b"version https://git-lfs.github.com/spec/v1"
 
 
 @dataclass(frozen=True)
@@ -157,24 +169,110 @@ def _packaged(name: str) -> bytes:
     return resources.files("modalab.data").joinpath(_META, name).read_bytes()
 
 
-def read_manifest(path: Path | None = None) -> list[ManifestEntry]:
+def manifest_path(data_dir: str | Path | None = None) -> Path:
+    """Where the manifest is looked for: ``<data_dir>/crema_d_manifest/LFS_MANIFEST.tsv``.
+
+    Example:
+        >>> manifest_path("/data").as_posix()
+        '/data/crema_d_manifest/LFS_MANIFEST.tsv'
+    """
+    return resolve_data_dir(data_dir) / MANIFEST_FOLDER / MANIFEST_NAME
+
+
+def _how_to_get_manifest(where: Path) -> str:
+    return (
+        f"CREMA-D's per-file manifest (path, SHA-256 and size of every media file, which "
+        f"download, verify and data=cremad check against) is not at {where}.\n"
+        f"To get it, either copy the folder {MANIFEST_FOLDER}/ of a data directory that has it, "
+        "or build it from the repository's Git LFS pointer files (no media needed, ~24 MB):\n"
+        f"  GIT_LFS_SKIP_SMUDGE=1 git clone https://github.com/{CREMAD_REPO}.git\n"
+        f"  git -C CREMA-D checkout {CREMAD_COMMIT}\n"
+        f"  modalab data manifest crema-d --from CREMA-D --data-dir {where.parent.parent}\n"
+        "A manifest elsewhere can be named with data.manifest=FILE."
+    )
+
+
+def read_manifest(
+    path: str | Path | None = None, data_dir: str | Path | None = None
+) -> list[ManifestEntry]:
     """The per-file manifest (``path``, ``sha256``, ``size`` columns, tab-separated).
 
     Args:
-        path: A manifest ``.tsv`` or ``.tsv.gz``; ``None``: the one shipped with modalab.
+        path: A manifest ``.tsv`` or ``.tsv.gz``; ``None``: the one of the data directory,
+            :func:`manifest_path`.
+        data_dir: The data directory (default: ``$MODALAB_DATA``, then ``~/.modalab/data``).
 
     Raises:
+        MissingDataError: The manifest is absent (saying how to get it).
         CorruptDataError: Missing columns, a malformed digest or size.
     """
-    if path is None:
-        return list(_packaged_manifest())
-    data = path.read_bytes()
-    return list(_parse_manifest(gzip.decompress(data) if path.suffix == ".gz" else data, str(path)))
+    where = Path(path).expanduser() if path else manifest_path(data_dir)
+    if not where.is_file():
+        if path:
+            raise MissingDataError(f"data.manifest={path}: no such file.")
+        raise MissingDataError(_how_to_get_manifest(where))
+    data = where.read_bytes()
+    return list(
+        _parse_manifest(gzip.decompress(data) if where.suffix == ".gz" else data, str(where))
+    )
 
 
-@functools.lru_cache(maxsize=1)
-def _packaged_manifest() -> tuple[ManifestEntry, ...]:
-    return _parse_manifest(gzip.decompress(_packaged("LFS_MANIFEST.tsv.gz")), "packaged manifest")
+def manifest_from_lfs_pointers(checkout: str | Path) -> list[ManifestEntry]:
+    """Manifest entries read from the Git LFS pointer files of a CREMA-D checkout.
+
+    A repository cloned with ``GIT_LFS_SKIP_SMUDGE=1`` (or GitHub's zip of it) holds, instead of
+    each media file, a pointer of three lines: ``version https://git-lfs.github.com/spec/v1``,
+    ``oid sha256:<digest>``, ``size <bytes>`` (the Git LFS specification). The digest and size
+    are those of the media file itself, so the entries check the downloaded media without
+    trusting them.
+
+    Args:
+        checkout: The repository folder (holding ``AudioWAV/``, ``AudioMP3/``, ``VideoFlash/``).
+
+    Raises:
+        MissingDataError: No media folder in ``checkout``.
+        CorruptDataError: A media path holds real media or a malformed pointer (naming it).
+    """
+    root = Path(checkout).expanduser()
+    entries = []
+    order = ("AudioWAV", "AudioMP3", "VideoFlash")  # the order of the upstream manifest
+    folders = [root / part for part in order if (root / part).is_dir()]
+    if not folders:
+        raise MissingDataError(
+            f"{root} holds none of {list(CREMAD_PARTS)}: expected a checkout of {CREMAD_REPO}."
+        )
+    for folder in folders:
+        for file in sorted(p for p in folder.iterdir() if p.is_file()):
+            with open(file, "rb") as handle:
+                head = handle.read(1024)
+            lines = head.splitlines()
+            fields = dict(line.split(b" ", 1) for line in lines[1:] if b" " in line)
+            oid, size = fields.get(b"oid", b""), fields.get(b"size", b"")
+            digest = oid.decode(errors="replace").removeprefix("sha256:")
+            if (
+                not lines
+                or lines[0] != _LFS_VERSION
+                or not oid.startswith(b"sha256:")
+                or _SHA256.fullmatch(digest) is None
+                or not size.isdigit()
+            ):
+                raise CorruptDataError(
+                    f"{file} is not a Git LFS pointer (version/oid sha256/size lines). A "
+                    "checkout with the media pulled cannot vouch for them: clone again with "
+                    "GIT_LFS_SKIP_SMUDGE=1 so that the media paths hold their pointers."
+                )
+            entries.append(ManifestEntry(f"{folder.name}/{file.name}", digest, int(size)))
+    return entries
+
+
+def write_manifest(entries: Sequence[ManifestEntry], path: Path) -> None:
+    """Write ``entries`` as a tab-separated ``path sha256 size`` file, atomically, in order."""
+    text = "path\tsha256\tsize\n" + "".join(f"{e.path}\t{e.sha256}\t{e.size}\n" for e in entries)
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text)
+
+    atomic_save_bytes(path, write)
 
 
 def _parse_manifest(raw: bytes, where: str) -> tuple[ManifestEntry, ...]:
@@ -216,14 +314,6 @@ def ogm_ge_split(names: Iterable[str]) -> dict[str, str]:
     return {n: "test" if n in test else "train" for n in names}
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _urlopen(url: str) -> BinaryIO:
     request = urllib.request.Request(url, headers={"User-Agent": "modalab"})
     return urllib.request.urlopen(request, timeout=60)  # type: ignore[no-any-return]
@@ -247,7 +337,8 @@ def download_cremad(
         data_dir: The data directory.
         parts: Media folders to fetch (``AudioWAV``, ``VideoFlash``, ``AudioMP3``).
         log: Progress messages.
-        manifest: The entries to fetch (default: the packaged manifest).
+        manifest: The entries to fetch (default: the manifest of the data directory,
+            :func:`read_manifest`).
         base_url: URL prefix of the media (GitHub's LFS media endpoint at the pinned commit).
         opener: ``url -> readable binary stream`` (urllib by default).
 
@@ -261,13 +352,14 @@ def download_cremad(
     unknown = [p for p in parts if p not in CREMAD_PARTS]
     if unknown:
         raise ValueError(f"Unknown CREMA-D parts {unknown}; valid: {list(CREMAD_PARTS)}.")
-    entries = [e for e in (manifest or read_manifest()) if e.path.split("/")[0] in parts]
+    listed = manifest if manifest is not None else read_manifest(data_dir=data_dir)
+    entries = [e for e in listed if e.path.split("/")[0] in parts]
     root = data_dir / SOURCES.get("crema-d").folder
     counts = {"downloaded": 0, "present": 0}
     for k, entry in enumerate(entries):
         target = root / entry.path
         if target.is_file() and target.stat().st_size == entry.size:
-            if _sha256_file(target) == entry.sha256:
+            if file_sha256(target) == entry.sha256:
                 counts["present"] += 1
                 continue
         url = base_url + entry.path
@@ -316,8 +408,8 @@ class CremaDConfig:
         audio_seconds: Waveforms are centre-cropped or zero-padded to this length.
         n_mels: Mel bands of the log-mel spectrogram (25 ms windows, 10 ms hop at 16 kHz).
         image_size: Side of the visual frames after resizing.
-        manifest: A manifest ``.tsv`` listing the clips to use (empty: the packaged one, all
-            7,442 clips).
+        manifest: A manifest ``.tsv`` listing the clips to use (empty: the data directory's
+            ``crema_d_manifest/LFS_MANIFEST.tsv``, all 7,442 clips).
         seed: Seed of the validation hold-out.
     """
 
@@ -381,7 +473,7 @@ def make_cremad(**kwargs: Any) -> Splits:
     start = time.perf_counter()
     data_dir = resolve_data_dir(config.data_dir)
     root = data_dir / SOURCES.get("crema-d").folder
-    entries = read_manifest(Path(config.manifest) if config.manifest else None)
+    entries = read_manifest(config.manifest or None, data_dir=data_dir)
     clips = [parse_clip_name(e.path) for e in entries if e.path.startswith("AudioWAV/")]
     if not clips:
         raise CorruptDataError("The manifest lists no AudioWAV/*.wav clip.")
@@ -465,36 +557,44 @@ def _download_default_parts(data_dir: Path, log: Callable[[str], None]) -> None:
     download_cremad(data_dir, DEFAULT_PARTS, log=log)
 
 
+def _media_files(entries: Iterable[ManifestEntry]) -> tuple[DataFile, ...]:
+    return tuple(
+        DataFile(e.path, sha256=e.sha256) for e in entries if e.path.split("/")[0] in DEFAULT_PARTS
+    )
+
+
+def _listed_media(data_dir: Path) -> tuple[DataFile, ...]:
+    return _media_files(read_manifest(data_dir=data_dir))
+
+
 def cremad_source(
     manifest: Sequence[ManifestEntry] | None = None,
     download: Callable[[Path, Callable[[str], None]], None] | None = None,
 ) -> DataSource:
-    """The ``crema-d`` data source: the media of ``manifest``, each checked by its SHA-256.
+    """The ``crema-d`` data source: the media of the manifest, each checked by its SHA-256.
 
     Args:
-        manifest: Entries (default: the packaged manifest); the source lists the WAV and video
-            files among them.
+        manifest: Entries; default: the manifest of the data directory, read when the files
+            are listed (:func:`read_manifest`). The source lists the WAV and video files.
         download: The downloader (default: :func:`download_cremad` of the WAV and video files).
     """
-    entries = list(manifest) if manifest is not None else read_manifest()
-    digests = {e.path: e.sha256 for e in entries}
-
-    def check(path: Path) -> None:
-        relative = f"{path.parent.name}/{path.name}"
-        expected = digests.get(relative)
-        if expected is not None and _sha256_file(path) != expected:
-            raise CorruptDataError(f"{path}: SHA-256 differs from the CREMA-D manifest.")
-
+    fixed = _media_files(manifest) if manifest is not None else ()
     return DataSource(
         name="crema-d",
         folder="crema-d",
         description="CREMA-D media (AudioWAV, VideoFlash), each checked against its SHA-256",
-        files=tuple(DataFile(e.path) for e in entries if e.path.split("/")[0] in DEFAULT_PARTS),
+        files=fixed,
         remotes=(),
         citation="H. Cao et al., CREMA-D, IEEE Trans. Affective Computing 2014",
         licence="ODbL 1.0 / DbCL 1.0",
-        check=check,
         download=download or _download_default_parts,
+        list_files=None
+        if manifest is not None
+        else lambda d: _media_files(read_manifest(data_dir=d)),
+        instructions=(
+            f"It fetches every file listed in {MANIFEST_FOLDER}/{MANIFEST_NAME} of the data "
+            f"directory from GitHub's Git LFS media of {CREMAD_REPO} and checks its SHA-256."
+        ),
     )
 
 

@@ -171,11 +171,14 @@ class DataFile:
             e.g. the MNIST training split).
         content_md5: MD5 of the file's content (after gzip decompression for ``.gz`` files),
             or ``None`` when no trusted value is known (format checks still apply).
+        sha256: SHA-256 of the file's bytes as stored (a per-file manifest's digest), or
+            ``None``; when set it is checked instead of ``content_md5``.
     """
 
     path: str
     required: bool = True
     content_md5: str | None = None
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,11 @@ class DataSource:
         check: Optional format check ``(path) -> None`` raising :class:`CorruptDataError`.
         download: Optional downloader ``(data_dir, log) -> None`` used by
             :func:`download_source` instead of ``remotes`` (sources with per-file manifests).
+        list_files: Optional ``(data_dir) -> files`` for sources whose file list is read from
+            the data directory (a per-file manifest there); it raises
+            :class:`MissingDataError` when the list itself is absent. ``files`` is used
+            otherwise (:meth:`expected_files`).
+        instructions: How to get the files when they cannot be listed as ``remotes``.
     """
 
     name: str
@@ -209,9 +217,24 @@ class DataSource:
     download: Callable[[Path, Callable[[str], None]], None] | None = field(
         default=None, compare=False
     )
+    list_files: Callable[[Path], tuple[DataFile, ...]] | None = field(default=None, compare=False)
+    instructions: str = ""
+
+    def expected_files(self, data_dir: Path) -> tuple[DataFile, ...]:
+        """The files expected under ``data_dir`` (from ``list_files`` when the source has one).
+
+        Raises:
+            MissingDataError: The list itself (a manifest in the data directory) is absent.
+        """
+        return self.list_files(data_dir) if self.list_files is not None else self.files
 
     def how_to_get(self, data_dir: Path) -> str:
         """Instructions for obtaining the files."""
+        if self.instructions:
+            return (
+                f"To get them: run `modalab data download {self.name} --data-dir {data_dir}` "
+                f"(needs network). {self.instructions}"
+            )
         urls = "\n".join(f"    {r.urls[0]}" for r in self.remotes)
         return (
             f"To get them: run `modalab data download {self.name} --data-dir {data_dir}` "
@@ -312,7 +335,11 @@ def verify_source(source: DataSource, data_dir: Path) -> list[FileStatus]:
     """Check every expected file of ``source`` under ``data_dir``: presence, format, checksum."""
     root = data_dir / source.folder
     report: list[FileStatus] = []
-    for spec in source.files:
+    try:
+        specs = source.expected_files(data_dir)
+    except MissingDataError as error:  # the file list (a manifest) is itself absent
+        return [FileStatus(root, "missing", str(error), True)]
+    for spec in specs:
         path = root / spec.path
         if not path.is_file():
             report.append(FileStatus(path, "missing", "not found", spec.required))
@@ -320,6 +347,12 @@ def verify_source(source: DataSource, data_dir: Path) -> list[FileStatus]:
         try:
             if source.check is not None:
                 source.check(path)
+            if spec.sha256 is not None:
+                got = file_sha256(path)
+                ok = got == spec.sha256
+                detail = f"sha256 {got}" + ("" if ok else f" is not the listed {spec.sha256}")
+                report.append(FileStatus(path, "ok" if ok else "differs", detail, spec.required))
+                continue
             md5 = file_md5(path)
         except CorruptDataError as error:
             report.append(FileStatus(path, "corrupt", str(error), spec.required))
