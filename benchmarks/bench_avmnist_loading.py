@@ -20,6 +20,14 @@ import time
 
 
 def _phase(kind: str, cache_dir: str, max_images: int, protocol: str, queue: mp.Queue) -> None:
+    try:
+        _measure(kind, cache_dir, max_images, protocol, queue)
+    except BaseException as error:  # the parent waits on the queue: always answer it
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+        raise
+
+
+def _measure(kind: str, cache_dir: str, max_images: int, protocol: str, queue: mp.Queue) -> None:
     import torch
 
     from modalab.data.avmnist import make_avmnist
@@ -50,6 +58,16 @@ def _phase(kind: str, cache_dir: str, max_images: int, protocol: str, queue: mp.
     queue.put(result)
 
 
+def _answer(queue: mp.Queue, process: mp.process.BaseProcess) -> dict:
+    """The phase's result, or its error; never waits on a process that died without one."""
+    while True:
+        try:
+            return queue.get(timeout=1.0)
+        except Exception:  # queue.Empty
+            if not process.is_alive():
+                return {"error": f"the measuring process exited with code {process.exitcode}"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-images", type=int, default=0)
@@ -64,8 +82,10 @@ def main() -> None:
                 target=_phase, args=(kind, cache_dir, args.max_images, args.protocol, queue)
             )
             process.start()
-            result = queue.get()
+            result = _answer(queue, process)
             process.join()
+            if "error" in result:
+                raise SystemExit(f"{kind} failed: {result['error']}")
             rate = result["samples"] / result["seconds"]
             line = (
                 f"{kind:12s}: {result['samples']} samples in {result['seconds']:.2f} s = "

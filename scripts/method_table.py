@@ -140,9 +140,35 @@ def test_size(dataset: str, n_samples: int) -> int:
     """Size of the test split (the retrieval gallery) at ``n_samples``."""
     if dataset == "shapes":
         return round(0.25 * n_samples)
+    return avmnist_setup(n_samples)[0]["test"]
+
+
+def avmnist_setup(n_samples: int) -> tuple[dict[str, int], str]:
+    """Split sizes and a description of ``data=avmnist data.max_images=n_samples``, as built."""
     from modalab.data.avmnist import make_avmnist
 
-    return len(make_avmnist(max_images=n_samples).test)
+    info = make_avmnist(max_images=n_samples).info
+    extra = info.extra
+    protocol = str(extra["protocol"])
+    encoders = ", ".join(f"{m}: {e}" for m, e in (info.encoders or {}).items()) or "default"
+    pca = extra.get("pca") or {}
+    kept = (
+        f", images reduced to their leading principal components ({pca['rule']} "
+        f"{pca['fraction']}: {pca['train']['components']} components on the train pool)"
+        if "train" in pca
+        else ""
+    )
+    noise = extra.get("noise_clips") or []
+    kept += f", {len(noise)} ESC-10 noise clips added to the audio" if noise else ""
+    sizes = dict(info.sizes)
+    text = (
+        f"data.protocol={protocol} (the default of `data=avmnist`){kept}; audio split "
+        f"`{extra['audio_split']}`, test speakers {extra['speakers']['test']}; images: "
+        f"{extra['image_protocol']}, a label-stratified subset of {n_samples} images in all "
+        f"({sizes['train']:,} / {sizes['val']:,} / {sizes['test']:,} train / val / test); "
+        f"reference encoders ({encoders})"
+    )
+    return sizes, text
 
 
 def table_lines(frame: pd.DataFrame, spec: DatasetSpec) -> list[str]:
@@ -209,9 +235,7 @@ def to_markdown(
         )
         setup = (
             f"Every method trained for {epochs} epochs on `data=avmnist "
-            f"data.max_images={n_samples}` (a stratified subset of the MNIST images, split "
-            "train / val / test 0.6 / 0.1 / 0.3 when only the MNIST test split is on disk; "
-            "spoken digits of the FSDD speakers, test speaker unseen in training)"
+            f"data.max_images={n_samples}`: {avmnist_setup(n_samples)[1]}"
         )
         labels = "label = digit (10 classes; both modalities carry it)"
         reading = [
@@ -251,6 +275,13 @@ def to_markdown(
     )
 
 
+def read_rows(path: Path) -> pd.DataFrame:
+    """Per-seed rows written with ``--csv``, as :func:`run_grid` returned them."""
+    frame = pd.read_csv(path)
+    frame["error"] = frame["error"].fillna("").astype(str)
+    return frame
+
+
 PAGE_TITLE = "# Methods compared"
 
 
@@ -276,13 +307,27 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/methods.md"))
     parser.add_argument("--csv", type=Path, default=None, help="also write the per-seed rows")
+    parser.add_argument(
+        "--from-csv",
+        type=Path,
+        default=None,
+        help="write the section from per-seed rows saved with --csv instead of running the grid "
+        "(give the grid's --n-samples, --epochs, --seeds and --wall-minutes)",
+    )
+    parser.add_argument("--wall-minutes", type=float, default=None, help="with --from-csv")
     args = parser.parse_args()
     n_samples = args.n_samples or (1200 if args.data == "shapes" else 2000)
     epochs = args.epochs or (8 if args.data == "shapes" else 4)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        frame = run_grid(args.seeds, n_samples, epochs, Path(tmp), args.data)
-    seconds = time.perf_counter() - start
+    if args.from_csv is not None:
+        if args.wall_minutes is None:
+            parser.error("--from-csv needs --wall-minutes (the grid's total wall time)")
+        frame = read_rows(args.from_csv)
+        seconds = 60 * args.wall_minutes
+    else:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = run_grid(args.seeds, n_samples, epochs, Path(tmp), args.data)
+        seconds = time.perf_counter() - start
     if args.csv is not None:
         frame.to_csv(args.csv, index=False)
     section = to_markdown(frame, args.seeds, n_samples, epochs, seconds, args.data)

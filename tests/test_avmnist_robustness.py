@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -163,6 +164,34 @@ def test_method_table_replaces_only_its_own_section():
     # The AV-MNIST grid is the shapes grid with the text-only parts renamed.
     assert [o for _, o in table.GRID_AVMNIST] == [o for _, o in table.GRID]
     assert table.DATASETS["avmnist"].probe_columns == ["image", "audio", "fused"]
+
+
+def test_method_table_renders_the_same_rows_from_its_csv(tmp_path):
+    table = _method_table()
+    spec = table.DATASETS["shapes"]
+    frame = pd.DataFrame(
+        [
+            {
+                "method": "clip",
+                "seed": s,
+                "error": "",
+                "image": 0.5 + s / 10,
+                "text": 0.9,
+                "audio": 0.4,
+                "fused": 0.7,
+                "R@1": 0.1,
+                "s/epoch": 2.0,
+            }
+            for s in (0, 1, 2)
+        ]
+        + [{"method": "coca", "seed": 0, "error": "needs text | tokens"}]
+    )
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    again = table.read_rows(tmp_path / "rows.csv")
+    lines = table.table_lines(again, spec)
+    assert lines == table.table_lines(frame.fillna({"error": ""}), spec)
+    assert lines[2].startswith("| clip | 0.600 ± 0.100 | 0.900 ± 0.000")
+    assert lines[3] == "| coca | not applicable: needs text \\| tokens |" + " |" * 5
 
 
 def test_pad_matches_functional_pad_on_sequences():

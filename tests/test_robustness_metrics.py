@@ -59,6 +59,21 @@ def test_uniformity_matches_a_double_loop() -> None:
         if i != j
     ]
     assert uniformity(x) == pytest.approx(math.log(sum(terms) / len(terms)), rel=1e-6)
+    # Blocks of rows (including a ragged last block and blocks of one row) change nothing.
+    for block in (1, 2, 3, 6, 7, 100):
+        assert uniformity(x, block=block) == pytest.approx(uniformity(x), rel=1e-12)
+
+
+def test_uniformity_in_blocks_equals_the_all_pairs_formula_on_many_rows() -> None:
+    x = torch.randn(1500, 16, generator=torch.Generator().manual_seed(3))
+    z = torch.nn.functional.normalize(x.double(), dim=1)
+    sq = torch.pdist(z).pow(2)  # every pair at once: the N^2 computation it replaces
+    reference = float(torch.logsumexp(-2 * sq, 0) - math.log(sq.numel()))
+    assert uniformity(x, block=128) == pytest.approx(reference, rel=1e-10)
+    present = torch.rand(1500, generator=torch.Generator().manual_seed(4)) > 0.3
+    sq = torch.pdist(z[present]).pow(2)
+    reference = float(torch.logsumexp(-2 * sq, 0) - math.log(sq.numel()))
+    assert uniformity(x, present) == pytest.approx(reference, rel=1e-10)
 
 
 def test_modality_gap_is_the_centroid_distance_on_the_sphere() -> None:

@@ -100,10 +100,14 @@ class IndexedMultimodalDataset(MultimodalTensorDataset):
         """Each sample's row in its pool, per modality."""
         return dict(self._rows)
 
-    def _gather(self, modality: str, rows: Tensor) -> Tensor:
-        out = self._pools[modality][self._rows[modality][rows]].float()
+    def pool_values(self, modality: str, pool_rows: Tensor) -> Tensor:
+        """Rows of a modality's pool as the samples see them (``float32``, scaled)."""
+        out = self._pools[modality][pool_rows].float()
         divisor = self._divisor.get(modality)
         return out / divisor if divisor is not None else out
+
+    def _gather(self, modality: str, rows: Tensor) -> Tensor:
+        return self.pool_values(modality, self._rows[modality][rows])
 
     def __getitems__(self, indices: Sequence[int] | Tensor) -> MultimodalBatch:
         """The batch of ``indices``: one gather per modality from its pool."""

@@ -16,6 +16,7 @@ and use only the rows where both modalities are observed.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 
 import torch
@@ -78,13 +79,20 @@ def alignment(
     return float((a - b).norm(dim=1).pow(alpha).mean())
 
 
-def uniformity(embeddings: Tensor, present: Tensor | None = None, t: float = 2.0) -> float:
+def uniformity(
+    embeddings: Tensor, present: Tensor | None = None, t: float = 2.0, block: int = 512
+) -> float:
     """Uniformity ``log E_{i != j} exp(-t ||f(x_i) - f(x_j)||^2)`` (lower is more uniform).
+
+    The ``N (N - 1) / 2`` pairs are visited ``block`` rows at a time (squared distances of unit
+    vectors as ``2 - 2 cos``, in float64) and their log-sum-exps combined, so memory grows as
+    ``block x N``, not ``N^2`` (10,000 test samples: 40 MB instead of 1.2 GB).
 
     Args:
         embeddings: ``[N, D]`` (L2-normalised inside).
         present: Optional ``[N]`` bool: rows used.
         t: Temperature (2 in Wang & Isola).
+        block: Rows per block.
 
     Returns:
         The uniformity; NaN with fewer than two rows.
@@ -97,8 +105,16 @@ def uniformity(embeddings: Tensor, present: Tensor | None = None, t: float = 2.0
     if int(rows.sum()) < 2:
         return float("nan")
     z = F.normalize(embeddings[rows].double(), dim=1)
-    sq = torch.pdist(z).pow(2)
-    return float(torch.logsumexp(-t * sq, dim=0) - torch.log(torch.tensor(float(sq.numel()))))
+    n = z.shape[0]
+    columns = torch.arange(n)
+    parts = []
+    for start in range(0, n - 1, block):
+        stop = min(start + block, n - 1)
+        sq = (2.0 - 2.0 * z[start:stop] @ z.T).clamp_min(0.0)
+        later = columns[None, :] > torch.arange(start, stop)[:, None]  # the pairs i < j
+        parts.append(torch.logsumexp((-t * sq)[later], dim=0))
+    pairs = n * (n - 1) / 2
+    return float(torch.logsumexp(torch.stack(parts), dim=0) - math.log(pairs))
 
 
 def modality_gap(
