@@ -127,6 +127,7 @@ def run_grid(
             recall = table[table.metric == "recall@1"].value
             row["R@1"] = float(recall.mean()) if len(recall) else float("nan")
             row["s/epoch"] = result.train_seconds / epochs
+            row["threads"] = torch.get_num_threads()
             rows.append(row)
             print(
                 f"{label:40s} seed {seed}: "
@@ -269,10 +270,18 @@ def to_markdown(
             *table_lines(frame, spec),
             "",
             f"Total wall time of the grid: {seconds / 60:.1f} min on {platform.machine()} "
-            f"({torch.get_num_threads()} torch threads), torch {torch.__version__}.",
+            f"({_threads(frame)}), torch {torch.__version__}.",
             f"<!-- method_table:{dataset} end -->",
         ]
     )
+
+
+def _threads(frame: pd.DataFrame) -> str:
+    """The torch threads the runs used, as recorded in their rows."""
+    if "threads" not in frame or frame["threads"].isna().all():
+        return "torch threads not recorded"
+    counts = sorted({int(t) for t in frame["threads"].dropna()})
+    return f"{'/'.join(map(str, counts))} torch threads"
 
 
 def read_rows(path: Path) -> pd.DataFrame:
