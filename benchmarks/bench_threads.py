@@ -3,24 +3,28 @@
 Each side is a fresh process training the same short `modalab run` (CLIP on `shapes`, fixed
 epochs, no early stopping):
 
-* ``modalab``: modalab imported before torch (``OMP_WAIT_POLICY=PASSIVE``) and
-  ``trainer.threads=0`` (``OMP_NUM_THREADS`` unset: the idle cores from the load average);
-* ``torch``: torch imported first (OpenMP's default wait policy stays in effect) and torch's
-  default thread count (one per physical core).
+* ``modalab``: modalab imported before torch (its default wait: ``GOMP_SPINCOUNT=10000``, a
+  short spin, then sleep) and ``trainer.threads=0`` (``OMP_NUM_THREADS`` unset: chosen from
+  the load average);
+* ``passive``: the same with ``OMP_WAIT_POLICY=PASSIVE`` (no spin; modalab's previous
+  default);
+* ``torch``: torch imported first (OpenMP's default wait, 300,000 spins, stays in effect) and
+  torch's default thread count (one per physical core).
 
-The two alternate (modalab, torch, modalab, ...) so that both see the same load; the
+The sides alternate (modalab, passive, torch, modalab, ...) so that all see the same load; the
 1-minute load average is printed before each run. The wall time of training and the wall and
 CPU time (user + system, all threads) of the whole ``run()`` (training + evaluation) are
-reported, with the median ratios torch / modalab. Run it on an idle and
-on a loaded machine:
+reported, with the median ratios to modalab. ``--busy N`` starts N processes that spin on a
+core for the whole measurement (a loaded machine, reproducibly). Run it idle and loaded:
 
-    python benchmarks/bench_threads.py [--repeats 2] [--epochs 3] [--n-samples 2000]
+    python benchmarks/bench_threads.py [--repeats 2] [--epochs 3] [--n-samples 2000] [--busy 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -58,11 +62,29 @@ print(json.dumps({
 """
 
 
+SIDES = ("modalab", "passive", "torch")
+_UNSET = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS")
+
+
+def _busy() -> None:
+    while True:
+        pass
+
+
 def _side(side: str, out_dir: str, n: int, epochs: int) -> dict[str, object]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    env.pop("MKL_NUM_THREADS", None)
+    env = {k: v for k, v in os.environ.items() if k not in _UNSET}
+    if side == "passive":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, side, out_dir, str(n), str(epochs)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            "torch" if side == "torch" else "modalab",
+            out_dir,
+            str(n),
+            str(epochs),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -78,13 +100,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--n-samples", type=int, default=2000)
+    parser.add_argument("--busy", type=int, default=0, help="spinning processes (load)")
     args = parser.parse_args()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{cpus} CPUs; short run: shapes n={args.n_samples}, {args.epochs} epochs, CLIP")
-    times: dict[str, list[tuple[float, float, float]]] = {"modalab": [], "torch": []}
+    print(
+        f"{cpus} CPUs; short run: shapes n={args.n_samples}, {args.epochs} epochs, CLIP; "
+        f"{args.busy} busy processes"
+    )
+    busy = [mp.get_context("spawn").Process(target=_busy, daemon=True) for _ in range(args.busy)]
+    for process in busy:
+        process.start()
+    times: dict[str, list[tuple[float, float, float]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory() as out_dir:
         for repeat in range(args.repeats):
-            for side in ("modalab", "torch"):
+            for side in SIDES:
                 load = os.getloadavg()[0]
                 start = time.perf_counter()
                 got = _side(side, out_dir, args.n_samples, args.epochs)
@@ -98,6 +127,8 @@ def main() -> None:
                     f"train {row[0]:.1f} s; run {row[1]:.1f} s wall, {row[2]:.1f} s CPU  "
                     f"(process {time.perf_counter() - start:.1f} s)"
                 )
+    for process in busy:
+        process.terminate()
     med = {
         side: [statistics.median(r[i] for r in rows) for i in range(3)]
         for side, rows in times.items()
@@ -105,11 +136,13 @@ def main() -> None:
     print(f"\n{'setting':10s} {'train wall (s)':>15s} {'run wall (s)':>13s} {'run CPU (s)':>12s}")
     for side, (train, wall, cpu) in med.items():
         print(f"{side:10s} {train:15.1f} {wall:13.1f} {cpu:12.1f}")
-    ratios = [t / m for t, m in zip(med["torch"], med["modalab"])]
-    print(
-        f"ratio torch / modalab: train wall {ratios[0]:.2f}x, run wall {ratios[1]:.2f}x, "
-        f"run CPU {ratios[2]:.2f}x (load average now {os.getloadavg()[0]:.2f} on {cpus} CPUs)"
-    )
+    for other in ("torch", "passive"):
+        ratios = [t / m for t, m in zip(med[other], med["modalab"])]
+        print(
+            f"ratio {other} / modalab: train wall {ratios[0]:.2f}x, run wall {ratios[1]:.2f}x, "
+            f"run CPU {ratios[2]:.2f}x (load average now {os.getloadavg()[0]:.2f} on {cpus} "
+            f"CPUs, {args.busy} busy processes)"
+        )
 
 
 if __name__ == "__main__":

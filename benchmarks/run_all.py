@@ -73,7 +73,7 @@ TARGETS = [
     Target(
         "threads: run wall, torch default / modalab",
         "bench_threads.py",
-        r"run wall ([\d.]+)x",
+        r"ratio torch / modalab:.*?run wall ([\d.]+)x",
         ">= 1 (no stall)",
         lambda v: v >= 1,
     ),

@@ -309,21 +309,47 @@ def test_thread_choice_prefers_the_option_then_the_environment_then_the_load(
         choose_threads(-1)
 
 
-def test_importing_modalab_before_torch_sets_the_passive_wait_policy() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+def test_importing_modalab_before_torch_sets_a_short_spin_and_keeps_a_users_policy() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     code = (
         "import os, modalab, torch; from modalab.experiments.threads import choose_threads; "
-        "print(os.environ['OMP_WAIT_POLICY'], choose_threads(1).wait_policy)"
+        "print(os.environ.get('GOMP_SPINCOUNT', '-'), os.environ.get('OMP_WAIT_POLICY', '-'), "
+        "repr(choose_threads(1).wait_policy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.split() == ["PASSIVE", "PASSIVE"], out.stderr
-    kept = subprocess.run(
-        [sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True
-    )
-    assert kept.stdout.decode().split() == ["ACTIVE", "ACTIVE"]
+
+    def show(**extra: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().split(maxsplit=2)
+
+    assert show() == ["10000", "-", "'spin 10000'"]
+    assert show(OMP_WAIT_POLICY="PASSIVE") == ["-", "PASSIVE", "'PASSIVE'"]  # kept, no spin set
+    assert show(GOMP_SPINCOUNT="500") == ["500", "-", "'spin 500'"]
     late = "import torch, modalab.experiments.threads as t; print(t.choose_threads(1).wait_policy)"
     out = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True)
     assert "not in effect" in out.stdout, out.stderr
+
+
+def test_every_core_is_used_below_cpus_plus_one_only_under_a_bounded_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import modalab.experiments.threads as threads
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.6, 1.6))
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for policy, expected in [
+        ("spin 10000", 2),  # the default: spins briefly, then sleeps
+        ("PASSIVE", 2),
+        ("spin 300000", 0),  # OpenMP's own default spin: only the idle cores
+        ("", 0),
+        ("spin 10000 (set after torch loaded: not in effect)", 0),
+    ]:
+        monkeypatch.setattr(threads, "_wait_policy", lambda p=policy: p)
+        idle = max(1, round(2 - 1.6))  # the idle cores: 0.4 rounds to 0, at least 1
+        assert choose_threads(0).threads == (expected or idle), policy
 
 
 @pytest.mark.slow

@@ -1,18 +1,23 @@
 """Threads of a run: a count and an OpenMP wait policy that a busy machine cannot stall.
 
-PyTorch's CPU kernels run on an OpenMP pool with one thread per core. On a machine whose
-cores are busy with other processes, OpenMP's default *active* wait makes each thread spin
-for a core while it waits for the others, and a step can take several times longer than with
-one thread. modalab therefore
+PyTorch's CPU kernels run on an OpenMP pool with one thread per core. A thread that waits for
+the others first spins (busy-waits) and then sleeps. With OpenMP's default spin (libgomp:
+300,000 iterations) every step stalls on a machine whose cores are busy with other processes;
+with no spin at all (``OMP_WAIT_POLICY=PASSIVE``) an idle machine loses about a fifth of its
+speed to wake-ups. modalab therefore
 
-* sets ``OMP_WAIT_POLICY=PASSIVE`` (unless set) when the ``modalab`` package is imported —
-  the OpenMP runtime reads it once, when torch loads it, so it takes effect when ``modalab``
-  (or its command line) is imported before ``torch``; waiting threads then sleep;
+* sets ``GOMP_SPINCOUNT=10000`` (a short spin, then sleep; torch's CPU wheels use GNU
+  OpenMP) when the ``modalab`` package is imported, unless ``OMP_WAIT_POLICY`` or
+  ``GOMP_SPINCOUNT`` is set — the OpenMP runtime reads it once, when torch loads it, so it
+  takes effect when ``modalab`` (or its command line) is imported before ``torch``;
 * chooses the number of threads of each run (:func:`choose_threads`): ``trainer.threads``
   when set, else ``OMP_NUM_THREADS`` when set (``modalab sweep`` sets it per worker), else
-  every core while the 1-minute load average is below ``cpus + 1`` and the passive wait
-  policy is in effect, else the number of idle cores — the usable CPUs minus the load
-  average, rounded, at least 1 — divided among the processes of the run.
+  every core while the 1-minute load average is below ``cpus + 1`` and a bounded wait is in
+  effect (passive, or a spin count of at most :data:`BOUNDED_SPIN`), else the number of idle
+  cores — the usable CPUs minus the load average, rounded, at least 1 — divided among the
+  processes of the run.
+
+Measured side by side in ``benchmarks/bench_threads.py`` (docs/benchmarks.md).
 
 This module does not import torch, so that it can be used before torch loads.
 """
@@ -24,16 +29,22 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 __all__ = [
+    "BOUNDED_SPIN",
+    "SPINCOUNT_ENV",
     "WAIT_POLICY_ENV",
     "ThreadChoice",
     "apply_threads",
     "auto_threads",
     "available_cpus",
+    "bounded_wait",
     "choose_threads",
     "load_average",
 ]
 
 WAIT_POLICY_ENV = "OMP_WAIT_POLICY"
+SPINCOUNT_ENV = "GOMP_SPINCOUNT"
+#: The largest spin count treated as a bounded wait by :func:`choose_threads`.
+BOUNDED_SPIN = 100_000
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,9 @@ class ThreadChoice:
         source: ``trainer.threads``, ``OMP_NUM_THREADS`` or ``auto`` (from the load).
         cpus: CPUs this process may use.
         load_average: The 1-minute load average when the run started.
-        wait_policy: ``OMP_WAIT_POLICY`` as the process sees it (``""``: unset, OpenMP's
-            default), with `` (set after torch loaded: not in effect)`` when torch was
-            imported before modalab.
+        wait_policy: ``OMP_WAIT_POLICY`` as the process sees it, else ``spin N`` for
+            ``GOMP_SPINCOUNT=N`` (``""``: neither set, OpenMP's default), with `` (set after
+            torch loaded: not in effect)`` when torch was imported before modalab.
     """
 
     threads: int
@@ -80,10 +91,10 @@ def auto_threads(cpus: int, load: float, processes: int = 1, passive: bool = Fal
     """Threads per process when ``processes`` processes share the idle cores.
 
     Idle cores are ``cpus - load`` rounded to the nearest integer, between 1 and ``cpus``.
-    With a passive OpenMP wait policy in effect (``passive``), a waiting thread sleeps instead
-    of spinning, so taking a core that is busy costs little; then every core is used while
-    the load is below ``cpus + 1`` (an idle machine, or one other busy process), and only a
-    more loaded machine falls back to the idle cores. Measured side by side in
+    With a bounded OpenMP wait in effect (``passive``: no spin, or a short one), a waiting
+    thread soon sleeps instead of spinning, so taking a core that is busy costs little; then
+    every core is used while the load is below ``cpus + 1`` (an idle machine, or one other busy
+    process), and only a more loaded machine falls back to the idle cores. Measured side by side in
     ``benchmarks/bench_threads.py``: on the 2-core machine at load about 2, one thread ran
     the default job at 0.77x the speed of two; under load 10-14, two actively spinning
     threads were 3.3x slower than one.
@@ -92,7 +103,8 @@ def auto_threads(cpus: int, load: float, processes: int = 1, passive: bool = Fal
         cpus: Usable CPUs.
         load: The 1-minute load average (runnable processes, ours not yet among them).
         processes: Processes of the run that share the cores (e.g. DDP workers).
-        passive: Whether ``OMP_WAIT_POLICY=PASSIVE`` is in effect in this process.
+        passive: Whether a bounded wait (``OMP_WAIT_POLICY=PASSIVE`` or a short
+            ``GOMP_SPINCOUNT``) is in effect in this process.
 
     Returns:
         At least 1 thread.
@@ -123,11 +135,32 @@ def _env_threads() -> int | None:
 
 def _wait_policy() -> str:
     policy = os.environ.get(WAIT_POLICY_ENV, "")
+    spin = os.environ.get(SPINCOUNT_ENV, "")
+    described = policy or (f"spin {spin}" if spin else "")
     import modalab
 
-    if policy and getattr(modalab, "TORCH_LOADED_BEFORE_MODALAB", False):
-        return f"{policy} (set after torch loaded: not in effect)"
-    return policy
+    if described and getattr(modalab, "TORCH_LOADED_BEFORE_MODALAB", False):
+        return f"{described} (set after torch loaded: not in effect)"
+    return described
+
+
+def bounded_wait(described: str) -> bool:
+    """Whether a wait policy from :class:`ThreadChoice` lets a waiting thread sleep soon.
+
+    Example:
+        >>> bounded_wait("PASSIVE"), bounded_wait("spin 10000"), bounded_wait("spin 300000")
+        (True, True, False)
+        >>> bounded_wait(""), bounded_wait("ACTIVE"), bounded_wait("spin INFINITE")
+        (False, False, False)
+        >>> bounded_wait("spin 10000 (set after torch loaded: not in effect)")
+        False
+    """
+    if "not in effect" in described:
+        return False
+    if described.upper() == "PASSIVE":
+        return True
+    count = described.removeprefix("spin ").strip()
+    return described.startswith("spin ") and count.isdigit() and int(count) <= BOUNDED_SPIN
 
 
 def choose_threads(requested: int = 0, processes: int = 1) -> ThreadChoice:
@@ -150,7 +183,7 @@ def choose_threads(requested: int = 0, processes: int = 1) -> ThreadChoice:
     elif from_env is not None:
         threads, source = from_env, "OMP_NUM_THREADS"
     else:
-        passive = _wait_policy().upper() == "PASSIVE"  # set before torch loaded: in effect
+        passive = bounded_wait(_wait_policy())
         threads, source = auto_threads(cpus, load, processes, passive), "auto"
     return ThreadChoice(threads, source, cpus, round(load, 2), _wait_policy())
 
