@@ -39,7 +39,7 @@ if side == "torch":
     import torch  # first: OpenMP starts with its default wait policy
     threads = torch.get_num_threads()
 else:
-    import modalab  # first: OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP
+    import modalab  # first: its wait (GOMP_SPINCOUNT, or the env) before torch loads OpenMP
     threads = 0
 from modalab.experiments.config import compose_config
 from modalab.experiments.runner import run
