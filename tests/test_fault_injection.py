@@ -54,6 +54,10 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 180) -
         time.sleep(0.02)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _single_thread_run(overrides: list[str]) -> Path:
     # Float sums depend on the number of intra-op threads: compare at the subprocess's count.
     threads = torch.get_num_threads()
@@ -75,6 +79,10 @@ def test_sigterm_and_sigint_leave_a_resumable_run(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=ENV,
+            # A shell starts background jobs with SIGINT ignored, and a child inherits that (so
+            # Python installs no KeyboardInterrupt handler): give the run the disposition of a
+            # foreground terminal, whatever the test runner was started with.
+            preexec_fn=_default_sigint,
         )
         _wait_for(tmp_path / name / "checkpoints" / "last.ckpt", proc)
         proc.send_signal(sig)
