@@ -217,9 +217,10 @@ def _previous_sections(path: Path) -> dict[str, list[str]]:
 
 
 def _thread_settings() -> str:
-    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
     return ", ".join(f"{n}={os.environ.get(n, 'unset')}" for n in names) + (
-        f"; torch threads {torch.get_num_threads()}"
+        f" in this process (each benchmark that imports modalab first gets GOMP_SPINCOUNT=10000 "
+        f"unless set); torch threads {torch.get_num_threads()}"
     )
 
 
