@@ -588,9 +588,7 @@ def cremad_source(
         citation="H. Cao et al., CREMA-D, IEEE Trans. Affective Computing 2014",
         licence="ODbL 1.0 / DbCL 1.0",
         download=download or _download_default_parts,
-        list_files=None
-        if manifest is not None
-        else lambda d: _media_files(read_manifest(data_dir=d)),
+        list_files=None if manifest is not None else _listed_media,
         instructions=(
             f"It fetches every file listed in {MANIFEST_FOLDER}/{MANIFEST_NAME} of the data "
             f"directory from GitHub's Git LFS media of {CREMAD_REPO} and checks its SHA-256."
