@@ -83,11 +83,16 @@ class Registry(Generic[T]):
         def decorator(obj: T) -> T:
             if name in self._entries and self._entries[name].obj is not obj:
                 raise ValueError(f"A {self.kind} named {name!r} is already registered.")
+            obj = self.prepare(obj)
             doc = description or (getattr(obj, "__doc__", None) or "").strip().split("\n")[0]
             self._entries[name] = RegistryEntry(name, obj, doc, config, tuple(sources))
             return obj
 
         return decorator
+
+    def prepare(self, obj: T) -> T:
+        """What is registered in place of ``obj`` (``obj`` itself; subclasses may complete it)."""
+        return obj
 
     def get(self, name: str) -> T:
         """Return the component registered as ``name``.

@@ -76,17 +76,9 @@ def complete_args(builder: F) -> F:
 class MethodRegistry(Registry[Callable[..., Any]]):
     """The registry of method builders: registering completes a builder's ``Args:``."""
 
-    def register(
-        self,
-        name: str,
-        description: str | None = None,
-        *,
-        config: Any = None,
-        sources: tuple[str, ...] = (),
-    ) -> Callable[[Any], Any]:
-        """Register a builder under ``name`` (see :meth:`Registry.register`)."""
-        register = super().register(name, description, config=config, sources=sources)
-        return lambda builder: register(complete_args(builder))
+    def prepare(self, obj: Callable[..., Any]) -> Callable[..., Any]:
+        """The builder with the shared parameters' descriptions added (:func:`complete_args`)."""
+        return complete_args(obj)
 
 
 @runtime_checkable
