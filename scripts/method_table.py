@@ -137,13 +137,6 @@ def run_grid(
     return pd.DataFrame(rows)
 
 
-def test_size(dataset: str, n_samples: int) -> int:
-    """Size of the test split (the retrieval gallery) at ``n_samples``."""
-    if dataset == "shapes":
-        return round(0.25 * n_samples)
-    return avmnist_setup(n_samples)[0]["test"]
-
-
 def avmnist_setup(n_samples: int) -> tuple[dict[str, int], str]:
     """Split sizes and a description of ``data=avmnist data.max_images=n_samples``, as built."""
     from modalab.data.avmnist import make_avmnist
@@ -209,8 +202,8 @@ def to_markdown(
 ) -> str:
     """The dataset's section of the page (between its begin / end markers)."""
     spec = DATASETS[dataset]
-    n_test = test_size(dataset, n_samples)
     if dataset == "shapes":
+        n_test = round(0.25 * n_samples)  # the retrieval gallery: the test split
         command = "python scripts/method_table.py"
         setup = (
             f"Every method trained for {epochs} epochs on `data=shapes data.n_samples={n_samples}`"
@@ -234,9 +227,11 @@ def to_markdown(
             f"MODALAB_DATA=<data dir> python scripts/method_table.py --data avmnist "
             f"--n-samples {n_samples} --epochs {epochs}"
         )
+        sizes, described = avmnist_setup(n_samples)  # one build gives the sizes and the text
+        n_test = sizes["test"]
         setup = (
             f"Every method trained for {epochs} epochs on `data=avmnist "
-            f"data.max_images={n_samples}`: {avmnist_setup(n_samples)[1]}"
+            f"data.max_images={n_samples}`: {described}"
         )
         labels = "label = digit (10 classes; both modalities carry it)"
         reading = [
