@@ -13,6 +13,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue as queues
 import resource
 import sys
 import tempfile
@@ -63,7 +64,7 @@ def _answer(queue: mp.Queue, process: mp.process.BaseProcess) -> dict:
     while True:
         try:
             return queue.get(timeout=1.0)
-        except Exception:  # queue.Empty
+        except queues.Empty:
             if not process.is_alive():
                 return {"error": f"the measuring process exited with code {process.exitcode}"}
 

@@ -230,15 +230,12 @@ class DataSource:
 
     def how_to_get(self, data_dir: Path) -> str:
         """Instructions for obtaining the files."""
+        run = f"To get them: run `modalab data download {self.name} --data-dir {data_dir}`"
         if self.instructions:
-            return (
-                f"To get them: run `modalab data download {self.name} --data-dir {data_dir}` "
-                f"(needs network). {self.instructions}"
-            )
+            return f"{run} (needs network). {self.instructions}"
         urls = "\n".join(f"    {r.urls[0]}" for r in self.remotes)
         return (
-            f"To get them: run `modalab data download {self.name} --data-dir {data_dir}` "
-            f"(needs network), or download\n{urls}\n  and place the files under "
+            f"{run} (needs network), or download\n{urls}\n  and place the files under "
             f"{data_dir / self.folder}/ as listed above. Use --data-dir DIR, the config field "
             f"data.data_dir=DIR or the environment variable {DATA_ENV}=DIR to point modalab at "
             "another data directory."
