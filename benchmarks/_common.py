@@ -44,3 +44,63 @@ def random_batch(shapes: Mapping[str, Sequence[int]], size: int) -> MultimodalBa
         clean_label=label,
         index=torch.arange(size),
     )
+
+
+class AllocatorWorkers:
+    """One worker process per ``trainer.allocator`` setting, timing steps on request.
+
+    ``mallopt`` settings are global to a process and glibc's defaults (a dynamic mmap
+    threshold) cannot be restored exactly once changed, so each setting gets its own process,
+    started with ``script --worker ALLOCATOR *args``; the parent asks them for one timed step
+    at a time, so that the settings interleave round after round like any other variant.
+    The script's worker mode calls :func:`serve_steps`.
+    """
+
+    def __init__(self, script: str, allocators: Sequence[str], args: Sequence[str]) -> None:
+        import subprocess
+        import sys
+
+        self.workers = {
+            allocator: subprocess.Popen(
+                [sys.executable, script, "--worker", allocator, *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for allocator in allocators
+        }
+        self.ready = {a: self._read(a) for a in allocators}  # what each worker has in effect
+
+    def _read(self, allocator: str) -> str:
+        stdout = self.workers[allocator].stdout
+        assert stdout is not None
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {allocator} worker exited; see its error above")
+        return line.strip()
+
+    def step(self, allocator: str, variant: str) -> float:
+        """One timed step of ``variant`` in the ``allocator`` worker, in seconds."""
+        stdin = self.workers[allocator].stdin
+        assert stdin is not None
+        stdin.write(variant + "\n")
+        stdin.flush()
+        return float(self._read(allocator))
+
+    def close(self) -> None:
+        """Stop the workers."""
+        for process in self.workers.values():
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=60)
+
+
+def serve_steps(allocator: str, steps: Mapping[str, Callable[[], float]]) -> None:
+    """Worker side of :class:`AllocatorWorkers`: apply ``allocator``, then time steps by name."""
+    import sys
+
+    from modalab.experiments.allocator import set_allocator
+
+    print(set_allocator(allocator), flush=True)
+    for line in sys.stdin:
+        print(f"{steps[line.strip()]():.6f}", flush=True)

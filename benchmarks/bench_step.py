@@ -1,12 +1,15 @@
-"""The AV-MNIST training step: fp32 NCHW vs channels_last vs bf16 autocast vs both, side by side.
+"""The AV-MNIST training step of issue 18: layout, bf16 autocast and allocator, side by side.
 
 One CLIP training step (forward, loss, backward, AdamW) on an AV-MNIST-shaped batch: image
-``[B, 1, 28, 28]`` and log-mel spectrogram ``[B, 1, 40, 101]`` (AV-MNIST's defaults: 40 mel
-bands, 1 s at a 10 ms hop), each through the ``cnn2d`` encoder that ``data=avmnist`` gets by
-default (``model.embed_dim=128``), with ``method=clip``'s projection heads and loss. The four
-variants run interleaved, round after round, so that a change in machine load hits all of
-them alike; the median per variant is printed with its ratio to fp32 NCHW (today's step
-before channels_last became the encoder's default). Run:
+``[B, 1, 28, 28]`` and log-mel spectrogram ``[B, 1, 40, 101]`` (40 mel bands, 1 s at a 10 ms
+hop), each through the ``cnn2d`` encoder (``model.embed_dim=128``), with ``method=clip``'s
+projection heads and loss — the step the issue measured (382 ms then, under load). Variants:
+fp32 NCHW (the step when the issue was filed), channels-last (the encoder's default since),
+bf16 autocast, and both; each under the two ``trainer.allocator`` settings, ``system`` (the C
+library's defaults, as when the issue was filed) and ``reuse`` (the default now, see
+``modalab.experiments.allocator``), one worker process per allocator. Every variant runs once
+per round, round after round, so that a change in machine load hits all alike; the median per
+variant is printed with its ratio to fp32 NCHW under ``system``. Run:
 
     python benchmarks/bench_step.py [--batch-size 256] [--rounds 7]
 
@@ -25,13 +28,21 @@ import time
 
 import torch
 
-from _common import random_batch
+from _common import AllocatorWorkers, random_batch, serve_steps
 from modalab.data.batch import MultimodalBatch
 from modalab.methods.registry import METHODS
 from modalab.models.encoders import ConvEncoder
 from modalab.models.multimodal import MultimodalEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 40, 101)}
+#: name -> (channels_last, bf16)
+VARIANTS = {
+    "fp32 NCHW": (False, False),
+    "channels_last": (True, False),
+    "bf16 autocast": (False, True),
+    "channels_last + bf16": (True, True),
+}
+ALLOCATORS = ("system", "reuse")
 
 
 def _cpu_flags() -> str:
@@ -64,11 +75,25 @@ def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
     return time.perf_counter() - start
 
 
+def _worker(allocator: str, batch_size: int) -> None:
+    batch = random_batch(SHAPES, batch_size)
+    steps = {}
+    for name, (channels_last, bf16) in VARIANTS.items():
+        state = _method(channels_last)
+        _step(*state, batch, bf16)  # warm-up (oneDNN primitive creation)
+        steps[name] = lambda s=state, b=bf16: _step(*s, batch, b)
+    serve_steps(allocator, steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--worker", choices=ALLOCATORS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        _worker(args.worker, args.batch_size)
+        return
     print(
         f"threads: torch {torch.get_num_threads()}, OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; load average "
@@ -76,26 +101,31 @@ def main() -> None:
         + f"; CPU flags: {_cpu_flags()}"
     )
     print(f"batch {args.batch_size}: image {SHAPES['image']}, audio {SHAPES['audio']}, cnn2d x2")
-    variants = {
-        "fp32 NCHW": (False, False),
-        "channels_last": (True, False),
-        "bf16 autocast": (False, True),
-        "channels_last + bf16": (True, True),
-    }
-    batch = random_batch(SHAPES, args.batch_size)
-    state = {name: _method(cl) for name, (cl, _) in variants.items()}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for name, (_, bf16) in variants.items():  # warm-up (oneDNN primitive creation)
-        _step(*state[name], batch, bf16)
-    for _ in range(args.rounds):
-        for name, (_, bf16) in variants.items():
-            times[name].append(_step(*state[name], batch, bf16))
-    base = statistics.median(times["fp32 NCHW"])
-    for name in variants:
-        median = statistics.median(times[name])
-        print(f"  {name:22s}: {1e3 * median:7.1f} ms/step  ratio to fp32 NCHW {median / base:.2f}")
-    best = statistics.median(times["channels_last"]) / base
-    print(f"step ratio (channels_last default / fp32 NCHW): {best:.2f} (target <= 0.67)")
+    workers = AllocatorWorkers(__file__, ALLOCATORS, ["--batch-size", str(args.batch_size)])
+    print(
+        "allocator in effect per worker: "
+        + ", ".join(f"{a}: {r}" for a, r in workers.ready.items())
+    )
+    times: dict[tuple[str, str], list[float]] = {(a, v): [] for a in ALLOCATORS for v in VARIANTS}
+    try:
+        for _ in range(args.rounds):
+            for allocator, variant in times:
+                times[allocator, variant].append(workers.step(allocator, variant))
+    finally:
+        workers.close()
+    base = statistics.median(times["system", "fp32 NCHW"])
+    for (allocator, variant), values in times.items():
+        median = statistics.median(values)
+        print(
+            f"  {variant:22s} allocator {allocator:6s}: {1e3 * median:7.1f} ms/step"
+            f"  ratio to fp32 NCHW, system {median / base:.2f}"
+        )
+    now = statistics.median(times["reuse", "channels_last"]) / base
+    print(
+        "step ratio (default now: channels_last, allocator reuse / when filed: fp32 NCHW, "
+        f"allocator system): {now:.2f} (target <= 0.67)"
+    )
+    print("load average after: " + " / ".join(f"{v:.2f}" for v in os.getloadavg()))
 
 
 if __name__ == "__main__":

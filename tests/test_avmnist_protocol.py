@@ -120,14 +120,15 @@ def test_multibench_split_sizes_and_speaker_rule(data: Path) -> None:
     # 240 train rows: the last 240 * 5000 / 60000 = 20 are validation (MultiBench's rule).
     assert splits.info.sizes == {"train": 220, "val": 20, "test": 60}
     assert splits.info.extra["image_index"]["val"].tolist() == list(range(220, 240))
-    assert splits.info.extra["speakers"]["test"] == ["yweweler"]
-    assert "yweweler" not in splits.info.extra["speakers"]["train"]
-    assert "yweweler" not in splits.info.extra["speakers"]["val"]
+    speakers = splits.info.extra["speakers"]
+    assert speakers["test"] == ["yweweler"] and speakers["val"] == ["george"]
+    assert set(speakers["train"]) == set(FSDD_SPEAKERS) - {"yweweler", "george"}
     names = splits.info.extra["recordings"]
-    for name, split in (("train", splits.train), ("test", splits.test)):
+    for name, split in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         rows = splits.info.extra["recording"][name].tolist()
         digits = [int(names[r].split("_")[0]) for r in rows]
         assert digits == split.label.tolist()
+        assert {names[r].split("_")[1] for r in rows} <= set(speakers[name])
     assert splits.train.inputs["audio"].shape[1:] == (1, 112, 112)
     # Test noise clips are disjoint from the training ones.
     pool = splits.info.extra["noise_pool"]
@@ -274,3 +275,23 @@ def test_duplicated_recording_is_not_counted_twice(data: Path, tmp_path: Path) -
     names = splits.info.extra["recordings"]
     assert "5_lucas_2.wav" in names and "5_lucas_3.wav" not in names
     assert len(names) == len(set(names)) == 10 * 6 * 4 - 1
+
+
+def test_a_protocol_default_is_part_of_a_runs_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults filled at build time count in the config hash: changing one changes run ids."""
+    from omegaconf import OmegaConf
+
+    from modalab.data import avmnist
+    from modalab.experiments.config import compose_config
+    from modalab.experiments.runner import config_hash, run_id
+
+    def plain(*overrides: str) -> dict:
+        return OmegaConf.to_container(compose_config(["data=avmnist", *overrides]), resolve=True)
+
+    default, explicit = plain(), plain("data.val_speakers=[george]")
+    assert config_hash(default) == config_hash(explicit)  # the default, written out
+    assert config_hash(default) != config_hash(plain("data.val_speakers=[]"))
+    before = run_id(default)
+    monkeypatch.setitem(avmnist.PROTOCOLS["multibench"], "val_speakers", ["lucas"])
+    assert run_id(default) != before
+    assert run_id(plain("data.val_speakers=[george]")) == before  # explicit values unchanged

@@ -28,6 +28,7 @@ from modalab.experiments.report import (
     compare_results,
     embedding_features,
     summarize,
+    wide_table,
 )
 
 TINY = [
@@ -165,7 +166,7 @@ def test_summarize_welch_and_paired_against_hand_computed() -> None:
             "value": base + other,
         }
     )
-    summary = summarize(rows, baseline="base").set_index("method")
+    summary = summarize(rows, baseline="base", test="welch", correction="none").set_index("method")
     a, b = np.array(base), np.array(other)
     # Welch: t = (mean_b - mean_a) / sqrt(va/na + vb/nb), Welch–Satterthwaite degrees of freedom
     va, vb = a.var(ddof=1) / 4, b.var(ddof=1) / 4
@@ -185,6 +186,10 @@ def test_summarize_welch_and_paired_against_hand_computed() -> None:
     p_paired = 2 * stats.t.sf(abs(t_paired), 3)
     paired = summarize(rows, baseline="base", test="paired").set_index("method")
     assert paired.loc["new", "p_value"] == pytest.approx(p_paired, rel=1e-9)
+    # The default: paired over the shared seeds; one comparison, so Holm leaves it alone.
+    default = summarize(rows, baseline="base").set_index("method")
+    assert default.loc["new", "p_value"] == pytest.approx(p_paired, rel=1e-9)
+    assert default.loc["new", "p_adjusted"] == pytest.approx(p_paired, rel=1e-9)
     with pytest.raises(ValueError, match="test='bayes' is unknown"):
         summarize(rows, test="bayes")
 
@@ -577,3 +582,76 @@ def test_unloadable_run_leaves_a_note_not_a_crash(tiny_sweep: Path, tmp_path: Pa
     assert "nosuchdata" in note
     assert "## Embedding maps" in files.markdown.read_text()
     assert "Modality gap" not in files.markdown.read_text()
+
+
+def test_summarize_corrects_within_each_report_table_as_statsmodels() -> None:
+    """Holm / BH over the comparisons of one table; retrieval is a separate family."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(7)
+    seeds = list(range(5))
+    frames = []
+    quantities = [("acc", m) for m in ("image", "audio", "fused")] + [("R@1", "image->audio")]
+    for metric, modality in quantities:
+        base = rng.normal(0.5, 0.05, 5)
+        for method, shift in (("base", 0.0), ("a", 0.04), ("b", 0.08)):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "data": "d",
+                        "scenario": "",
+                        "severity": math.nan,
+                        "metric": metric,
+                        "modality": modality,
+                        "condition": "",
+                        "method": method,
+                        "seed": seeds,
+                        "value": base + shift + rng.normal(0, 0.03, 5),
+                    }
+                )
+            )
+    rows = pd.concat(frames, ignore_index=True)
+    for correction, name in (("holm", "holm"), ("bh", "fdr_bh")):
+        summary = summarize(rows, baseline="base", correction=correction)
+        tested = summary[summary["method"] != "base"]
+        for family_name, expected_tests in (
+            ("representation quality", 6),
+            ("cross-modal retrieval", 2),
+        ):
+            part = tested[tested["family"] == family_name]
+            assert len(part) == expected_tests and set(part["tests"]) == {expected_tests}
+            raw = []
+            for _, row in part.iterrows():
+                pick = (rows["metric"] == row["metric"]) & (rows["modality"] == row["modality"])
+                x = rows[pick & (rows["method"] == row["method"])]["value"].to_numpy()
+                y = rows[pick & (rows["method"] == "base")]["value"].to_numpy()
+                raw.append(stats.ttest_rel(x, y).pvalue)
+            np.testing.assert_allclose(part["p_value"], raw, rtol=1e-9)
+            adjusted = multipletests(raw, method=name)[1]
+            np.testing.assert_allclose(part["p_adjusted"], adjusted, rtol=1e-9)
+            expected = ["*" * sum(p < a for a in (0.05, 0.01, 0.001)) for p in adjusted]
+            assert part["marker"].tolist() == expected
+    with pytest.raises(ValueError, match="correction='sidak' is unknown"):
+        summarize(rows, correction="sidak")
+
+
+def test_zero_variance_cell_is_marked_in_the_wide_table() -> None:
+    rows = pd.DataFrame(
+        {
+            "data": "d",
+            "scenario": "",
+            "severity": math.nan,
+            "metric": "acc",
+            "modality": "fused",
+            "condition": "",
+            "method": ["base"] * 3 + ["flat"] * 3,
+            "seed": [0, 1, 2] * 2,
+            "value": [0.5, 0.6, 0.55, 0.276, 0.276, 0.276],
+        }
+    )
+    table = wide_table(summarize(rows, baseline="base"))
+    # The differences to the baseline vary, so the paired test is defined (one comparison).
+    p = stats.ttest_rel([0.276] * 3, [0.5, 0.6, 0.55]).pvalue
+    stars = "*" * sum(p < a for a in (0.05, 0.01, 0.001))
+    assert table["flat"].iloc[0] == f"0.276 ± 0.000 {stars} †".replace("  ", " ")
+    assert table["base"].iloc[0] == "0.550 ± 0.050"

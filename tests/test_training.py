@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from modalab.experiments.allocator import _glibc
 from modalab.experiments.checkpoint import load_checkpoint
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.threads import auto_threads, choose_threads
@@ -397,6 +398,7 @@ def test_a_run_evaluates_the_chosen_checkpoint_and_records_why_it_stopped(
     assert training["evaluated_epoch"] == evaluated
     assert training["threads"]["threads"] == 1
     assert training["threads"]["source"] == "trainer.threads"
+    assert training["allocator"] == ("reuse" if _glibc() is not None else "system (not GNU libc)")
     # model.safetensors holds the evaluated checkpoint's weights.
     saved = load_file(str(result.run_dir / "model.safetensors"))
     checkpoint = load_checkpoint(result.run_dir / training["evaluated_path"])

@@ -31,7 +31,7 @@ examples:
   modalab run method=clip,supervised seed=0,1,2 output_dir=runs/cmp --quiet
   modalab report runs/cmp                          # -> runs/cmp/report/
   modalab report runs/cmp --output docs/report --formats png --baseline supervised
-  modalab report runs/cmp --test paired --no-embedding
+  modalab report runs/cmp --test welch --correction bh --no-embedding
 """
 
 EPILOG_COMPARE = """\
@@ -51,7 +51,17 @@ def add_report_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", default=None, help="output folder (default PATH/report)")
     parser.add_argument("--baseline", default="supervised", help="method to test against")
     parser.add_argument(
-        "--test", choices=("welch", "paired"), default="welch", help="significance test"
+        "--test",
+        choices=("auto", "paired_t", "wilcoxon", "welch", "paired"),
+        default="auto",
+        help="significance test against the baseline (auto: paired t over shared seeds, else "
+        "Welch; paired: paired_t)",
+    )
+    parser.add_argument(
+        "--correction",
+        choices=("holm", "bh", "none"),
+        default="holm",
+        help="multiple-comparison correction within each table (default holm)",
     )
     parser.add_argument(
         "--formats", default="png,pdf", help="figure files to write, comma-separated (png,pdf,svg)"
@@ -78,6 +88,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         config = ReportConfig(
             baseline=args.baseline,
             test=args.test,
+            correction=args.correction,
             formats=tuple(f.strip() for f in args.formats.split(",") if f.strip()),
             dpi=args.dpi,
             embedding=not args.no_embedding,

@@ -92,6 +92,7 @@ class TrainerConfig:
     check_val_every_n_epoch: int = 1
     enable_progress_bar: bool = True
     threads: int = 0  # torch threads per process; 0: OMP_NUM_THREADS if set, else idle cores
+    allocator: str = "reuse"  # reuse: keep freed memory (fast steps); system: C library defaults
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     lr_schedule: LRSchedule = field(default_factory=LRSchedule)
 
@@ -100,6 +101,12 @@ class TrainerConfig:
         # 0: the encoders are evaluated as initialised (the random-encoder lower bound).
         _check(self.max_epochs >= 0, "trainer.max_epochs", self.max_epochs, "an integer >= 0")
         _check(self.threads >= 0, "trainer.threads", self.threads, "0 (auto) or an integer >= 1")
+        _check(
+            self.allocator in ("reuse", "system"),
+            "trainer.allocator",
+            self.allocator,
+            "reuse or system",
+        )
         for node in (self.early_stopping, self.lr_schedule):
             try:
                 node.validate()

@@ -69,7 +69,8 @@ SETUP_DIFFERENCES: tuple[str, ...] = (
     "slyviacassell/_MFAS datasets/avmnist_gen.py, not MultiBench's distributed .npy files "
     "(unavailable: its datasets/avmnist/README.md points to a private folder).",
     "FSDD: today's 6 speakers (the source used 4: jackson, nicolas, theo, yweweler); test "
-    "speaker yweweler as in the source, training speakers the other 5.",
+    "speaker yweweler as in the source, validation speaker george (not in the source; "
+    "MultiBench validates on training audio), training speakers the other 4.",
     "Noise: one ESC-10 clip per category (10 categories, 8 train / 2 test) instead of one "
     "ESC-50 clip per category (50, 40 train / 10 test); each recording is mixed with at most "
     "data.noise_variants=3 clips (the source cycles 40 clips over the samples).",

@@ -10,8 +10,12 @@ counterfactual tables and plots (when the results have counterfactual metrics), 
 matrices, and a 2-D map of each method's test embeddings coloured by label and by modality.
 
 The significance marker compares each method with the baseline method (default
-``supervised``) over seeds with Welch's two-sided t-test (Welch, Biometrika 1947; unequal
-variances) or, with ``test="paired"``, a paired t-test over the seeds both methods share.
+``supervised``) over seeds — by default with a paired t-test over the seeds both share (Welch's
+t-test when they share fewer than two), the p-values Holm-corrected within each table of the
+report (representation quality, retrieval, counterfactual): the library's statistics
+(:mod:`modalab.evaluation.statistics`, :func:`modalab.experiments.tables.table_cells`), as in
+study tables. ``test`` and ``correction`` choose others (Welch, Wilcoxon; Benjamini–Hochberg,
+none).
 """
 
 from __future__ import annotations
@@ -77,10 +81,23 @@ QUANTITY = ("data", "scenario", "severity", "metric", "modality", "condition")
 NO_SCENARIO = ("", "none")
 
 TESTS = {
+    "auto": "a two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both methods "
+    "share, Welch's t-test where they share fewer than two",
+    "paired_t": "a two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both methods "
+    "share",
+    "wilcoxon": "a two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon) over shared seeds",
     "welch": "Welch's two-sided t-test (unequal variances, scipy.stats.ttest_ind with "
     "equal_var=False) over seeds",
-    "paired": "a two-sided paired t-test (scipy.stats.ttest_rel) over the seeds both methods share",
 }
+#: Former names of tests, still accepted.
+TEST_ALIASES = {"paired": "paired_t"}
+CORRECTIONS = {
+    "holm": "Holm–Bonferroni-corrected",
+    "bh": "Benjamini–Hochberg-corrected",
+    "none": "not corrected for multiple comparisons",
+}
+#: The tables of a report, each one family of comparisons for the correction.
+FAMILIES = ("representation quality", "cross-modal retrieval", "counterfactual")
 
 
 @dataclass
@@ -89,7 +106,9 @@ class ReportConfig:
 
     Attributes:
         baseline: Method every other method is tested against.
-        test: ``welch`` (independent seeds) or ``paired`` (pairs by seed).
+        test: ``auto`` (paired over shared seeds, else Welch), ``paired_t``, ``wilcoxon`` or
+            ``welch`` (see :data:`TESTS`; ``paired`` is ``paired_t``).
+        correction: ``holm``, ``bh`` or ``none``, over the comparisons of each table.
         alpha: Significance levels of ``*``, ``**``, ``***``.
         formats: Figure files written beside the report (``png``, ``pdf``, ``svg``).
         dpi: Resolution of the PNG figures (the page embeds these).
@@ -100,7 +119,8 @@ class ReportConfig:
     """
 
     baseline: str = "supervised"
-    test: str = "welch"
+    test: str = "auto"
+    correction: str = "holm"
     alpha: tuple[float, float, float] = (0.05, 0.01, 0.001)
     formats: tuple[str, ...] = ("png", "pdf")
     dpi: int = 110
@@ -110,8 +130,11 @@ class ReportConfig:
     title: str = ""
 
     def __post_init__(self) -> None:
-        if self.test not in TESTS:
-            raise ValueError(f"test={self.test!r} is unknown; use one of {sorted(TESTS)}.")
+        self.test = _test_name(self.test)
+        if self.correction not in CORRECTIONS:
+            raise ValueError(
+                f"correction={self.correction!r} is unknown; use one of {sorted(CORRECTIONS)}."
+            )
         if self.embedding_samples < 10:
             raise ValueError(f"embedding_samples={self.embedding_samples} must be at least 10.")
 
@@ -216,23 +239,48 @@ def separate_configs(
 _NOT_IDENTITY = ("run_name", "output_dir", "seed", "study", "store", "resume")
 
 
+def _test_name(test: str) -> str:
+    test = TEST_ALIASES.get(test, test)
+    if test not in TESTS:
+        raise ValueError(f"test={test!r} is unknown; use one of {sorted(TESTS)}.")
+    return test
+
+
+def family(metric: str, modality: str) -> str:
+    """The report table (one of :data:`FAMILIES`) that shows a quantity.
+
+    Example:
+        >>> family("linear_probe_acc", "fused"), family("R@1", "image->audio")
+        ('representation quality', 'cross-modal retrieval')
+    """
+    if str(metric).startswith(COUNTERFACTUAL_PREFIXES):
+        return FAMILIES[2]
+    return FAMILIES[1] if "->" in str(modality) else FAMILIES[0]
+
+
 def summarize(
     table: pd.DataFrame,
     baseline: str = "supervised",
-    test: str = "welch",
+    test: str = "auto",
     alpha: Sequence[float] = (0.05, 0.01, 0.001),
+    correction: str = "holm",
 ) -> pd.DataFrame:
     """Mean ± std over seeds of every quantity and method, with a test against ``baseline``.
+
+    Each table of the report (:func:`family`) is one family of comparisons: its p-values are
+    corrected together (``correction``), and the marker reads the corrected p-value.
 
     Args:
         table: Results rows (:data:`~modalab.experiments.collect.RESULT_COLUMNS`).
         baseline: The reference method; its own rows and quantities it lacks get no p-value.
-        test: ``welch`` or ``paired`` (see :data:`TESTS`).
+        test: ``auto``, ``paired_t``, ``wilcoxon`` or ``welch`` (see :data:`TESTS`).
         alpha: Significance levels of the marker.
+        correction: ``holm``, ``bh`` or ``none`` (see :data:`CORRECTIONS`).
 
     Returns:
         One row per quantity × method: ``n`` (seeds), ``mean``, ``std`` (sample std, ddof=1),
-        ``p_value`` and ``marker``.
+        ``p_value``, ``p_adjusted`` (``p_value`` when uncorrected), ``family`` (the table),
+        ``tests`` (comparisons in that family) and ``marker``.
 
     Example:
         >>> import pandas as pd
@@ -243,8 +291,9 @@ def summarize(
         >>> summarize(rows, baseline="a")[["method", "n", "mean", "std"]].round(3).values.tolist()
         [['a', 2, 0.6, 0.141], ['b', 2, 0.9, 0.0]]
     """
-    if test not in TESTS:
-        raise ValueError(f"test={test!r} is unknown; use one of {sorted(TESTS)}.")
+    test = _test_name(test)
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction={correction!r} is unknown; use one of {sorted(CORRECTIONS)}.")
     missing = [c for c in (*QUANTITY, "method", "seed", "value") if c not in table.columns]
     if missing:
         raise ValueError(f"The results table lacks the columns {missing}.")
@@ -257,21 +306,39 @@ def summarize(
         per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
         first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
     reference = {key: (*key[:-1], baseline) for key in per_seed}
-    named = "paired_t" if test == "paired" else "welch"
-    cells = table_cells(per_seed, reference, named, correction="none")  # type: ignore[arg-type]
-    rows = [
-        {
-            **first[key],
-            "n": cell.n,
-            "mean": cell.mean,
-            "std": cell.std,
-            "p_value": cell.p_value,
-            "marker": statistics.significance_stars(cell.p_value, alpha),
-        }
-        for key, cell in cells.items()
-    ]
+    families = {key: family(first[key]["metric"], first[key]["modality"]) for key in per_seed}
+    cells: dict[tuple[Any, ...], statistics.CellStats] = {}
+    tests: dict[str, int] = {}
+    for name in FAMILIES:
+        members = {key: values for key, values in per_seed.items() if families[key] == name}
+        part = table_cells(members, reference, test, correction)  # type: ignore[arg-type]
+        tests[name] = sum(not math.isnan(cell.p_value) for cell in part.values())
+        cells |= part
+    rows = []
+    for key in per_seed:
+        cell = cells[key]
+        adjusted = cell.p_adjusted if correction != "none" else cell.p_value
+        rows.append(
+            {
+                **first[key],
+                "n": cell.n,
+                "mean": cell.mean,
+                "std": cell.std,
+                "p_value": cell.p_value,
+                "p_adjusted": adjusted,
+                "family": families[key],
+                "tests": tests[families[key]],
+                "marks": cell.marks,
+                "marker": statistics.significance_stars(adjusted, alpha),
+            }
+        )
     return pd.DataFrame(
-        rows, columns=[*QUANTITY, "method", "n", "mean", "std", "p_value", "marker"]
+        rows,
+        columns=[
+            *QUANTITY,
+            *("method", "n", "mean", "std", "p_value", "p_adjusted", "family", "tests"),
+            *("marks", "marker"),
+        ],
     )
 
 
@@ -279,21 +346,34 @@ def summarize(
 MISSING = "—"
 
 
-def _cell(mean: float, std: float, n: int, marker: str = "") -> str:
-    text = statistics.format_cell(statistics.CellStats(mean, std, n), stars=False)
-    return text if text == MISSING else f"{text} {marker}".rstrip()
+def _cell(mean: float, std: float, n: int, marker: str = "", marks: str = "") -> str:
+    cell = statistics.CellStats(mean, std, n, marks=marks)
+    text = statistics.format_cell(cell, stars=False)
+    if text == MISSING or not marker:
+        return text
+    return (
+        f"{text.removesuffix(' ' + marks)} {marker} {marks}".rstrip()
+        if marks
+        else f"{text} {marker}"
+    )
 
 
 def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
-    """Quantities as rows, methods as columns, cells ``mean ± std marker``.
+    """Quantities as rows, methods as columns, cells ``mean ± std marker marks``.
 
     Columns that are constant and empty (no scenario, no severity) are dropped.
     """
     methods = list(methods or dict.fromkeys(summary["method"]))
     frame = summary.assign(
         cell=[
-            _cell(m, s, n, k)
-            for m, s, n, k in zip(summary["mean"], summary["std"], summary["n"], summary["marker"])
+            _cell(m, s, n, k, d)
+            for m, s, n, k, d in zip(
+                summary["mean"],
+                summary["std"],
+                summary["n"],
+                summary["marker"],
+                summary["marks"] if "marks" in summary else [""] * len(summary),
+            )
         ]
     )
     index = [c for c in QUANTITY if _informative(frame[c])] or ["metric"]
@@ -620,7 +700,7 @@ def build_report(
     notes.extend(split_notes)
     collected = dataclasses.replace(collected, table=table)
     methods = _ordered_methods(table, config.baseline)
-    summary = summarize(table, config.baseline, config.test, config.alpha)
+    summary = summarize(table, config.baseline, config.test, config.alpha, config.correction)
 
     steps = ["overview", "curves", "tables", "robustness", "counterfactual", "embeddings"]
     with progress_bar(len(steps), "report", quiet=quiet) as bar:
@@ -750,10 +830,15 @@ def _tables_section(
     writer.heading("Results")
     if config.baseline in methods:
         levels = ", ".join(f"{'*' * (i + 1)} p < {a:g}" for i, a in enumerate(config.alpha))
+        counts = summary.drop_duplicates("family").set_index("family")["tests"]
+        families = "; ".join(f"{name}: {int(counts.get(name, 0))}" for name in FAMILIES)
         writer.text(
             f"Mean ± std (sample std) over seeds. Marker: {TESTS[config.test]} of each method "
-            f"against the baseline `{config.baseline}` for the same row: {levels}; no mark: not "
-            "significant or fewer than two seeds. No correction for multiple comparisons."
+            f"against the baseline `{config.baseline}` for the same row, p-values "
+            f"{CORRECTIONS[config.correction]} within each table (comparisons per table: "
+            f"{families}): {levels} on the {'corrected ' if config.correction != 'none' else ''}"
+            "p-value; no mark: not significant or fewer than two seeds. "
+            f"{statistics.DEGENERATE_LEGEND}"
         )
     else:
         writer.text("Mean ± std (sample std) over seeds.")

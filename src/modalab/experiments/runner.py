@@ -34,6 +34,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from modalab.data import DATASETS
 from modalab.data.tensor_dataset import make_loader
 from modalab.evaluation.diagnostics import representation_diagnostics
 from modalab.evaluation.features import (
@@ -49,6 +50,7 @@ from modalab.evaluation.repair import (
     pair_flag_records,
 )
 from modalab.evaluation.zero_shot import class_embeddings, zero_shot_records
+from modalab.experiments.allocator import release_freed_memory, set_allocator
 from modalab.experiments.build import (
     build_data,
     build_encoders,
@@ -164,11 +166,33 @@ def _digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _resolved_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``data`` with the defaults that its dataset fills at build time written in.
+
+    A dataset config with a ``resolved()`` method (``data=avmnist``: the fields that
+    ``data.protocol`` fills) is hashed as resolved, so that a change of a protocol's default
+    (e.g. ``multibench``'s validation speakers) changes the identity of the runs it changes,
+    instead of a store's finished run silently standing for a different computation.
+    """
+    entries = DATASETS.entries(str(data.get("name", "")))
+    config = entries[0].config if len(entries) == 1 else None
+    if config is None or not hasattr(config, "resolved"):
+        return data
+    accepted = {f.name for f in dataclasses.fields(config)}
+    try:
+        resolved = config(**{k: v for k, v in data.items() if k in accepted}).resolved()
+    except (TypeError, ValueError):  # a bad value: validation reports it, not the hash
+        return data
+    return {**data, **dataclasses.asdict(resolved)}
+
+
 def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any]:
-    """The config without placement and presentation keys (and ``drop``)."""
+    """The config without placement and presentation keys (and ``drop``), data resolved."""
     out = {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, *drop)}
-    if isinstance(out.get("trainer"), Mapping):  # how fast, not what: threads
-        skip = ("enable_progress_bar", "threads")
+    if isinstance(out.get("data"), Mapping):
+        out["data"] = _resolved_data(out["data"])
+    if isinstance(out.get("trainer"), Mapping):  # how fast, not what: threads, allocator
+        skip = ("enable_progress_bar", "threads", "allocator")
         out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in skip}
     return out
 
@@ -272,6 +296,7 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
         previous = _flatten(load_yaml(saved_config))
         current = _flatten(cfg)
         ignore = {"resume", "trainer.enable_progress_bar", "trainer.threads", "loggers"}
+        ignore.add("trainer.allocator")
         ignore |= {k for k in set(previous) | set(current) if k.startswith("mlflow.")}
         differ = sorted(
             k
@@ -387,6 +412,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     devices = trainer_cfg.get("devices")  # processes of the run on this machine share its cores
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     threads = apply_threads(choose_threads(options.threads, processes))
+    allocator = set_allocator(options.allocator)
     L.seed_everything(seed, workers=True, verbose=False)
     splits = check_run_data(plain, build_data(plain["data"]))
     scenarios = build_run_scenarios(plain.get("scenario"), splits)
@@ -465,6 +491,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         write_failure(run_dir, message)
         raise RunInterrupted(message, int(number)) from None
     train_seconds = time.perf_counter() - start
+    release_freed_memory()  # training's kept blocks: evaluation batches have other sizes
     (run_dir / FAILURE_FILE).unlink(missing_ok=True)  # a resumed run has finished
     if not trainer.is_global_zero:
         # Under DDP only global rank 0 evaluates and writes results.
@@ -472,6 +499,7 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     training = training_summary(trainer, options)
     training |= select_checkpoint(trainer, method, eval_cfg.checkpoint)
     training["threads"] = threads.as_dict()
+    training["allocator"] = allocator
     save_weights(method, run_dir, config_text)  # the evaluated weights
 
     start = time.perf_counter()

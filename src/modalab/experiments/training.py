@@ -55,6 +55,7 @@ class TrainingOptions:
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     lr_schedule: LRSchedule = field(default_factory=LRSchedule)
     threads: int = 0
+    allocator: str = "reuse"
 
 
 def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], TrainingOptions]:
@@ -71,6 +72,7 @@ def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any]
         early_stopping=EarlyStoppingConfig(**dict(kwargs.pop("early_stopping", None) or {})),
         lr_schedule=LRSchedule(**dict(kwargs.pop("lr_schedule", None) or {})),
         threads=int(kwargs.pop("threads", 0)),
+        allocator=str(kwargs.pop("allocator", "reuse")),
     )
     return kwargs, options
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import Tensor, nn
 
+from modalab.models.norm import ChannelsLastBatchNorm2d
 from modalab.registry import Registry
 
 __all__ = [
@@ -179,7 +180,7 @@ class LeNetEncoder(nn.Module):
             nn.init.kaiming_uniform_(conv.weight)
             if channels_last:
                 conv.weight.data = conv.weight.data.to(memory_format=torch.channels_last)
-            blocks.append(nn.Sequential(conv, nn.BatchNorm2d(out)))
+            blocks.append(nn.Sequential(conv, ChannelsLastBatchNorm2d(out)))
             previous, out = out, 2 * out
         self.channels_last = channels_last
         self.blocks = nn.ModuleList(blocks)
