@@ -96,6 +96,9 @@ CORRECTIONS = {
     "bh": "Benjamini–Hochberg-corrected",
     "none": "not corrected for multiple comparisons",
 }
+#: Rows that describe the test data, not the method (equal for every method of a seed): shown,
+#: never tested or marked.
+DESCRIPTIVE_METRICS = ("linear_probe_n_test", "linear_probe_majority_rate")
 #: The tables of a report, each one family of comparisons for the correction.
 FAMILIES = ("representation quality", "cross-modal retrieval", "counterfactual")
 
@@ -305,7 +308,11 @@ def summarize(
     for key, part in keyed.groupby(keys, sort=False, dropna=False):
         per_seed[key] = part.groupby("seed")["value"].mean()  # one value per seed
         first[key] = part.iloc[0][[*QUANTITY, "method"]].to_dict()
-    reference = {key: (*key[:-1], baseline) for key in per_seed}
+    reference = {
+        key: (*key[:-1], baseline)
+        for key in per_seed
+        if first[key]["metric"] not in DESCRIPTIVE_METRICS
+    }
     families = {key: family(first[key]["metric"], first[key]["modality"]) for key in per_seed}
     cells: dict[tuple[Any, ...], statistics.CellStats] = {}
     tests: dict[str, int] = {}
@@ -328,7 +335,7 @@ def summarize(
                 "p_adjusted": adjusted,
                 "family": families[key],
                 "tests": tests[families[key]],
-                "marks": cell.marks,
+                "marks": "" if first[key]["metric"] in DESCRIPTIVE_METRICS else cell.marks,
                 "marker": statistics.significance_stars(adjusted, alpha),
             }
         )
@@ -837,8 +844,8 @@ def _tables_section(
             f"against the baseline `{config.baseline}` for the same row, p-values "
             f"{CORRECTIONS[config.correction]} within each table (comparisons per table: "
             f"{families}): {levels} on the {'corrected ' if config.correction != 'none' else ''}"
-            "p-value; no mark: not significant or fewer than two seeds. "
-            f"{statistics.DEGENERATE_LEGEND}"
+            "p-value; no mark: not significant or fewer than two seeds. †: zero variance "
+            "across seeds."
         )
     else:
         writer.text("Mean ± std (sample std) over seeds.")
