@@ -99,6 +99,7 @@ def test_allocator_is_not_part_of_a_runs_identity() -> None:
 
 
 RELEASE = """
+import ctypes
 import torch
 from modalab.experiments.allocator import release_freed_memory, set_allocator
 
@@ -112,12 +113,23 @@ held = rss_mib()
 del blocks
 kept = rss_mib()
 release_freed_memory()
-print(held, kept, rss_mib())
+released = rss_mib()
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+before = libc.mallinfo2().hblkhd
+large, small = torch.ones(16 * 2**20), torch.ones(2**20)  # 64 MiB, 4 MiB
+print(held, kept, released, (libc.mallinfo2().hblkhd - before) // 2**20)
 """
 
 
 @needs_glibc
-def test_release_returns_the_kept_blocks_between_phases() -> None:
+def test_release_returns_the_kept_blocks_and_maps_large_ones_again() -> None:
     done = subprocess.run(
         [sys.executable, "-c", RELEASE],
         capture_output=True,
@@ -127,6 +139,7 @@ def test_release_returns_the_kept_blocks_between_phases() -> None:
     )
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == "reuse"
-    held, kept, released = (int(v) for v in lines[-1].split())
+    held, kept, released, mapped = (int(v) for v in lines[-1].split())
     assert kept > held - 32  # freed, but kept in the process for the next step
     assert released < kept - 200  # malloc_trim returned (most of) the 256 MiB
+    assert mapped == 64  # evaluation: blocks over 32 MiB are mapped (and unmapped) again
