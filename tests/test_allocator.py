@@ -20,10 +20,10 @@ from modalab.experiments.allocator import _glibc, set_allocator
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.runner import config_hash, run_id
 
-PROBE = """
-import ctypes, json, sys
+#: glibc's malloc statistics in a probe script (``mallinfo2().hblkhd``: bytes in mmapped blocks).
+MALLINFO = """
+import ctypes
 import torch
-from modalab.experiments.allocator import set_allocator
 
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in (
@@ -32,6 +32,13 @@ class Mallinfo2(ctypes.Structure):
 
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Mallinfo2
+"""
+
+PROBE = (
+    MALLINFO
+    + """
+import json, sys
+from modalab.experiments.allocator import set_allocator
 
 def mmapped_by_64_mib():
     before = libc.mallinfo2().hblkhd
@@ -43,6 +50,7 @@ for choice in sys.argv[1:]:
     out[choice + " " + str(len(out))] = [set_allocator(choice), mmapped_by_64_mib()[0]]
 print(json.dumps(out))
 """
+)
 
 
 def _environment(**extra: str) -> dict[str, str]:
@@ -98,9 +106,9 @@ def test_allocator_is_not_part_of_a_runs_identity() -> None:
     assert config_hash(reuse) != config_hash(plain("trainer.batch_size=128"))  # the check bites
 
 
-RELEASE = """
-import ctypes
-import torch
+RELEASE = (
+    MALLINFO
+    + """
 from modalab.experiments.allocator import release_freed_memory, set_allocator
 
 def rss_mib():
@@ -114,18 +122,11 @@ del blocks
 kept = rss_mib()
 release_freed_memory()
 released = rss_mib()
-
-class Mallinfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-libc = ctypes.CDLL("libc.so.6")
-libc.mallinfo2.restype = Mallinfo2
 before = libc.mallinfo2().hblkhd
 large, small = torch.ones(16 * 2**20), torch.ones(2**20)  # 64 MiB, 4 MiB
 print(held, kept, released, (libc.mallinfo2().hblkhd - before) // 2**20)
 """
+)
 
 
 @needs_glibc

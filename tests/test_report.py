@@ -194,20 +194,27 @@ def test_summarize_welch_and_paired_against_hand_computed() -> None:
         summarize(rows, test="bayes")
 
 
-def test_single_seed_gets_no_marker() -> None:
-    rows = pd.DataFrame(
+def _quantity_rows(
+    methods: list[str], seeds: list[int], values: object, modality: str = "", metric: str = "acc"
+) -> pd.DataFrame:
+    """Result rows of one quantity (no scenario) for the given methods, seeds and values."""
+    return pd.DataFrame(
         {
             "data": "d",
             "scenario": "",
             "severity": math.nan,
-            "metric": "acc",
-            "modality": "",
+            "metric": metric,
+            "modality": modality,
             "condition": "",
-            "method": ["base", "new"],
-            "seed": [0, 0],
-            "value": [0.1, 0.9],
+            "method": methods,
+            "seed": seeds,
+            "value": values,
         }
     )
+
+
+def test_single_seed_gets_no_marker() -> None:
+    rows = _quantity_rows(["base", "new"], [0, 0], [0.1, 0.9])
     summary = summarize(rows, baseline="base").set_index("method")
     assert math.isnan(summary.loc["new", "p_value"]) and summary.loc["new", "marker"] == ""
     assert math.isnan(summary.loc["new", "std"])
@@ -595,21 +602,8 @@ def test_summarize_corrects_within_each_report_table_as_statsmodels() -> None:
     for metric, modality in quantities:
         base = rng.normal(0.5, 0.05, 5)
         for method, shift in (("base", 0.0), ("a", 0.04), ("b", 0.08)):
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "data": "d",
-                        "scenario": "",
-                        "severity": math.nan,
-                        "metric": metric,
-                        "modality": modality,
-                        "condition": "",
-                        "method": method,
-                        "seed": seeds,
-                        "value": base + shift + rng.normal(0, 0.03, 5),
-                    }
-                )
-            )
+            values = base + shift + rng.normal(0, 0.03, 5)
+            frames.append(_quantity_rows([method] * 5, seeds, values, modality, metric))
     rows = pd.concat(frames, ignore_index=True)
     for correction, name in (("holm", "holm"), ("bh", "fdr_bh")):
         summary = summarize(rows, baseline="base", correction=correction)
@@ -636,18 +630,8 @@ def test_summarize_corrects_within_each_report_table_as_statsmodels() -> None:
 
 
 def test_zero_variance_cell_is_marked_in_the_wide_table() -> None:
-    rows = pd.DataFrame(
-        {
-            "data": "d",
-            "scenario": "",
-            "severity": math.nan,
-            "metric": "acc",
-            "modality": "fused",
-            "condition": "",
-            "method": ["base"] * 3 + ["flat"] * 3,
-            "seed": [0, 1, 2] * 2,
-            "value": [0.5, 0.6, 0.55, 0.276, 0.276, 0.276],
-        }
+    rows = _quantity_rows(
+        ["base"] * 3 + ["flat"] * 3, [0, 1, 2] * 2, [0.5, 0.6, 0.55, 0.276, 0.276, 0.276], "fused"
     )
     table = wide_table(summarize(rows, baseline="base"))
     # The differences to the baseline vary, so the paired test is defined (one comparison).
