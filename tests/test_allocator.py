@@ -124,7 +124,12 @@ release_freed_memory()
 released = rss_mib()
 before = libc.mallinfo2().hblkhd
 large, small = torch.ones(16 * 2**20), torch.ones(2**20)  # 64 MiB, 4 MiB
-print(held, kept, released, (libc.mallinfo2().hblkhd - before) // 2**20)
+mapped = (libc.mallinfo2().hblkhd - before) // 2**20
+del large, small
+print(set_allocator("reuse"))  # the next run of the same process
+before = libc.mallinfo2().hblkhd
+again = torch.ones(16 * 2**20)
+print(held, kept, released, mapped, (libc.mallinfo2().hblkhd - before) // 2**20)
 """
 )
 
@@ -139,8 +144,9 @@ def test_release_returns_the_kept_blocks_and_maps_large_ones_again() -> None:
         check=True,
     )
     lines = done.stdout.strip().splitlines()
-    assert lines[-2] == "reuse"
-    held, kept, released, mapped = (int(v) for v in lines[-1].split())
+    assert lines[-3] == lines[-2] == "reuse"
+    held, kept, released, mapped, next_run = (int(v) for v in lines[-1].split())
     assert kept > held - 32  # freed, but kept in the process for the next step
     assert released < kept - 200  # malloc_trim returned (most of) the 256 MiB
     assert mapped == 64  # evaluation: blocks over 32 MiB are mapped (and unmapped) again
+    assert next_run == 0  # a second run in the process keeps freed memory again

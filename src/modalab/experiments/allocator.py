@@ -70,12 +70,13 @@ def _glibc() -> ctypes.CDLL | None:
 def reuse_freed_memory() -> str:
     """Keep freed memory in the process for reuse (see the module docstring).
 
+    Applied again at the start of every run of a process: the previous run's
+    :func:`release_freed_memory` mapped large blocks again for its evaluation.
+
     Returns:
         What is in effect, for a run's ``metrics.json``: ``"reuse"``, or ``"system (why)"``
         when nothing was changed.
     """
-    if _state["reuse"]:
-        return "reuse"
     preset = [name for name in ENV_SETTINGS if name in os.environ]
     if preset:
         return f"system ({', '.join(preset)} set)"
