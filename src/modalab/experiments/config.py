@@ -26,6 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from modalab.data import DATASETS
 from modalab.evaluation.features import EvalConfig
+from modalab.experiments.allocator import ALLOCATORS
 from modalab.experiments.errors import ConfigError
 from modalab.methods import METHODS
 from modalab.registry import RegistryEntry
@@ -102,10 +103,10 @@ class TrainerConfig:
         _check(self.max_epochs >= 0, "trainer.max_epochs", self.max_epochs, "an integer >= 0")
         _check(self.threads >= 0, "trainer.threads", self.threads, "0 (auto) or an integer >= 1")
         _check(
-            self.allocator in ("reuse", "system"),
+            self.allocator in ALLOCATORS,
             "trainer.allocator",
             self.allocator,
-            "reuse or system",
+            " or ".join(ALLOCATORS),
         )
         for node in (self.early_stopping, self.lr_schedule):
             try:

@@ -47,7 +47,7 @@ from modalab.experiments.plots import (
     save_figure,
 )
 from modalab.experiments.progress import progress_bar
-from modalab.experiments.tables import markdown_table, table_cells
+from modalab.experiments.tables import CORRECTIONS, markdown_table, table_cells
 
 __all__ = [
     "COUNTERFACTUAL_PREFIXES",
@@ -91,11 +91,6 @@ TESTS = {
 }
 #: Former names of tests, still accepted.
 TEST_ALIASES = {"paired": "paired_t"}
-CORRECTIONS = {
-    "holm": "Holm–Bonferroni-corrected",
-    "bh": "Benjamini–Hochberg-corrected",
-    "none": "not corrected for multiple comparisons",
-}
 #: Rows that describe the test data, not the method (equal for every method of a seed): shown,
 #: never tested or marked.
 DESCRIPTIVE_METRICS = ("linear_probe_n_test", "linear_probe_majority_rate")
@@ -134,10 +129,7 @@ class ReportConfig:
 
     def __post_init__(self) -> None:
         self.test = _test_name(self.test)
-        if self.correction not in CORRECTIONS:
-            raise ValueError(
-                f"correction={self.correction!r} is unknown; use one of {sorted(CORRECTIONS)}."
-            )
+        _check_correction(self.correction)
         if self.embedding_samples < 10:
             raise ValueError(f"embedding_samples={self.embedding_samples} must be at least 10.")
 
@@ -249,6 +241,11 @@ def _test_name(test: str) -> str:
     return test
 
 
+def _check_correction(correction: str) -> None:
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction={correction!r} is unknown; use one of {sorted(CORRECTIONS)}.")
+
+
 def family(metric: str, modality: str) -> str:
     """The report table (one of :data:`FAMILIES`) that shows a quantity.
 
@@ -295,8 +292,7 @@ def summarize(
         [['a', 2, 0.6, 0.141], ['b', 2, 0.9, 0.0]]
     """
     test = _test_name(test)
-    if correction not in CORRECTIONS:
-        raise ValueError(f"correction={correction!r} is unknown; use one of {sorted(CORRECTIONS)}.")
+    _check_correction(correction)
     missing = [c for c in (*QUANTITY, "method", "seed", "value") if c not in table.columns]
     if missing:
         raise ValueError(f"The results table lacks the columns {missing}.")
@@ -354,15 +350,8 @@ MISSING = "—"
 
 
 def _cell(mean: float, std: float, n: int, marker: str = "", marks: str = "") -> str:
-    cell = statistics.CellStats(mean, std, n, marks=marks)
-    text = statistics.format_cell(cell, stars=False)
-    if text == MISSING or not marker:
-        return text
-    return (
-        f"{text.removesuffix(' ' + marks)} {marker} {marks}".rstrip()
-        if marks
-        else f"{text} {marker}"
-    )
+    text = statistics.format_cell(statistics.CellStats(mean, std, n), stars=False)
+    return text if text == MISSING else " ".join(p for p in (text, marker, marks) if p)
 
 
 def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> pd.DataFrame:
@@ -375,11 +364,7 @@ def wide_table(summary: pd.DataFrame, methods: Sequence[str] | None = None) -> p
         cell=[
             _cell(m, s, n, k, d)
             for m, s, n, k, d in zip(
-                summary["mean"],
-                summary["std"],
-                summary["n"],
-                summary["marker"],
-                summary["marks"] if "marks" in summary else [""] * len(summary),
+                summary["mean"], summary["std"], summary["n"], summary["marker"], summary["marks"]
             )
         ]
     )
@@ -842,7 +827,7 @@ def _tables_section(
         writer.text(
             f"Mean ± std (sample std) over seeds. Marker: {TESTS[config.test]} of each method "
             f"against the baseline `{config.baseline}` for the same row, p-values "
-            f"{CORRECTIONS[config.correction]} within each table (comparisons per table: "
+            f"{CORRECTIONS[config.correction]} (within each table; comparisons per table: "
             f"{families}): {levels} on the {'corrected ' if config.correction != 'none' else ''}"
             "p-value; no mark: not significant or fewer than two seeds. †: zero variance "
             "across seeds."

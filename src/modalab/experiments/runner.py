@@ -166,6 +166,11 @@ def _digest(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: Trainer keys that change how fast a run goes or how it shows, not what it computes: not part
+#: of its identity, free to differ when it resumes.
+_HOW_FAST = ("enable_progress_bar", "threads", "allocator")
+
+
 def _resolved_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
     """``data`` with the defaults that its dataset fills at build time written in.
 
@@ -191,9 +196,8 @@ def _identity(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> dict[str, Any
     out = {k: v for k, v in cfg.items() if k not in (*_PLACEMENT_KEYS, *drop)}
     if isinstance(out.get("data"), Mapping):
         out["data"] = _resolved_data(out["data"])
-    if isinstance(out.get("trainer"), Mapping):  # how fast, not what: threads, allocator
-        skip = ("enable_progress_bar", "threads", "allocator")
-        out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in skip}
+    if isinstance(out.get("trainer"), Mapping):
+        out["trainer"] = {k: v for k, v in out["trainer"].items() if k not in _HOW_FAST}
     return out
 
 
@@ -295,8 +299,7 @@ def _run_dir(cfg: Mapping[str, Any]) -> Path:
     elif saved_config.exists():
         previous = _flatten(load_yaml(saved_config))
         current = _flatten(cfg)
-        ignore = {"resume", "trainer.enable_progress_bar", "trainer.threads", "loggers"}
-        ignore.add("trainer.allocator")
+        ignore = {"resume", "loggers", *(f"trainer.{k}" for k in _HOW_FAST)}
         ignore |= {k for k in set(previous) | set(current) if k.startswith("mlflow.")}
         differ = sorted(
             k
