@@ -50,6 +50,9 @@ _M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 #: glibc's largest mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX).
 _MMAP_THRESHOLD_MAX = 32 * 2**20
+#: glibc's defaults (DEFAULT_MMAP_MAX; DEFAULT_MMAP_THRESHOLD_MIN = DEFAULT_TRIM_THRESHOLD).
+_DEFAULT_MMAP_MAX = 65536
+_DEFAULT_THRESHOLD = 128 * 1024
 _INT_MAX = 2**31 - 1
 
 _state = {"reuse": False}
@@ -105,18 +108,17 @@ def release_freed_memory() -> None:
     libc = _glibc() if _state["reuse"] else None
     if libc is not None:
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-        libc.mallopt(_M_MMAP_MAX, 65536)
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
         libc.malloc_trim(0)
 
 
 def _restore_defaults() -> None:
     """Restore glibc's documented defaults (mmap for large blocks, trim above 128 KiB)."""
-    libc = _glibc()
-    if libc is not None and _state["reuse"]:
-        libc.mallopt(_M_MMAP_MAX, 65536)
-        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-        libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-        libc.malloc_trim(0)
+    libc = _glibc() if _state["reuse"] else None
+    release_freed_memory()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _DEFAULT_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_THRESHOLD)
     _state["reuse"] = False
 
 
