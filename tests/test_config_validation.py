@@ -21,6 +21,7 @@ BAD_CONFIGS = [
     (["trainer.batch_size=1"], ["trainer.batch_size=1", ">= 2"]),
     (["trainer.precision=bf32"], ["trainer.precision='bf32'", "bf16-mixed"]),
     (["trainer.accelerator=quantum"], ["trainer.accelerator='quantum'", "gpu"]),
+    (["trainer.deterministic=always"], ["trainer.deterministic='always'", "true | false | warn"]),
     (["trainer.gradient_clip_val=-1"], ["trainer.gradient_clip_val=-1.0"]),
     (["trainer.accumulate_grad_batches=0"], ["trainer.accumulate_grad_batches=0"]),
     (["method.lr=-0.1"], ["method.lr=-0.1", "> 0"]),

@@ -326,3 +326,37 @@ def test_an_interrupted_run_stops_the_sweep_and_a_failed_one_does_not(
         sweep.run_sweep(runs, str(tmp_path / "store"), jobs=1, progress=lines.append)
     assert started == [["seed=0"], ["seed=1"]]  # the third run never started
     assert any("FAILED" in line and "bad run" in line for line in lines)
+
+
+def test_deterministic_warn_uses_deterministic_algorithms_in_warn_only_mode(
+    tmp_path: Path,
+) -> None:
+    # trainer.deterministic=warn (for CUDA, where some backwards have no deterministic kernel)
+    # must reach PyTorch as deterministic algorithms that only warn, and be recorded.
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        result = run(
+            compose_config(
+                [
+                    "method=supervised",
+                    "data.n_samples=160",
+                    "trainer.max_epochs=1",
+                    "trainer.batch_size=32",
+                    "model.embed_dim=16",
+                    "eval.l2_grid=[0.01]",
+                    "eval.retrieval_ks=[1]",
+                    "trainer.enable_progress_bar=false",
+                    "trainer.deterministic=warn",
+                    f"output_dir={tmp_path}",
+                ]
+            ),
+            quiet=True,
+        )
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    assert "deterministic: warn" in (result.run_dir / "config.yaml").read_text()

@@ -142,6 +142,31 @@ def test_cli_sweep_dry_run_and_bad_severity_key(
         run(compose_config([*TINY, "severity_key=data.name", f"output_dir={tmp_path}"]))
 
 
+def test_cli_sweep_override_reaches_every_run_and_its_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = str(_study(tmp_path))
+    assert main(["sweep", study, "--dry-run"]) == 0
+    plain = {line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert main(["sweep", study, "--dry-run", "--override", "trainer.deterministic=warn"]) == 0
+    changed = {line.split()[1] for line in capsys.readouterr().out.splitlines()}
+    assert len(changed) == len(plain) == 4 and not changed & plain  # new ids: part of identity
+    # The ids are those of the grid with the override in the study file itself.
+    text = (
+        Path(study)
+        .read_text()
+        .replace(f"overrides: {TINY}", f"overrides: {[*TINY, 'trainer.deterministic=warn']}")
+    )
+    (tmp_path / "with.yaml").write_text(text)
+    runs, _ = expand_study(load_study(tmp_path / "with.yaml"))
+    assert {r.run_id for r in runs} == changed
+    assert main(["sweep", study, "--override", "trainer.deterministic"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().out
+    bad = ["sweep", study, "--dry-run", "--override", "trainer.deterministic=always"]
+    assert main(bad) == 2
+    assert "trainer.deterministic='always'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_hydra_multirun_route_matches_the_sweep_and_skips_finished_runs(tmp_path: Path) -> None:
     spec = load_study(_study(tmp_path, values="[0.0]"))

@@ -17,6 +17,8 @@ examples:
   modalab sweep studies/missing_modality.yaml --jobs 2
   modalab sweep studies/missing_modality.yaml --smoke          # the tiny CI variant
   modalab sweep studies/missing_modality.yaml --dry-run        # list the runs and exit
+  modalab sweep studies/avmnist_baselines.yaml --override trainer.accelerator=gpu \
+      --override trainer.deterministic=warn --jobs 13          # the same grid on a GPU
   modalab sweep studies/missing_modality.yaml --print-hydra    # SLURM via Hydra submitit
   modalab sweep studies/missing_modality.yaml --summary        # curves from the store
   modalab sweep studies/missing_modality.yaml --summary --metric knn_acc --modality image
@@ -30,6 +32,14 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--smoke", action="store_true", help="run the study's tiny variant")
     parser.add_argument("--store", default=None, help="results store folder (default: study's)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add an override to every run of the grid (repeatable; part of each run's "
+        "identity, e.g. trainer.accelerator=gpu)",
+    )
     parser.add_argument(
         "--datasets",
         nargs="+",
@@ -58,6 +68,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     console = Console()
     spec = load_study(args.study)
+    bad = [o for o in args.override if "=" not in o]
+    if bad:
+        console.print(f"--override takes KEY=VALUE, not {bad}", markup=False)
+        return 2
+    spec.overrides = [*spec.overrides, *args.override]
     if args.datasets:
         unknown = sorted(set(args.datasets) - set(spec.datasets))
         if unknown:

@@ -86,7 +86,9 @@ class TrainerConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"
-    deterministic: bool = True
+    # true: deterministic algorithms (an op without one raises); warn: they are used where
+    # PyTorch has them and an op without one only warns (CUDA: e.g. some pooling backwards).
+    deterministic: Any = True
     accumulate_grad_batches: int = 1
     gradient_clip_val: float | None = None
     log_every_n_steps: int = 5
@@ -113,6 +115,12 @@ class TrainerConfig:
                 node.validate()
             except ValueError as error:
                 raise ValueError(f"trainer.{error}") from None
+        _check(
+            self.deterministic in (True, False, "warn"),
+            "trainer.deterministic",
+            self.deterministic,
+            "true | false | warn",
+        )
         _check(self.batch_size >= 2, "trainer.batch_size", self.batch_size, "an integer >= 2")
         _check(self.num_nodes >= 1, "trainer.num_nodes", self.num_nodes, "an integer >= 1")
         _check(
