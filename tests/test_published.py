@@ -11,21 +11,24 @@ from modalab.experiments.published import PUBLISHED, SETUP_DIFFERENCES, baseline
 from modalab.experiments.store import COLUMNS, ResultsStore
 
 
-def _store(root: Path, values: dict[tuple[str, str], list[float]]) -> None:
+def _store(
+    root: Path, values: dict[tuple[str, str], list[float]], metric: str = "linear_probe_acc"
+) -> None:
     store = ResultsStore(root)
     for (method, modality), seeds in values.items():
         for seed, value in enumerate(seeds):
+            run = f"{method}-{modality}-{seed}-{metric}"
             row = {c: "" for c in COLUMNS} | {
-                "run_id": f"{method}-{modality}-{seed}",
+                "run_id": run,
                 "study": "avmnist_baselines",
                 "method": method,
                 "severity": 0.25,
                 "seed": seed,
-                "metric": "linear_probe_acc",
+                "metric": metric,
                 "modality": modality,
                 "value": value,
             }
-            store.append(f"{method}-{modality}-{seed}", [row])
+            store.append(run, [row])
 
 
 def test_table_has_mean_std_over_seeds_and_published_sources(tmp_path: Path) -> None:
@@ -35,6 +38,8 @@ def test_table_has_mean_std_over_seeds_and_published_sources(tmp_path: Path) -> 
         ("clip", "fused"): [0.5, 0.6, 0.7],
     }
     _store(tmp_path, planted)
+    heads = [0.80, 0.84, 0.83]
+    _store(tmp_path, {("late_fusion", "fused"): heads}, metric="head_acc")
     table = baseline_table(tmp_path)
     lines = table.splitlines()
     late = next(line for line in lines if line.startswith("| late_fusion |"))
@@ -44,10 +49,18 @@ def test_table_has_mean_std_over_seeds_and_published_sources(tmp_path: Path) -> 
     )
     assert f"{mean:.3f} ± {std:.3f}" in late
     assert "| 3 |" in late and "not found" in late
+    # The head column (what MultiBench reports), before the seeds; CLIP has no head.
+    assert f"| {np.mean(heads):.3f} ± {np.std(heads, ddof=1):.3f} | 3 |" in late
+    clip = next(line for line in lines if line.startswith("| clip |"))
+    assert "| — | 3 |" in clip
     assert PUBLISHED["late_fusion"].source in late
     # Methods in the study's order; setup differences listed one per line.
     assert table.index("| late_fusion |") < table.index("| clip |")
     assert all(line in table for line in SETUP_DIFFERENCES)
+    # The one number found is printed with its source; the others stay "not found".
+    audio = PUBLISHED["audio_only"]
+    assert audio.value == pytest.approx(0.4183) and "avmnist_pretraining_robust.py" in audio.source
+    assert sum(p.value is not None for p in PUBLISHED.values()) == 1
 
 
 def test_empty_store_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

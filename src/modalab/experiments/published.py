@@ -1,8 +1,9 @@
 """The AV-MNIST baseline table: modalab's numbers from a results store beside published ones.
 
 ``studies/avmnist_baselines.yaml`` writes its runs' rows to a store; :func:`baseline_table`
-reads it and prints, per method, the test accuracy of its linear probes (mean ± std over
-seeds, and the number of seeds) beside the number MultiBench published for the same method,
+reads it and prints, per method, the test accuracy of its linear probes and, for the supervised
+methods, of their own classification head (what MultiBench reports) — mean ± std over seeds,
+and the number of seeds — beside the number MultiBench published for the same method,
 each with its source. A published number that could not be found in a source is written
 "not found" (never recalled from memory), and :data:`SETUP_DIFFERENCES` states line by line
 how modalab's setup differs from the published one.
@@ -36,30 +37,37 @@ class PublishedNumber:
 
 #: Study method label → the MultiBench method it corresponds to and its published accuracy.
 #: The tools available (repository search, stored pages) returned the MultiBench paper's
-#: abstract pages but not its results tables, so every value is "not found".
+#: abstract pages but not its results tables: every paper number is "not found". The one
+#: number found is a result comment in MultiBench's own repository (unimodal audio, a
+#: deprecated example with a 3-channel LeNet), quoted with its setup.
 PUBLISHED: dict[str, PublishedNumber] = {
-    label: PublishedNumber(label, name, None, source)
-    for label, name, source in (
+    label: PublishedNumber(label, name, value, source)
+    for label, name, value, source in (
         (
             "image_only",
             "unimodal image (LeNet)",
+            None,
             "MultiBench examples/multimedia/avmnist_unimodal_0.py (code; no number in the repo)",
         ),
         (
             "audio_only",
-            "unimodal audio (LeNet)",
-            "MultiBench examples/multimedia/avmnist_unimodal_1.py (code; no number in the repo)",
+            "unimodal audio, LeNet(1, 3, 5) + Linear(96, 10), SGD, 100 epochs (one run)",
+            0.4183,
+            "result comment '# Testing: # acc: 0.4183' in MultiBench deprecated/examples_robust/"
+            "multimedia/avmnist_pretraining_robust.py (commit aa65957; modalnum=1: audio); "
+            "3 channels, not the 6 of avmnist_unimodal_1.py; no paper table found",
         ),
         (
             "late_fusion",
             "LF (late fusion, Concat + MLP)",
+            None,
             "MultiBench examples/multimedia/avmnist_simple_late_fusion.py (code; no number)",
         ),
-        ("xattn_fusion", "EF (early fusion): no modalab counterpart", "not found"),
-        ("clip", "none (MultiBench has no CLIP on AV-MNIST)", "not found"),
-        ("simclr_x", "none (MultiBench has no SimCLR on AV-MNIST)", "not found"),
-        ("vicreg", "none (MultiBench has no VICReg on AV-MNIST)", "not found"),
-        ("random_init", "none (lower bound)", "not applicable"),
+        ("xattn_fusion", "EF (early fusion): no modalab counterpart", None, "not found"),
+        ("clip", "none (MultiBench has no CLIP on AV-MNIST)", None, "not found"),
+        ("simclr_x", "none (MultiBench has no SimCLR on AV-MNIST)", None, "not found"),
+        ("vicreg", "none (MultiBench has no VICReg on AV-MNIST)", None, "not found"),
+        ("random_init", "none (lower bound)", None, "not applicable"),
     )
 }
 
@@ -118,15 +126,21 @@ def baseline_table(store: str | Path, study: str = "") -> str:
             f"The store {store} holds no linear_probe_acc rows; run the study first "
             "(modalab sweep studies/avmnist_baselines.yaml)."
         )
+    heads = frame[frame["metric"] == "head_acc"]
+    heads = heads[heads["condition"].fillna("") == ""]  # the clean test set, not a stress test
+    head_cells = {
+        method: CellStats.of(part)
+        for method, part in heads.groupby(["method", "seed"])["value"].mean().groupby(level=0)
+    }
     modalities = [m for m in ("image", "audio", "fused") if m in {k[1] for k in cells}]
     known = list(PUBLISHED)
     methods = sorted({k[0] for k in cells}, key=lambda m: (known.index(m) if m in known else 99, m))
     header = (
         "| method | "
         + " | ".join(f"probe acc ({m})" for m in modalities)
-        + " | seeds | MultiBench method | published acc | source |"
+        + " | head acc | seeds | MultiBench method | published acc | source |"
     )
-    lines = [header, "|" + "---|" * (len(modalities) + 5)]
+    lines = [header, "|" + "---|" * (len(modalities) + 6)]
     for method in methods:
         found = [cells.get((method, m), CellStats.of([])) for m in modalities]
         seeds = max(c.n for c in found)
@@ -141,6 +155,7 @@ def baseline_table(store: str | Path, study: str = "") -> str:
         lines.append(
             f"| {method} | "
             + " | ".join(format_cell(c) for c in found)
+            + f" | {format_cell(head_cells[method]) if method in head_cells else '—'}"
             + f" | {seeds} | {name} | {value} | {source} |"
         )
     lines += ["", "Setup differences from MultiBench:", ""]
