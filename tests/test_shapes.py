@@ -28,6 +28,18 @@ def test_same_seed_same_data_other_seed_other_data() -> None:
     assert not torch.equal(a["image"], c["image"])
 
 
+def test_dropping_a_modality_keeps_the_others_labels_and_splits() -> None:
+    # A unimodal baseline (data.modalities=[image]) must see the very samples of the
+    # multimodal runs it is compared with (studies/transfer_fair.yaml's floor).
+    both = make_shapes(n_samples=300, modalities=["text", "image"], seed=3)
+    image = make_shapes(n_samples=300, modalities=["image"], seed=3)
+    for split in ("train", "val", "test"):
+        a, b = getattr(both, split), getattr(image, split)
+        assert torch.equal(a.inputs["image"], b.inputs["image"])
+        assert torch.equal(a.label, b.label) and torch.equal(a.index, b.index)
+        assert set(b.inputs) == {"image"}
+
+
 def test_shapes_and_splits() -> None:
     splits = make_shapes(n_samples=400, val_fraction=0.25, test_fraction=0.25)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (200, 100, 100)

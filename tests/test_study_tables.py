@@ -328,3 +328,70 @@ def test_claims_are_checked_against_the_corrected_cells(
 
 def cli_main(argv: list[str], extra: list[str]) -> int:
     return main([*argv, *extra])
+
+
+def test_grid_table_gap_closed_per_seed_against_hand_computed_fractions(tmp_path: Path) -> None:
+    # Planted transfer: a student (image) with a text teacher, a floor (CLIP's image probe)
+    # and the teacher's own probe as ceiling, per label fraction and seed.
+    floor = {0.01: [0.40, 0.42, 0.45, 0.41], 0.1: [0.60, 0.62, 0.61, 0.63]}
+    ceiling = {0.01: [0.90, 0.91, 0.93, 0.90], 0.1: [0.95, 0.94, 0.96, 0.95]}
+    student = {0.01: [0.60, 0.70, 0.62, 0.41], 0.1: [0.80, 0.85, 0.83, 0.79]}
+    store = ResultsStore(tmp_path / "kt")
+    planted = {("clip", "image"): floor, ("distill", "text"): ceiling}
+    planted[("distill", "image")] = student
+    for (method, modality), curve in planted.items():
+        for severity, values in curve.items():
+            for seed, value in enumerate(values):
+                run_id = f"{method}-{modality}-{severity}-{seed}"
+                row = {c: "" for c in COLUMNS} | {
+                    "run_id": run_id,
+                    "study": "kt",
+                    "method": method,
+                    "data": "shapes",
+                    "scenario": "few_labels",
+                    "severity": severity,
+                    "seed": seed,
+                    "metric": "linear_probe_acc",
+                    "modality": modality,
+                    "condition": "labels=1",
+                    "value": value,
+                }
+                store.append(run_id, [row])
+    spec = TableSpec(
+        kind="grid",
+        title="Gap closed on {data}",
+        where={"metric": "linear_probe_acc", "condition": "labels=1"},
+        rows={
+            "clip": {"method": "clip", "modality": "image"},
+            "distill": {"method": "distill", "modality": "image"},
+        },
+        columns={"{percent:g}% labels": {"severity": "*"}},
+        baseline="clip",
+        gap={
+            "floor": {"method": "clip", "modality": "image"},
+            "ceiling": {"method": "distill", "modality": "text"},
+        },
+    )
+    text = grid_table(ResultsStore(tmp_path / "kt").read(), spec, {"data": "shapes"})
+    fractions = {
+        v: (np.array(student[v]) - floor[v]) / (np.array(ceiling[v]) - floor[v]) for v in floor
+    }
+    raw = [stats.ttest_rel(fractions[v], np.zeros(4)).pvalue for v in (0.01, 0.1)]
+    adjusted = multipletests(raw, method="holm")[1]
+    row = cells_of(text, "distill")
+    for column, (v, p) in enumerate(zip((0.01, 0.1), adjusted)):
+        mean, std = fractions[v].mean(), fractions[v].std(ddof=1)
+        assert row[1 + column] == f"{mean:.3f} ± {std:.3f} p_adj={p:.3f} {stars(p)}".rstrip()
+    # The floor closes none of its own gap: 0 in every seed (a zero-variance cell, marked).
+    assert cells_of(text, "clip")[1].startswith("0.000 ± 0.000")
+    assert "Fraction of the gap closed" in text and "(cell − floor) / (ceiling − floor)" in text
+
+
+def test_a_gap_needs_floor_and_ceiling_in_a_grid(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: x\nmethods: {a: []}\ntables:\n  - kind: grid\n    rows: {a: {method: a}}\n"
+        "    columns: {all: {}}\n    baseline: a\n    gap: {floor: {method: a}}\n"
+    )
+    with pytest.raises(ConfigError, match="gap takes exactly floor: and ceiling:"):
+        load_tables(path)

@@ -18,7 +18,9 @@ Three kinds of table (:class:`TableSpec`):
   modality; bootstrap intervals over test samples where ``linear_probe_n_test`` is stored.
 - ``grid``: labelled rows × labelled columns, each a filter of the store's columns; a cell
   is the merge of its row's and column's filters (and ``where``); a filter value ``"*"`` (or
-  a list) makes one column (row) per value found in the store.
+  a list) makes one column (row) per value found in the store. With ``gap`` (``floor`` and
+  ``ceiling`` filters) each cell is, seed by seed, the fraction of the floor-to-ceiling gap
+  it closes (knowledge transfer: 0 = the student alone, 1 = the teacher).
 - ``counterfactual``: the modality attributions of ``modalab counterfactual`` per dataset ×
   method against the known truth.
 
@@ -102,6 +104,10 @@ class TableSpec:
         columns: Grid: column label → filter (``"*"`` or a list: one column per value).
         per: Grid: one table per value of these store columns.
         untested: Grid: row labels shown without a test.
+        gap: Grid: ``{floor: filter, ceiling: filter}``: each cell shows, seed by seed, the
+            fraction of the gap from floor to ceiling that it closes,
+            ``(v - floor) / (ceiling - floor)`` (e.g. floor: the student trained without the
+            teacher; ceiling: the teacher) — the filters are merged over the column's.
         notes: Lines printed under the table.
         store: Counterfactual: the analysis store (relative to the results folder's parent).
     """
@@ -118,6 +124,7 @@ class TableSpec:
     columns: dict[str, dict[str, Any]] = field(default_factory=dict)
     per: list[str] = field(default_factory=lambda: ["data"])
     untested: list[str] = field(default_factory=list)
+    gap: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     store: str = ""
 
@@ -146,6 +153,11 @@ def load_tables(path: str | Path) -> list[TableSpec]:
             )
         if spec.kind == "grid" and (not spec.rows or not spec.columns):
             raise ConfigError(f"tables[{i}] of {file}: a grid table needs rows and columns.")
+        if spec.gap and (spec.kind != "grid" or set(spec.gap) != {"floor", "ceiling"}):
+            raise ConfigError(
+                f"tables[{i}] of {file}: gap takes exactly floor: and ceiling: filters, "
+                f"in a grid table (got {sorted(spec.gap)} in a {spec.kind} table)."
+            )
     return specs  # type: ignore[return-value]
 
 
@@ -169,7 +181,13 @@ def validate_tables(path: str | Path) -> list[str]:
         fixed_rows = spec.kind == "grid" and "{" not in "".join(spec.rows)
         if fixed_rows and spec.baseline not in spec.rows:
             problems.append(f"tables[{i}]: baseline {spec.baseline!r} is not one of its rows")
-        filters = [spec.where, *spec.by_data.values(), *spec.rows.values(), *spec.columns.values()]
+        filters = [
+            spec.where,
+            *spec.by_data.values(),
+            *spec.rows.values(),
+            *spec.columns.values(),
+            *spec.gap.values(),
+        ]
         for f in filters:
             for key, value in f.items():
                 if key not in COLUMNS:
@@ -378,6 +396,11 @@ def grid_table(
         return part.set_index(part["seed"].astype(int))["value"].astype(float)
 
     values = {(r, c): by_seed({**rf, **cf}) for r, rf in rows.items() for c, cf in cols.items()}
+    if spec.gap:
+        for (r, c), v in values.items():
+            floor = by_seed({**cols[c], **spec.gap["floor"]})
+            span = by_seed({**cols[c], **spec.gap["ceiling"]}) - floor
+            values[r, c] = (v - floor) / span.where(span.abs() > 1e-12)  # no gap: undefined
     reference = {
         (r, c): (spec.baseline, c) for r, c in values if r not in spec.untested and r in rows
     }
@@ -385,6 +408,12 @@ def grid_table(
     body = [[r, *(statistics.format_cell(cells[(r, c)], show_p=True) for c in cols)] for r in rows]
     seeds = sorted(int(s) for s in frame["seed"].unique())
     lines = [f"#### {spec.title.format(**names)}", "", *_markdown(["", *cols], body), ""]
+    if spec.gap:
+        lines.append(
+            f"Fraction of the gap closed, per seed: (cell − floor) / (ceiling − floor), floor "
+            f"{dict(spec.gap['floor'])}, ceiling {dict(spec.gap['ceiling'])} (same column and "
+            "seed; 0: no better than the floor, 1: as good as the ceiling). "
+        )
     lines.append(
         f"Mean ± std over n = {len(seeds)} seeds {seeds}; p_adj and stars: {TESTS[test]} "
         f"against the row `{spec.baseline}`, {CORRECTIONS[correction]} within the table. "
