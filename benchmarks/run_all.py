@@ -336,7 +336,7 @@ def main() -> None:
         + (
             torch.cuda.get_device_name(0)
             if torch.cuda.is_available()
-            else "none — CPU only; no GPU was available, so there are no GPU or multi-GPU figures"
+            else "none — CPU only (GPU step figures: benchmarks/bench_gpu_step.py, docs/scale.md)"
         ),
         *([f"- note: {args.note}"] if args.note else []),
         "",
