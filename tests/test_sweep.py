@@ -142,6 +142,28 @@ def test_cli_sweep_dry_run_and_bad_severity_key(
         run(compose_config([*TINY, "severity_key=data.name", f"output_dir={tmp_path}"]))
 
 
+def test_sweep_runs_seed_by_seed_unless_asked_for_the_grid_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modalab.experiments.sweep as sweep
+
+    runs, store = expand_study(load_study(_study(tmp_path, seeds="[0, 1]", values="[0.0]")))
+    assert [r.method for r in runs] == ["supervised", "supervised", "clip_t01", "clip_t01"]
+    started: list[tuple[str, int]] = []
+    by_id = {r.run_id: r for r in runs}
+
+    def execute(overrides: list[str], store: str = "", run_id: str = "") -> float:
+        started.append((by_id[run_id].method, by_id[run_id].seed))
+        return 1.0
+
+    monkeypatch.setattr(sweep, "_execute", execute)
+    run_sweep(runs, store, progress=lambda line: None)
+    assert started == [("supervised", 0), ("clip_t01", 0), ("supervised", 1), ("clip_t01", 1)]
+    started.clear()
+    run_sweep(runs, store, progress=lambda line: None, order="grid")
+    assert started == [(r.method, r.seed) for r in runs]
+
+
 def test_cli_sweep_override_reaches_every_run_and_its_identity(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

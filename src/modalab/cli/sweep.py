@@ -41,6 +41,13 @@ def add_sweep_args(parser: argparse.ArgumentParser) -> None:
         "identity, e.g. trainer.accelerator=gpu)",
     )
     parser.add_argument(
+        "--order",
+        choices=("seed", "grid"),
+        default="seed",
+        help="run seed by seed, so that a stopped sweep holds whole replicates (default), "
+        "or in the grid's order (method by method)",
+    )
+    parser.add_argument(
         "--datasets",
         nargs="+",
         default=None,
@@ -104,7 +111,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         console.print("--jobs must be at least 1")
         return 2
     summary = run_sweep(
-        runs, store, jobs=jobs, progress=lambda line: console.print(line, markup=False)
+        runs,
+        store,
+        jobs=jobs,
+        progress=lambda line: console.print(line, markup=False),
+        order=args.order,
     )
     console.print(
         f"sweep {spec.name}: {summary.done} ran, {summary.skipped} skipped, "

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from omegaconf import OmegaConf
@@ -59,6 +59,7 @@ __all__ = [
     "hydra_commands",
     "load_study",
     "run_sweep",
+    "seed_major",
 ]
 
 
@@ -414,11 +415,29 @@ def _interrupted(signal_number: int, done: int, stopped: int) -> RunInterrupted:
     )
 
 
+def seed_major(runs: Sequence[GridRun]) -> list[GridRun]:
+    """The runs ordered seed by seed (study order within a seed; the grid order otherwise).
+
+    A sweep stopped part-way then holds whole replicates — every method, scenario and
+    severity of the first seeds — rather than every seed of the first methods, so the tables
+    of an unfinished study already compare all its methods, on fewer seeds.
+
+    Example:
+        >>> from modalab.experiments.sweep import GridRun
+        >>> grid = [GridRun([], f"{m}{s}", "", m, "x", 0.0, s) for m in "ab" for s in (0, 1)]
+        >>> [r.run_id for r in seed_major(grid)]
+        ['a0', 'b0', 'a1', 'b1']
+    """
+    first = {seed: i for i, seed in reversed(list(enumerate(r.seed for r in runs)))}
+    return sorted(runs, key=lambda r: first[r.seed])
+
+
 def run_sweep(
     runs: Sequence[GridRun],
     store: str,
     jobs: int = 1,
     progress: Callable[[str], None] = print,
+    order: Literal["seed", "grid"] = "seed",
 ) -> SweepSummary:
     """Run the grid's unfinished runs, ``jobs`` at a time, and report progress.
 
@@ -432,6 +451,8 @@ def run_sweep(
         store: The results store the runs append to.
         jobs: Worker processes; 1 runs in this process.
         progress: Called with one line per finished run.
+        order: ``seed``: seed by seed (:func:`seed_major`, so that an interrupted sweep keeps
+            whole replicates); ``grid``: the grid's own order (method by method).
 
     Returns:
         The summary; failed runs are listed, never hidden.
@@ -445,7 +466,7 @@ def run_sweep(
 
     start = time.perf_counter()
     finished = ResultsStore(store).run_ids()
-    todo = [r for r in runs if r.run_id not in finished]
+    todo = [r for r in (seed_major(runs) if order == "seed" else runs) if r.run_id not in finished]
     total = len(runs)
     skipped = total - len(todo)
     progress(f"sweep: {total} runs, {skipped} already in {store}, {len(todo)} to run, {jobs} jobs")
