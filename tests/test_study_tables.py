@@ -31,27 +31,39 @@ VALUES = {  # method -> severity -> per-seed values
 }
 
 
-def write_store(root: Path, metric: str = "linear_probe_acc", condition: str = "labels=1") -> None:
-    store = ResultsStore(root)
-    for method, curve in VALUES.items():
+def append_planted(
+    store: ResultsStore,
+    curves: dict[tuple[str, str], dict[float, list[float]]],
+    **fields: object,
+) -> None:
+    """One row per (method, modality) → severity → per-seed value, labelled like a sweep's."""
+    for (method, modality), curve in curves.items():
         for severity, values in curve.items():
             for seed, value in enumerate(values):
-                run_id = f"{method}-{severity}-{seed}"
+                run_id = f"{method}-{modality}-{severity}-{seed}"
                 row = {c: "" for c in COLUMNS} | {
                     "run_id": run_id,
-                    "study": "toy",
                     "method": method,
                     "data": "shapes",
-                    "scenario": "missing",
                     "severity": severity,
-                    "severity_key": "scenario.missing.rate",
                     "seed": seed,
-                    "metric": metric,
-                    "modality": "fused",
-                    "condition": condition,
+                    "modality": modality,
                     "value": value,
+                    **fields,
                 }
                 store.append(run_id, [row])
+
+
+def write_store(root: Path, metric: str = "linear_probe_acc", condition: str = "labels=1") -> None:
+    append_planted(
+        ResultsStore(root),
+        {(method, "fused"): curve for method, curve in VALUES.items()},
+        study="toy",
+        scenario="missing",
+        severity_key="scenario.missing.rate",
+        metric=metric,
+        condition=condition,
+    )
 
 
 def stars(p: float) -> str:
@@ -336,27 +348,16 @@ def test_grid_table_gap_closed_per_seed_against_hand_computed_fractions(tmp_path
     floor = {0.01: [0.40, 0.42, 0.45, 0.41], 0.1: [0.60, 0.62, 0.61, 0.63]}
     ceiling = {0.01: [0.90, 0.91, 0.93, 0.90], 0.1: [0.95, 0.94, 0.96, 0.95]}
     student = {0.01: [0.60, 0.70, 0.62, 0.41], 0.1: [0.80, 0.85, 0.83, 0.79]}
-    store = ResultsStore(tmp_path / "kt")
     planted = {("clip", "image"): floor, ("distill", "text"): ceiling}
     planted[("distill", "image")] = student
-    for (method, modality), curve in planted.items():
-        for severity, values in curve.items():
-            for seed, value in enumerate(values):
-                run_id = f"{method}-{modality}-{severity}-{seed}"
-                row = {c: "" for c in COLUMNS} | {
-                    "run_id": run_id,
-                    "study": "kt",
-                    "method": method,
-                    "data": "shapes",
-                    "scenario": "few_labels",
-                    "severity": severity,
-                    "seed": seed,
-                    "metric": "linear_probe_acc",
-                    "modality": modality,
-                    "condition": "labels=1",
-                    "value": value,
-                }
-                store.append(run_id, [row])
+    append_planted(
+        ResultsStore(tmp_path / "kt"),
+        planted,
+        study="kt",
+        scenario="few_labels",
+        metric="linear_probe_acc",
+        condition="labels=1",
+    )
     spec = TableSpec(
         kind="grid",
         title="Gap closed on {data}",
