@@ -328,6 +328,7 @@ def test_an_interrupted_run_stops_the_sweep_and_a_failed_one_does_not(
     assert any("FAILED" in line and "bad run" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_deterministic_warn_uses_deterministic_algorithms_in_warn_only_mode(
     tmp_path: Path,
 ) -> None:
