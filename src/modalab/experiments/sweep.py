@@ -428,8 +428,8 @@ def seed_major(runs: Sequence[GridRun]) -> list[GridRun]:
         >>> [r.run_id for r in seed_major(grid)]
         ['a0', 'b0', 'a1', 'b1']
     """
-    first = {seed: i for i, seed in reversed(list(enumerate(r.seed for r in runs)))}
-    return sorted(runs, key=lambda r: first[r.seed])
+    rank = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
+    return sorted(runs, key=lambda r: rank[r.seed])
 
 
 def run_sweep(

@@ -397,10 +397,10 @@ def grid_table(
 
     values = {(r, c): by_seed({**rf, **cf}) for r, rf in rows.items() for c, cf in cols.items()}
     if spec.gap:
-        for (r, c), v in values.items():
-            floor = by_seed({**cols[c], **spec.gap["floor"]})
-            span = by_seed({**cols[c], **spec.gap["ceiling"]}) - floor
-            values[r, c] = (v - floor) / span.where(span.abs() > 1e-12)  # no gap: undefined
+        floors = {c: by_seed({**cf, **spec.gap["floor"]}) for c, cf in cols.items()}
+        spans = {c: by_seed({**cf, **spec.gap["ceiling"]}) - floors[c] for c, cf in cols.items()}
+        for (r, c), v in values.items():  # no gap (span 0): undefined
+            values[r, c] = (v - floors[c]) / spans[c].where(spans[c].abs() > 1e-12)
     reference = {
         (r, c): (spec.baseline, c) for r, c in values if r not in spec.untested and r in rows
     }
