@@ -11,6 +11,8 @@ from typing import Any
 import torch
 
 from modalab.data.batch import MultimodalBatch
+from modalab.methods.registry import METHODS
+from modalab.models.multimodal import MultimodalEncoder
 
 
 def timeit(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
@@ -28,6 +30,17 @@ def timeit(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> float:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def method_and_optimizer(
+    method: str, encoders: torch.nn.ModuleDict, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """A registered method on ``encoders`` (10 classes, ``embed_dim`` 128) and its AdamW, for
+    timing steps outside a Trainer (``log`` is a no-op)."""
+    built = METHODS.get(method)(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
+    built = built.to(device)
+    built.log = lambda *a, **k: None  # type: ignore[method-assign]  # no Trainer here
+    return built, torch.optim.AdamW(built.parameters(), lr=2e-3, weight_decay=1e-4)
 
 
 def random_batch(shapes: Mapping[str, Sequence[int]], size: int) -> MultimodalBatch:

@@ -29,11 +29,9 @@ import time
 
 import torch
 
-from _common import AllocatorWorkers, random_batch, serve_steps
+from _common import AllocatorWorkers, method_and_optimizer, random_batch, serve_steps
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.registry import METHODS
 from modalab.models.encoders import build_encoder
-from modalab.models.multimodal import MultimodalEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 112, 112)}
 TRAIN_SIZE = 55_000
@@ -65,9 +63,7 @@ def _method(variant: str, seed: int = 0) -> tuple[torch.nn.Module, torch.optim.O
     if torch_bn:
         for encoder in encoders.values():
             _torch_batch_norm(encoder)
-    method = METHODS.get("supervised")(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
-    method.log = lambda *a, **k: None  # type: ignore[method-assign]  # no Trainer here
-    return method, torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=1e-4)
+    return method_and_optimizer("supervised", encoders)
 
 
 def _step(

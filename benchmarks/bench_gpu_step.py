@@ -22,11 +22,9 @@ import time
 
 import torch
 
-from _common import random_batch
+from _common import method_and_optimizer, random_batch
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.registry import METHODS
 from modalab.models.encoders import build_encoder
-from modalab.models.multimodal import MultimodalEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 112, 112)}
 TRAIN_SIZE = 55_000
@@ -45,10 +43,7 @@ def _method(
     encoders = torch.nn.ModuleDict(
         {m: build_encoder(name, torch.zeros(2, *s), 128, **kwargs) for m, s in SHAPES.items()}
     )
-    built = METHODS.get(method)(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
-    built = built.to(device)
-    built.log = lambda *a, **k: None  # type: ignore[method-assign]  # no Trainer here
-    return built, torch.optim.AdamW(built.parameters(), lr=2e-3, weight_decay=1e-4)
+    return method_and_optimizer(method, encoders, device)
 
 
 def _deterministic(on: bool) -> None:

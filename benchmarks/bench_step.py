@@ -28,11 +28,9 @@ import time
 
 import torch
 
-from _common import AllocatorWorkers, random_batch, serve_steps
+from _common import AllocatorWorkers, method_and_optimizer, random_batch, serve_steps
 from modalab.data.batch import MultimodalBatch
-from modalab.methods.registry import METHODS
 from modalab.models.encoders import ConvEncoder
-from modalab.models.multimodal import MultimodalEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 40, 101)}
 #: name -> (channels_last, bf16)
@@ -60,8 +58,7 @@ def _method(channels_last: bool, seed: int = 0) -> tuple[torch.nn.Module, torch.
     encoders = torch.nn.ModuleDict(
         {m: ConvEncoder(2, s[0], 128, channels_last=channels_last) for m, s in SHAPES.items()}
     )
-    method = METHODS.get("clip")(MultimodalEncoder(encoders), num_classes=10, embed_dim=128)
-    return method, torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=1e-4)
+    return method_and_optimizer("clip", encoders)
 
 
 def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
