@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,28 @@ def test_table_has_mean_std_over_seeds_and_published_sources(tmp_path: Path) -> 
 def test_empty_store_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "none")]) == 1
     assert "holds no linear_probe_acc rows" in capsys.readouterr().err
+
+
+def test_epochs_column_reads_each_runs_training_record(tmp_path: Path) -> None:
+    """The evaluated/trained epochs and early stops come from the runs' metrics.json."""
+    _store(tmp_path / "store", {("late_fusion", "fused"): [0.7, 0.8], ("clip", "fused"): [0.5]})
+    trainings = {  # evaluated_epoch counted from 0, as training_summary records it
+        "late_fusion-fused-0-linear_probe_acc": (1, 6, True),
+        "late_fusion-fused-1-linear_probe_acc": (18, 20, False),
+        "elsewhere-run": (3, 3, True),  # a run directory the store does not hold: ignored
+    }
+    for run, (evaluated, trained, early) in trainings.items():
+        run_dir = tmp_path / "runs" / run
+        run_dir.mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("seed: 0\n")
+        record = {"evaluated_epoch": evaluated, "epochs_trained": trained, "stopped_early": early}
+        (run_dir / "metrics.json").write_text(json.dumps({"training": record}))
+    (tmp_path / "runs" / "clip-fused-0-linear_probe_acc").mkdir()  # unfinished: no files
+    table = baseline_table(tmp_path / "store", runs=tmp_path / "runs")
+    late = next(line for line in table.splitlines() if line.startswith("| late_fusion |"))
+    clip = next(line for line in table.splitlines() if line.startswith("| clip |"))
+    assert "| 2 | 2–19 / 6–20, early 1/2 |" in late  # seeds, then evaluated (from 1) / trained
+    assert "| 1 | — |" in clip
+    assert "epochs: evaluated / trained" in table.splitlines()[0]
+    # Without the run directories the column is absent.
+    assert "epochs" not in baseline_table(tmp_path / "store").splitlines()[0]

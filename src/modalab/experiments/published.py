@@ -4,25 +4,38 @@
 reads it and prints, per method, the test accuracy of its linear probes and, for the supervised
 methods, of their own classification head (what MultiBench reports) — mean ± std over seeds,
 and the number of seeds — beside the number MultiBench published for the same method,
-each with its source. A published number that could not be found in a source is written
+each with its source. Given the sweep's run directories (``--runs``), it also says how each
+method's runs ended: the epoch evaluated (the best validation checkpoint) against the
+epochs trained, and how many stopped early rather than at ``trainer.max_epochs`` — the
+answer to "was it trained to convergence?". A published number that could not be found in a source is written
 "not found" (never recalled from memory), and :data:`SETUP_DIFFERENCES` states line by line
 how modalab's setup differs from the published one.
 
-    python -m modalab.experiments.published results/avmnist_baselines [--markdown-out FILE]
+    python -m modalab.experiments.published results/avmnist_baselines \
+        [--runs runs/avmnist_baselines] [--markdown-out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modalab.evaluation.statistics import CellStats, format_cell
+from modalab.experiments.collect import find_run_dirs
 from modalab.experiments.store import ResultsStore
 
-__all__ = ["PUBLISHED", "SETUP_DIFFERENCES", "PublishedNumber", "baseline_table", "main"]
+__all__ = [
+    "PUBLISHED",
+    "SETUP_DIFFERENCES",
+    "PublishedNumber",
+    "baseline_table",
+    "main",
+    "training_cell",
+]
 
 
 @dataclass(frozen=True)
@@ -102,12 +115,60 @@ SETUP_DIFFERENCES: tuple[str, ...] = (
 )
 
 
-def baseline_table(store: str | Path, study: str = "") -> str:
+def _span(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return f"{low}" if low == high else f"{low}–{high}"
+
+
+def training_cell(trainings: Sequence[dict[str, object]]) -> str:
+    """How a method's runs ended, from their ``metrics.json`` ``training`` records.
+
+    The evaluated epoch (1-based, as the epochs are counted) and the epochs trained, each as a
+    range over seeds, then how many runs early stopping ended before ``max_epochs``; runs
+    trained for 0 epochs (the random-encoder bound) are evaluated with their initial weights.
+
+    Example:
+        >>> runs = [
+        ...     {"evaluated_epoch": 18, "epochs_trained": 20, "stopped_early": False},
+        ...     {"evaluated_epoch": 7, "epochs_trained": 12, "stopped_early": True},
+        ... ]
+        >>> training_cell(runs)
+        '8–19 / 12–20, early 1/2'
+        >>> training_cell([{"evaluated_epoch": 0, "epochs_trained": 0, "stopped_early": False}])
+        'initial weights / 0, early 0/1'
+        >>> training_cell([])
+        '—'
+    """
+    if not trainings:
+        return "—"
+    trained = [int(str(t["epochs_trained"])) for t in trainings]
+    evaluated = [int(str(t["evaluated_epoch"])) + 1 for t in trainings if t["epochs_trained"]]
+    if not evaluated:
+        return f"initial weights / 0, early 0/{len(trainings)}"
+    early = sum(bool(t.get("stopped_early")) for t in trainings)
+    return f"{_span(evaluated)} / {_span(trained)}, early {early}/{len(trainings)}"
+
+
+def _trainings(runs: str | Path, run_ids: dict[str, set[str]]) -> dict[str, list[dict]]:
+    """Method → the ``training`` records of its finished runs found below ``runs``."""
+    finished = {p.name: p for p in find_run_dirs(runs)[0]}
+    found: dict[str, list[dict]] = {}
+    for method, ids in run_ids.items():
+        for run in sorted(ids & set(finished)):
+            training = json.loads((finished[run] / "metrics.json").read_text()).get("training")
+            if training and "evaluated_epoch" in training:
+                found.setdefault(method, []).append(training)
+    return found
+
+
+def baseline_table(store: str | Path, study: str = "", runs: str | Path | None = None) -> str:
     """The Markdown table of a baselines store (one row per method, probe per modality).
 
     Args:
         store: The results store folder.
         study: Only rows of this study (empty: all).
+        runs: The sweep's run directories (the study's ``output_dir``): adds the column
+            "epochs: evaluated / trained" (:func:`training_cell`). ``None``: no such column.
 
     Returns:
         Markdown: the table, then the setup differences.
@@ -135,12 +196,18 @@ def baseline_table(store: str | Path, study: str = "") -> str:
     modalities = [m for m in ("image", "audio", "fused") if m in {k[1] for k in cells}]
     known = list(PUBLISHED)
     methods = sorted({k[0] for k in cells}, key=lambda m: (known.index(m) if m in known else 99, m))
+    trainings = None
+    if runs is not None:
+        ids = {method: set(part["run_id"]) for method, part in rows.groupby("method")}
+        trainings = _trainings(runs, ids)
     header = (
         "| method | "
         + " | ".join(f"probe acc ({m})" for m in modalities)
-        + " | head acc | seeds | MultiBench method | published acc | source |"
+        + " | head acc | seeds"
+        + (" | epochs: evaluated / trained" if trainings is not None else "")
+        + " | MultiBench method | published acc | source |"
     )
-    lines = [header, "|" + "---|" * (len(modalities) + 6)]
+    lines = [header, "|" + "---|" * (len(modalities) + 6 + (trainings is not None))]
     for method in methods:
         found = [cells.get((method, m), CellStats.of([])) for m in modalities]
         seeds = max(c.n for c in found)
@@ -156,8 +223,18 @@ def baseline_table(store: str | Path, study: str = "") -> str:
             f"| {method} | "
             + " | ".join(format_cell(c) for c in found)
             + f" | {format_cell(head_cells[method]) if method in head_cells else '—'}"
-            + f" | {seeds} | {name} | {value} | {source} |"
+            + f" | {seeds}"
+            + (f" | {training_cell(trainings.get(method, []))}" if trainings is not None else "")
+            + f" | {name} | {value} | {source} |"
         )
+    if trainings is not None:
+        lines += [
+            "",
+            "Epochs: the epoch evaluated (the best validation checkpoint, counted from 1) and "
+            "the epochs trained, as ranges over seeds; early k/n: runs that early stopping "
+            "ended before trainer.max_epochs (the others ran to it, their learning rate "
+            "annealed to its floor by the schedule).",
+        ]
     lines += ["", "Setup differences from MultiBench:", ""]
     lines += [f"{i}. {line}" for i, line in enumerate(SETUP_DIFFERENCES, 1)]
     return "\n".join(lines) + "\n"
@@ -168,10 +245,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modalab.experiments.published")
     parser.add_argument("store", help="results store folder, e.g. results/avmnist_baselines")
     parser.add_argument("--study", default="", help="only rows of this study")
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="the sweep's run directories (e.g. runs/avmnist_baselines): add the epochs "
+        "evaluated / trained and how many runs stopped early",
+    )
     parser.add_argument("--markdown-out", default="", help="write the table to this file")
     args = parser.parse_args(argv)
     try:
-        table = baseline_table(args.store, args.study)
+        table = baseline_table(args.store, args.study, args.runs)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
