@@ -4,10 +4,12 @@ One CLIP training step (forward, loss, backward, AdamW) on an AV-MNIST-shaped ba
 ``[B, 1, 28, 28]`` and log-mel spectrogram ``[B, 1, 40, 101]`` (40 mel bands, 1 s at a 10 ms
 hop), each through the ``cnn2d`` encoder (``model.embed_dim=128``), with ``method=clip``'s
 projection heads and loss — the step the issue measured (382 ms then, under load). Variants:
-fp32 NCHW (the step when the issue was filed), channels-last (the encoder's default since),
-bf16 autocast, and both; each under the two ``trainer.allocator`` settings, ``system`` (the C
-library's defaults, as when the issue was filed) and ``reuse`` (the default now, see
-``modalab.experiments.allocator``), one worker process per allocator. Every variant runs once
+fp32 NCHW with the spatial mean (the step when the issue was filed), channels-last (the
+encoder's default since), channels-last with the spatial mean it used until the sum / count
+pooling (whose gradient is not materialised NCHW), bf16 autocast, and both; each under the
+two ``trainer.allocator`` settings, ``system`` (the C library's defaults, as when the issue
+was filed) and ``reuse`` (the default now, see ``modalab.experiments.allocator``), one
+worker process per allocator. Every variant runs once
 per round, round after round, so that a change in machine load hits all alike; the median per
 variant is printed with its ratio to fp32 NCHW under ``system``. Run:
 
@@ -33,12 +35,13 @@ from modalab.data.batch import MultimodalBatch
 from modalab.models.encoders import ConvEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 40, 101)}
-#: name -> (channels_last, bf16)
+#: name -> (channels_last, bf16, mean_pool)
 VARIANTS = {
-    "fp32 NCHW": (False, False),
-    "channels_last": (True, False),
-    "bf16 autocast": (False, True),
-    "channels_last + bf16": (True, True),
+    "fp32 NCHW": (False, False, True),
+    "channels_last": (True, False, False),
+    "channels_last, h.mean": (True, False, True),
+    "bf16 autocast": (False, True, False),
+    "channels_last + bf16": (True, True, False),
 }
 ALLOCATORS = ("system", "reuse")
 
@@ -53,11 +56,23 @@ def _cpu_flags() -> str:
     return ", ".join(f for f in wanted if f in flags) or "none of avx2/avx512/amx"
 
 
-def _method(channels_last: bool, seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _mean_pooled(encoder: ConvEncoder) -> ConvEncoder:
+    """The encoder as it pooled before: ``h.mean((2, 3))``, whose backward hands the last
+    NHWC activation a contiguous NCHW gradient (``ConvEncoder.forward`` now sums / count)."""
+    encoder.forward = lambda x: encoder.out(encoder._feature_map(x).mean(dim=(2, 3)))  # type: ignore[method-assign]
+    return encoder
+
+
+def _method(
+    channels_last: bool, mean_pool: bool = False, seed: int = 0
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     encoders = torch.nn.ModuleDict(
         {m: ConvEncoder(2, s[0], 128, channels_last=channels_last) for m, s in SHAPES.items()}
     )
+    if mean_pool:
+        for encoder in encoders.values():
+            _mean_pooled(encoder)  # type: ignore[arg-type]
     return method_and_optimizer("clip", encoders)
 
 
@@ -75,8 +90,8 @@ def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
 def _worker(allocator: str, batch_size: int) -> None:
     batch = random_batch(SHAPES, batch_size)
     steps = {}
-    for name, (channels_last, bf16) in VARIANTS.items():
-        state = _method(channels_last)
+    for name, (channels_last, bf16, mean_pool) in VARIANTS.items():
+        state = _method(channels_last, mean_pool)
         _step(*state, batch, bf16)  # warm-up (oneDNN primitive creation)
         steps[name] = lambda s=state, b=bf16: _step(*s, batch, b)
     serve_steps(allocator, steps)

@@ -83,6 +83,27 @@ def test_channels_last_encoder_matches_nchw_values_and_gradients() -> None:
     assert not ConvEncoder(1, 1, 8).channels_last  # 1-D encoders keep their layout
 
 
+def test_channels_last_encoder_pools_to_the_mean_without_an_nchw_gradient() -> None:
+    """The global pooling equals the spatial mean; its gradient is not materialised NCHW."""
+    torch.manual_seed(0)
+    encoder = ConvEncoder(2, in_channels=1, embed_dim=8, channels_last=True)
+    x = torch.randn(4, 1, 40, 101)
+    grads = []
+
+    def keep_gradient(module: torch.nn.Module, inputs: object, out: torch.Tensor) -> None:
+        if out.requires_grad:
+            out.register_hook(grads.append)
+
+    encoder.features.register_forward_hook(keep_gradient)
+    out = encoder(x)
+    with torch.no_grad():
+        torch.testing.assert_close(out, encoder.out(encoder._feature_map(x).mean(dim=(2, 3))))
+    out.sum().backward()
+    (grad,) = grads  # h.mean's backward hands the last block a contiguous NCHW gradient
+    assert grad.shape == (4, 128, 5, 13) and not grad.is_contiguous()
+    assert grad.stride()[2:] == (0, 0)  # a broadcast view, fine with the NHWC activation
+
+
 @pytest.mark.slow
 def test_bf16_mixed_run_on_cpu(tmp_path: Path) -> None:
     args = [

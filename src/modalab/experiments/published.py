@@ -7,9 +7,9 @@ and the number of seeds — beside the number MultiBench published for the same 
 each with its source. Given the sweep's run directories (``--runs``), it also says how each
 method's runs ended: the epoch evaluated (the best validation checkpoint) against the
 epochs trained, and how many stopped early rather than at ``trainer.max_epochs`` — the
-answer to "was it trained to convergence?". A published number that could not be found in a source is written
-"not found" (never recalled from memory), and :data:`SETUP_DIFFERENCES` states line by line
-how modalab's setup differs from the published one.
+answer to "was it trained to convergence?". A published number that could not be found in
+a source is written "not found" (never recalled from memory), and :data:`SETUP_DIFFERENCES`
+states line by line how modalab's setup differs from the published one.
 
     python -m modalab.experiments.published results/avmnist_baselines \
         [--runs runs/avmnist_baselines] [--markdown-out FILE]

@@ -6,6 +6,7 @@ from MONAI's :class:`~monai.networks.blocks.Convolution` blocks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -105,7 +106,11 @@ class ConvEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x`` of shape ``[B, C, *spatial]`` to ``[B, embed_dim]``."""
         h = self._feature_map(x)
-        return self.out(h.mean(dim=tuple(range(2, h.dim()))))
+        # Sum / count, not ``h.mean``: the mean's backward materialises an NCHW gradient for
+        # the last NHWC activation, and the ReLU's backward over those mixed layouts took
+        # 18 ms of a CLIP step; the sum's gradient stays a broadcast view (1.1 ms).
+        spatial = tuple(range(2, h.dim()))
+        return self.out(h.sum(dim=spatial) / math.prod(h.shape[2:]))
 
     def _feature_map(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
