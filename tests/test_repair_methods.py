@@ -81,6 +81,11 @@ def test_distill_with_in_run_teacher(tmp_path, objective):
     assert log["train/teacher_ce"].notna().sum() == 1  # the teacher phase: epoch 0 only
     term = "train/kd" if objective == "kd" else "train/cosine"
     assert log[term].notna().sum() == 1  # the student phase: epoch 1
+    # The teacher phase's validation loss (its cross-entropy) selects nothing: the evaluated
+    # checkpoint is a student epoch, not the untrained student of epoch 0.
+    training = result.training
+    assert training["selection_start_epoch"] == 1
+    assert training["best_epoch"] == 1 and training["evaluated_epoch"] == 1
 
 
 @pytest.mark.slow

@@ -131,6 +131,43 @@ def test_early_stopping_stops_after_patience_and_evaluates_the_best_epoch(
     assert names == [f"best-epoch{best_epoch:03d}.ckpt", "last.ckpt"]
 
 
+class Phased(Scripted):
+    """A scripted curve whose first ``start`` epochs are another phase (a teacher's)."""
+
+    def __init__(self, curve: list[float], schedule: LRSchedule, start: int) -> None:
+        super().__init__(curve, schedule)
+        self.start = start
+
+    @property
+    def selection_start_epoch(self) -> int:
+        return self.start
+
+
+def test_epochs_before_the_selection_start_neither_select_nor_stop(tmp_path: Path) -> None:
+    # Teacher phase (epochs 0-2) with a low loss of another quantity, then the student's curve:
+    # neither the best checkpoint nor patience may count the teacher phase.
+    curve = [0.1, 0.05, 0.02, 3.0, 2.0, 2.5, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0]
+    start, patience = 3, 3
+    stop = EarlyStoppingConfig(patience=patience)
+    options = TrainingOptions(early_stopping=stop, lr_schedule=LRSchedule(name="constant"))
+    module = Phased(curve, options.lr_schedule, start)
+    trainer = _trainer(len(curve), training_callbacks(options, tmp_path / "checkpoints"))
+    trainer.fit(module, _loader(), _loader())
+    best_offset, last_offset = _expected_stop(curve[start:], patience, 0.0)
+    summary = training_summary(trainer, options)
+    assert summary["best_epoch"] == start + best_offset == 6
+    assert summary["epochs_trained"] == start + last_offset + 1 == 10
+    assert summary["selection_start_epoch"] == start
+    assert select_checkpoint(trainer, module, "best")["evaluated_epoch"] == 6
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, module.snapshots[6][key]), key
+    # Without the phase, the teacher's epoch 2 would be "best" and patience would stop at 5.
+    plain = Scripted(curve, options.lr_schedule)
+    trainer = _trainer(len(curve), training_callbacks(options, tmp_path / "plain"))
+    trainer.fit(plain, _loader(), _loader())
+    assert training_summary(trainer, options)["best_epoch"] == 2
+
+
 def test_without_early_stopping_training_reaches_max_epochs_and_last_is_on_request(
     tmp_path: Path,
 ) -> None:

@@ -30,6 +30,7 @@ from modalab.schedules import EarlyStoppingConfig, LRSchedule
 
 __all__ = [
     "CHECKPOINT_CHOICES",
+    "BestCheckpoint",
     "EarlyStoppingConfig",
     "MonitorCheck",
     "ResumableEarlyStopping",
@@ -77,18 +78,53 @@ def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any]
     return kwargs, options
 
 
+def _selecting(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+    """Whether this epoch's validation metrics may select checkpoints and stop training."""
+    return int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0))
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's monitored ModelCheckpoint, blind to a method's early phase.
+
+    Epochs before the method's ``selection_start_epoch`` (a teacher phase, whose validation
+    loss is another quantity) are neither saved as best nor compared.
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Keep the best checkpoint, from the method's first selectable epoch on."""
+        if _selecting(trainer, pl_module):
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
+        if _selecting(trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
+
+
 class ResumableEarlyStopping(EarlyStopping):
     """Lightning's EarlyStopping that also stops a resumed run whose patience ran out.
 
     Lightning restores the callback's state from ``last.ckpt`` but not the Trainer's
     ``should_stop``: a run killed after early stopping fired would train one more epoch when
-    resumed. Here it stops at once, as the uninterrupted run did.
+    resumed. Here it stops at once, as the uninterrupted run did. Like
+    :class:`BestCheckpoint`, it ignores epochs before the method's ``selection_start_epoch``:
+    patience and the best value start with the first selectable epoch.
     """
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Stop before the first epoch if the restored state says training had stopped."""
         if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
             trainer.should_stop = True
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Count this validation, from the method's first selectable epoch on."""
+        if _selecting(trainer, pl_module):
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
+        if _selecting(trainer, pl_module):
+            super().on_train_epoch_end(trainer, pl_module)
 
 
 class MonitorCheck(Callback):
@@ -130,7 +166,7 @@ def training_callbacks(options: TrainingOptions, checkpoints: Path) -> list[Call
     # top-k checkpoint it also wrote, which would leave resume=true at the best epoch.
     callbacks: list[Callback] = [
         MonitorCheck(monitors),
-        ModelCheckpoint(
+        BestCheckpoint(
             dirpath=str(checkpoints),
             filename=BEST_FILENAME,
             auto_insert_metric_name=False,
@@ -211,7 +247,8 @@ def training_summary(trainer: L.Trainer, options: TrainingOptions) -> dict[str, 
     Returns:
         ``epochs_trained``, ``max_epochs``, ``stop_reason`` (a sentence), ``stopped_early``,
         ``monitor``, ``mode``, ``best_epoch`` (from 0), ``best_value``, ``early_stopping``
-        (its settings or None) and ``lr_schedule``.
+        (its settings or None), ``lr_schedule`` and ``selection_start_epoch`` (the first
+        epoch the monitor counted; > 0 after a teacher phase).
     """
     stop = options.early_stopping
     saver, stopper = _best_saver(trainer), _stopper(trainer)
@@ -250,4 +287,5 @@ def training_summary(trainer: L.Trainer, options: TrainingOptions) -> dict[str, 
         "best_value": _number(saver.best_model_score) if saver is not None else None,
         "early_stopping": asdict(stop) if stop.enabled else None,
         "lr_schedule": asdict(options.lr_schedule),
+        "selection_start_epoch": int(getattr(trainer.lightning_module, "selection_start_epoch", 0)),
     }

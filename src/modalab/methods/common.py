@@ -96,6 +96,16 @@ class LossStepMethod(L.LightningModule):
     weight_decay: float
     lr_schedule: LRSchedule | None = None
 
+    @property
+    def selection_start_epoch(self) -> int:
+        """The first epoch (from 0) whose validation metrics count (0 by default).
+
+        From it on, they select the evaluated checkpoint and count for early stopping; earlier
+        epochs optimise something else (distillation's teacher phase), whose validation loss
+        is not comparable.
+        """
+        return 0
+
     def compute_loss(self, batch: MultimodalBatch) -> LossOutput:
         """The objective on one batch."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss.")

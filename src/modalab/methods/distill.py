@@ -124,6 +124,16 @@ class DistillationMethod(LossStepMethod):
         """Whether the current epoch trains the teacher (supervised) rather than the student."""
         return int(self.current_epoch) < self.teacher_epochs
 
+    @property
+    def selection_start_epoch(self) -> int:
+        """The first student epoch, from which validation selects checkpoints.
+
+        The teacher phase's validation loss is the teacher's cross-entropy, not comparable
+        with the student's distillation loss, so neither the best checkpoint nor early
+        stopping may count it (they would keep an untrained student).
+        """
+        return self.teacher_epochs
+
     def on_fit_start(self) -> None:
         """Check that epochs remain for the student after the teacher phase."""
         max_epochs = self.trainer.max_epochs
