@@ -78,30 +78,32 @@ def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any]
     return kwargs, options
 
 
-def _selecting(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
-    """Whether this epoch's validation metrics may select checkpoints and stop training."""
-    return int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0))
+class _FromSelectionStart(Callback):
+    """Mixin: the callback sees validations from the method's first selectable epoch on.
+
+    That epoch is the method's ``selection_start_epoch`` (0 by default).
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Pass this validation on, from the method's first selectable epoch."""
+        if int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0)):
+            super().on_validation_end(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
+        if int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0)):
+            super().on_train_epoch_end(trainer, pl_module)
 
 
-class BestCheckpoint(ModelCheckpoint):
+class BestCheckpoint(_FromSelectionStart, ModelCheckpoint):
     """Lightning's monitored ModelCheckpoint, blind to a method's early phase.
 
     Epochs before the method's ``selection_start_epoch`` (a teacher phase, whose validation
     loss is another quantity) are neither saved as best nor compared.
     """
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Keep the best checkpoint, from the method's first selectable epoch on."""
-        if _selecting(trainer, pl_module):
-            super().on_validation_end(trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
-        if _selecting(trainer, pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
-
-
-class ResumableEarlyStopping(EarlyStopping):
+class ResumableEarlyStopping(_FromSelectionStart, EarlyStopping):
     """Lightning's EarlyStopping that also stops a resumed run whose patience ran out.
 
     Lightning restores the callback's state from ``last.ckpt`` but not the Trainer's
@@ -115,16 +117,6 @@ class ResumableEarlyStopping(EarlyStopping):
         """Stop before the first epoch if the restored state says training had stopped."""
         if self.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
             trainer.should_stop = True
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Count this validation, from the method's first selectable epoch on."""
-        if _selecting(trainer, pl_module):
-            super().on_validation_end(trainer, pl_module)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
-        if _selecting(trainer, pl_module):
-            super().on_train_epoch_end(trainer, pl_module)
 
 
 class MonitorCheck(Callback):
