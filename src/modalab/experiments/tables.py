@@ -640,16 +640,21 @@ class Claim:
 def parse_claims(document: str) -> tuple[list[Claim], list[str]]:
     """The claims of a document and the problems of those that do not parse.
 
+    A claim may wrap over lines: runs of whitespace in its parts count as one space.
+
     Example:
         >>> text = "Dropout helps. <!-- claim: Q1 :: dropout :: 1 :: significant :: 0.57 -->"
         >>> claims, problems = parse_claims(text)
         >>> claims[0].row, claims[0].verdict, claims[0].value, problems
         ('dropout', 'significant', '0.57', [])
+        >>> wrapped = "<!-- claim: Q1 :: modality" + chr(10) + "  dropout :: 1 :: untested -->"
+        >>> parse_claims(wrapped)[0][0].row
+        'modality dropout'
     """
     claims, problems = [], []
     for found in CLAIM.finditer(document):
         line = document.count("\n", 0, found.start()) + 1
-        parts = [p.strip() for p in found.group(1).split("::")]
+        parts = [" ".join(p.split()) for p in found.group(1).split("::")]  # wrapped lines
         if len(parts) not in (4, 5) or parts[3] not in VERDICTS:
             problems.append(
                 f"line {line}: claim {found.group(1).strip()!r} does not parse: expected "
