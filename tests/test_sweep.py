@@ -216,6 +216,37 @@ OBSTACLES = {
 }
 
 
+def test_a_method_restricted_to_some_scenarios_runs_only_under_them(tmp_path: Path) -> None:
+    path = _study(tmp_path, values="[0.0, 1.0]")
+    control = """  image_only:
+    overrides: [method=supervised, "data.modalities=[image]"]
+    scenarios: [image_noise]
+scenarios:
+  image_noise:
+    overrides: ["scenario=[gaussian_noise]", "scenario.gaussian_noise.modalities=[image]"]
+    severity: scenario.gaussian_noise.snr_db
+    values: [30.0, 5.0]
+"""
+    text = path.read_text().replace("scenarios:\n", control)
+    path.write_text(text)
+    spec = load_study(path)
+    assert spec.methods["image_only"] == ["method=supervised", "data.modalities=[image]"]
+    assert spec.method_scenarios == {"image_only": ["image_noise"]}
+    runs, _ = expand_study(spec)
+    # 3 methods x 2 scenarios, less the control under audio_missing (its data has no audio).
+    every = {(m, s) for m in ("supervised", "clip_t01", "image_only") for s in spec.scenarios}
+    assert {(r.method, r.scenario) for r in runs} == every - {("image_only", "audio_missing")}
+    assert len(runs) == 5 * 2  # each pair at 2 severities, 1 seed
+    # A scenario the study does not have, and a malformed entry, are errors naming the method.
+    for old, new in (
+        ("[image_noise]\nscen", "[img_noise]\nscen"),
+        ("    scenarios: [", "    x: ["),
+    ):
+        path.write_text(text.replace(old, new))
+        with pytest.raises(ConfigError, match="image_only"):
+            load_study(path)
+
+
 def test_every_obstacle_has_a_study_with_clip_supervised_and_three_seeds() -> None:
     assert OBSTACLES <= {p.stem for p in STUDIES}
 
@@ -227,10 +258,15 @@ def test_study_files_compose(path: Path) -> None:
     if path.stem in OBSTACLES:
         assert {"clip", "supervised"} <= set(spec.methods)
     runs, store = expand_study(spec, smoke=True)
-    levels = sum(min(spec.smoke.levels, len(s.values)) for s in spec.scenarios.values())
     assert store.endswith("_smoke")
     n_datasets = max(len(spec.datasets), 1)
-    assert len(runs) == n_datasets * len(spec.methods) * levels * len(spec.smoke.seeds)
+    points = sum(  # methods restricted to some scenarios run only under those
+        min(spec.smoke.levels, len(s.values))
+        for method in spec.methods
+        for label, s in spec.scenarios.items()
+        if label in spec.method_scenarios.get(method, [label])
+    )
+    assert len(runs) == n_datasets * points * len(spec.smoke.seeds)
 
 
 def test_seed_data_ties_data_seed_to_the_seed(tmp_path: Path) -> None:

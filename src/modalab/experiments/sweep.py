@@ -9,6 +9,9 @@ A study is a YAML file (see ``studies/`` and ``docs/sweeps.md``)::
     methods:                             # one line per method: name: [extra overrides]
       clip: []
       supervised: []
+      image_only:                        # or a mapping: overrides, and the only scenarios
+        overrides: [method=supervised, "data.modalities=[image]"]
+        scenarios: [image_noise]         # (a control that only some scenarios apply to)
     scenarios:
       audio_missing_at_test:
         overrides: ["scenario=[missing]", "scenario.missing.stage=[test]"]
@@ -108,7 +111,12 @@ class StudySpec:
         datasets: Dataset label → overrides (e.g. ``avmnist: [data=avmnist]``); the label is
             recorded in the store's ``data`` column. Empty: one dataset, the overrides' own.
         methods: Method label → extra overrides; ``method=<label>`` is added unless the
-            extra overrides select a method themselves.
+            extra overrides select a method themselves. In the file, a method may instead be
+            a mapping ``{overrides: [...], scenarios: [labels]}``; :func:`load_study` puts
+            the overrides here and the scenarios in ``method_scenarios``.
+        method_scenarios: Method label → the only scenario labels it runs under (a control
+            that some scenarios do not apply to: an image-only model under an obstacle of
+            the text). Methods not listed run under every scenario.
         scenarios: Scenario label → :class:`ScenarioSpec`.
         seeds: Seeds.
         seed_data: Vary the data with the seed: every run gets ``data.seed=${seed}``, so
@@ -125,7 +133,8 @@ class StudySpec:
     output_dir: str = "runs/study"
     overrides: list[str] = field(default_factory=list)
     datasets: dict[str, list[str]] = field(default_factory=dict)
-    methods: dict[str, list[str]] = field(default_factory=dict)
+    methods: dict[str, Any] = field(default_factory=dict)
+    method_scenarios: dict[str, list[str]] = field(default_factory=dict)
     scenarios: dict[str, ScenarioSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     seed_data: bool = False
@@ -153,6 +162,13 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
         raise ConfigError(f"Study {file} lists no methods (methods: {{clip: []}}).")
     if not spec.scenarios:
         raise ConfigError(f"Study {file} lists no scenarios.")
+    if spec.method_scenarios:
+        raise ConfigError(
+            f"Study {file}: method_scenarios is not a study-file key; restrict a method with "
+            "methods: {label: {overrides: [...], scenarios: [...]}}."
+        )
+    for label, entry in list(spec.methods.items()):
+        spec.methods[label] = _method_entry(file, label, entry, spec)
     for label, scenario in spec.scenarios.items():
         if not scenario.severity or not scenario.values:
             raise ConfigError(
@@ -167,6 +183,26 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
     if not spec.seeds or spec.jobs < 1 or spec.smoke.levels < 1:
         raise ConfigError(f"Study {file} needs seeds, jobs >= 1 and smoke.levels >= 1.")
     return spec
+
+
+def _method_entry(file: Path, label: str, entry: Any, spec: StudySpec) -> list[str]:
+    """A method's overrides; a mapping's ``scenarios`` go to ``spec.method_scenarios``."""
+    if isinstance(entry, list):
+        return [str(o) for o in entry]
+    if not isinstance(entry, dict) or not set(entry) <= {"overrides", "scenarios"}:
+        raise ConfigError(
+            f"Method {label!r} of study {file} must be a list of overrides or a mapping with "
+            f"the keys overrides and scenarios; got {entry!r}."
+        )
+    scenarios = [str(s) for s in entry.get("scenarios") or []]
+    unknown = sorted(set(scenarios) - set(spec.scenarios))
+    if unknown or not scenarios:
+        raise ConfigError(
+            f"Method {label!r} of study {file} names scenarios {unknown or scenarios}; its "
+            f"scenarios are {sorted(spec.scenarios)} (list at least one)."
+        )
+    spec.method_scenarios[label] = scenarios
+    return [str(o) for o in entry.get("overrides") or []]
 
 
 def _smoke_values(values: Sequence[float], levels: int) -> list[float]:
@@ -239,6 +275,8 @@ def expand_study(
             selects = any(o.split("=")[0].lstrip("+~") == "method" for o in method_overrides)
             chosen = list(method_overrides) if selects else [f"method={method}", *method_overrides]
             for label, scenario in spec.scenarios.items():
+                if label not in spec.method_scenarios.get(method, [label]):
+                    continue  # a control that this scenario does not apply to
                 values = (
                     _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
                 )
