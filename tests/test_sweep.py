@@ -216,6 +216,7 @@ OBSTACLES = {
 }
 
 
+@pytest.mark.slow  # the fast tier is at its 3-minute budget
 def test_a_method_restricted_to_some_scenarios_runs_only_under_them(tmp_path: Path) -> None:
     path = _study(tmp_path, values="[0.0, 1.0]")
     control = """  image_only:

@@ -143,6 +143,7 @@ class Phased(Scripted):
         return self.start
 
 
+@pytest.mark.slow  # the fast tier is at its 3-minute budget
 def test_epochs_before_the_selection_start_neither_select_nor_stop(tmp_path: Path) -> None:
     # Teacher phase (epochs 0-2) with a low loss of another quantity, then the student's curve:
     # neither the best checkpoint nor patience may count the teacher phase.
