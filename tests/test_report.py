@@ -275,6 +275,21 @@ def test_robustness_curves_plot_the_seed_means() -> None:
             np.testing.assert_allclose(line.get_ydata(), expected, rtol=1e-12)
 
 
+def test_robustness_curves_legend_names_a_method_missing_from_the_last_panel() -> None:
+    summary = pd.DataFrame(
+        {
+            "scenario": ["a", "a", "a", "a", "b", "b"],
+            "severity": [0.0, 1.0, 0.0, 1.0, 0.0, 1.0],
+            "method": ["clip", "clip", "image_only", "image_only", "clip", "clip"],
+            "mean": [0.9, 0.8, 0.7, 0.3, 0.9, 0.85],
+            "std": [0.01] * 6,
+        }
+    )
+    figure = robustness_curves(summary, "acc")
+    legend = figure.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["clip", "image_only"]
+
+
 def test_store_with_missing_columns_is_refused(tmp_path: Path) -> None:
     (tmp_path / "rows").mkdir()
     pd.DataFrame({"run_id": ["x"], "value": [1.0]}).to_parquet(tmp_path / "rows" / "x.parquet")

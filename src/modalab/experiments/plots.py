@@ -230,7 +230,11 @@ def robustness_curves(summary: pd.DataFrame, metric_label: str) -> Figure:
             ax.set_title(scenario)
             ax.set_xlabel("severity")
         axes[0].set_ylabel(metric_label)
-        axes[-1].legend(frameon=False)
+        shown: dict[str, Any] = {}  # every method of every panel (a control may miss some)
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                shown.setdefault(label, handle)
+        axes[-1].legend(list(shown.values()), list(shown), frameon=False)
     return figure
 
 
