@@ -227,6 +227,27 @@ def test_a_resumed_run_whose_patience_ran_out_trains_no_further(tmp_path: Path) 
     )
 
 
+def test_a_resumed_run_keeps_its_best_checkpoint(tmp_path: Path) -> None:
+    """The best value survives resume=true, also from checkpoints of a plain ModelCheckpoint."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from modalab.experiments.training import BestCheckpoint
+
+    same = {"monitor": "val/loss", "mode": "min"}
+    assert BestCheckpoint(**same).state_key == ModelCheckpoint(**same).state_key
+    curve = [3.0, 1.0, 2.0, 2.5, 2.2, 2.1]  # best at epoch 1; the resumed epochs are worse
+    options = TrainingOptions(
+        early_stopping=EarlyStoppingConfig(patience=10), lr_schedule=LRSchedule(name="constant")
+    )
+    first = _trainer(3, training_callbacks(options, tmp_path))
+    first.fit(Scripted(curve, options.lr_schedule), _loader(), _loader())
+    resumed = _trainer(len(curve), training_callbacks(options, tmp_path))
+    module = Scripted(curve, options.lr_schedule)
+    resumed.fit(module, _loader(), _loader(), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert training_summary(resumed, options)["best_epoch"] == 1
+    assert sorted(p.name for p in tmp_path.glob("best-*")) == ["best-epoch001.ckpt"]
+
+
 def _cosine_by_hand(step: int, total: int, warmup: int, floor: float) -> float:
     if step < warmup:
         return (step + 1) / warmup

@@ -99,8 +99,15 @@ class BestCheckpoint(_FromSelectionStart, ModelCheckpoint):
     """Lightning's monitored ModelCheckpoint, blind to a method's early phase.
 
     Epochs before the method's ``selection_start_epoch`` (a teacher phase, whose validation
-    loss is another quantity) are neither saved as best nor compared.
+    loss is another quantity) are neither saved as best nor compared. Its state (the best
+    value and path) is saved under ModelCheckpoint's key, so that ``resume=true`` restores it
+    from checkpoints written before this class existed, and they from it.
     """
+
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's key for the same settings (Lightning prefixes the class name)."""
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
 
 class ResumableEarlyStopping(_FromSelectionStart, EarlyStopping):
