@@ -154,7 +154,7 @@ def _trainings(runs: str | Path, run_ids: dict[str, set[str]]) -> dict[str, list
     finished = {p.name: p for p in find_run_dirs(runs)[0]}
     found: dict[str, list[dict]] = {}
     for method, ids in run_ids.items():
-        for run in sorted(ids & set(finished)):
+        for run in sorted(ids & finished.keys()):
             training = json.loads((finished[run] / "metrics.json").read_text()).get("training")
             if training and "evaluated_epoch" in training:
                 found.setdefault(method, []).append(training)

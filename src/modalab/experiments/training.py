@@ -84,14 +84,18 @@ class _FromSelectionStart(Callback):
     That epoch is the method's ``selection_start_epoch`` (0 by default).
     """
 
+    @staticmethod
+    def _counts(trainer: L.Trainer, pl_module: L.LightningModule) -> bool:
+        return int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0))
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Pass this validation on, from the method's first selectable epoch."""
-        if int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0)):
+        if self._counts(trainer, pl_module):
             super().on_validation_end(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """As :meth:`on_validation_end`, when Lightning checks at the end of training epochs."""
-        if int(trainer.current_epoch) >= int(getattr(pl_module, "selection_start_epoch", 0)):
+        if self._counts(trainer, pl_module):
             super().on_train_epoch_end(trainer, pl_module)
 
 
