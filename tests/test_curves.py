@@ -67,3 +67,20 @@ def test_scores_match_hand_computation() -> None:
         sum(c - s for c, s in zip(clip, shifted))
     )
     assert scores.loc["supervised", "effective_robustness"] == pytest.approx(0.0)
+
+
+def test_a_reference_run_is_a_flat_curve_at_every_severity() -> None:
+    frame = _frame()
+    control = frame[(frame.method == "supervised") & (frame.severity == 30.0)].assign(
+        method="image_only", severity=math.nan, severity_key=""
+    )
+    control["value"] = [0.6, 0.3, 0.8, 0.4]  # fused/image of seed 0, then seed 1
+    curves = robustness_curves(pd.concat([frame, control], ignore_index=True))
+    flat = curves[curves.method == "image_only"]
+    assert flat["severity"].tolist() == [30.0, 5.0, -5.0]
+    assert flat["mean"].tolist() == pytest.approx([0.7, 0.7, 0.7])  # fused: 0.6, 0.8
+    assert set(flat["severity_key"]) == {"scenario.gaussian_noise.snr_db"}
+    scores = robustness_scores(curves).set_index("method")
+    assert scores.loc["image_only", "relative_robustness"] == pytest.approx(0.7)
+    # effective robustness against supervised (0.95, 0.6, 0.3): a flat curve beats the drop
+    assert scores.loc["image_only", "effective_robustness"] > 0

@@ -262,7 +262,7 @@ def test_study_files_compose(path: Path) -> None:
     assert store.endswith("_smoke")
     n_datasets = max(len(spec.datasets), 1)
     points = sum(  # methods restricted to some scenarios run only under those
-        min(spec.smoke.levels, len(s.values))
+        1 if method in spec.reference_methods else min(spec.smoke.levels, len(s.values))
         for method in spec.methods
         for label, s in spec.scenarios.items()
         if label in spec.method_scenarios.get(method, [label])
@@ -299,3 +299,46 @@ def test_study_files_use_five_seeds_and_seed_data() -> None:
     for path in sorted((Path(__file__).parents[1] / "studies").glob("*.yaml")):
         spec = load_study(path)
         assert len(spec.seeds) >= 5 and spec.seed_data, path.name
+
+
+@pytest.mark.slow  # runs a tiny sweep: the fast tier is at its 3-minute budget
+def test_a_reference_method_runs_once_per_seed_and_shows_flat_at_every_severity(
+    tmp_path: Path,
+) -> None:
+    from modalab.experiments.tables import study_tables
+
+    path = _study(tmp_path, values="[0.0, 0.5, 1.0]")
+    reference = """  no_audio:
+    overrides: [method=supervised, "data.modalities=[image,text]"]
+    reference: true
+scenarios:
+"""
+    text = path.read_text().replace("scenarios:\n", reference)
+    text += "tables:\n  - {kind: curve, modalities: [fused], baseline: supervised}\n"
+    path.write_text(text.replace("seeds: [0]", "seeds: [0, 1]"))
+    spec = load_study(path)
+    assert spec.reference_methods == ["no_audio"]
+    runs, store = expand_study(spec)
+    controls = [r for r in runs if r.method == "no_audio"]
+    assert len(runs) == 2 * 3 * 2 + 2 and len(controls) == 2  # once per seed, no severity
+    assert all("reference" in r.label for r in controls)
+    assert not any(o.startswith(("scenario=", "scenario.")) for r in controls for o in r.overrides)
+    plain = [r for r in runs if r.method == "supervised" and r.seed == 0 and r.severity != 0.5]
+    summary = run_sweep([*controls, *plain], store, jobs=1)
+    assert summary.failed == []
+    frame = ResultsStore(store).read()
+    rows = frame[frame.method == "no_audio"]
+    assert rows.severity.isna().all() and set(rows.scenario) == {"audio_missing"}
+    assert set(rows.severity_key) == {""}
+    # The table shows the control's per-seed mean at every severity the other runs have.
+    probe = rows[(rows.metric == "linear_probe_acc") & (rows.modality == "fused")]
+    probe = probe[probe.condition == "labels=1"]
+    expected = f"{probe.value.mean():.3f} ± {probe.value.std():.3f}"
+    table = study_tables(path)
+    line = next(x for x in table.splitlines() if x.startswith("| no_audio (n=2)"))
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[1].startswith(expected) and cells[2].startswith(expected)  # severities 0, 1
+    # A reference flag that is not a boolean is an error naming the method.
+    path.write_text(text.replace("reference: true", "reference: sometimes"))
+    with pytest.raises(ConfigError, match="no_audio"):
+        load_study(path)

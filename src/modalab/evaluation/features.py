@@ -199,6 +199,7 @@ class EvalConfig:
             ``both``: also probes fitted with every test-time obstacle applied to their
             training split (records with condition ``...,fit=obstacle``). Together with the
             method's own head (``head_acc``) a robustness result is then read three ways.
+            A run without a test-time obstacle records none (they would equal its probes).
     """
 
     label_fractions: list[float] = field(default_factory=lambda: [1.0])

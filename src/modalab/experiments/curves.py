@@ -21,7 +21,7 @@ from modalab.evaluation.robustness import (
 )
 from modalab.scenarios import SCENARIOS
 
-__all__ = ["harder_is_higher", "robustness_curves", "robustness_scores"]
+__all__ = ["broadcast_references", "harder_is_higher", "robustness_curves", "robustness_scores"]
 
 _CURVE_KEYS = ["study", "data", "scenario", "severity_key", "method"]
 
@@ -43,6 +43,43 @@ def harder_is_higher(severity_key: str) -> bool:
     return True
 
 
+def broadcast_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of reference runs (severity NaN) repeated at every severity of their scenario.
+
+    A study's reference method (``reference: true``) is run once per seed *without* its
+    scenario — a control the scenario cannot act on, e.g. a model without the image under
+    the image's absence. Its rows are copied to each finite severity of the other runs of
+    the same study, data and scenario label, with their severity key, so that a curve shows
+    it as a flat row and a table tests it seed by seed at each severity. Scenario labels
+    with no finite severity keep their rows as they are.
+
+    Example:
+        >>> rows = pd.DataFrame({"study": "s", "data": "d", "scenario": "missing",
+        ...     "severity_key": ["k", "k", ""], "method": ["clip", "clip", "no_image"],
+        ...     "severity": [0.0, 1.0, float("nan")], "value": [0.9, 0.5, 0.7]})
+        >>> out = broadcast_references(rows)
+        >>> out[out.method == "no_image"][["severity", "severity_key", "value"]].values.tolist()
+        [[0.0, 'k', 0.7], [1.0, 'k', 0.7]]
+    """
+    if "severity" not in frame.columns or not frame["severity"].isna().any():
+        return frame
+    keys = ["study", "data", "scenario"]
+    parts = []
+    for _, group in frame.groupby(keys, dropna=False, sort=False):
+        reference = group[group["severity"].isna()]
+        runs = group[group["severity"].notna()]
+        if reference.empty or runs.empty:
+            parts.append(group)
+            continue
+        key = runs["severity_key"].iloc[0]
+        copies = [
+            reference.assign(severity=severity, severity_key=key)
+            for severity in dict.fromkeys(runs["severity"])
+        ]
+        parts.append(pd.concat([runs, *copies]))
+    return pd.concat(parts, ignore_index=True)
+
+
 def robustness_curves(
     frame: pd.DataFrame,
     metric: str = "linear_probe_acc",
@@ -59,9 +96,11 @@ def robustness_curves(
 
     Returns:
         One row per study × data × scenario × method × severity, ordered from clean to hardest,
-        with columns ``mean``, ``std`` and ``seeds``.
+        with columns ``mean``, ``std`` and ``seeds``; reference runs are shown at every
+        severity (:func:`broadcast_references`).
     """
     rows = frame[(frame["metric"] == metric) & (frame["modality"] == modality)]
+    rows = broadcast_references(rows)
     if condition is not None:
         rows = rows[rows["condition"] == condition]
     if rows.empty:

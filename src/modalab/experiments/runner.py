@@ -526,8 +526,12 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
-    if eval_cfg.probe_fit == "both":  # probes fitted under the test-time obstacles too
-        under = apply_scenarios(splits, fitted_under_test(scenarios), "downstream", seed)
+    under_test = fitted_under_test(scenarios)
+    # Probes fitted under the test-time obstacles too (none at test time: they would be these).
+    if eval_cfg.probe_fit == "both" and any(
+        a.stage != b.stage for a, b in zip(scenarios, under_test)
+    ):
+        under = apply_scenarios(splits, under_test, "downstream", seed)
         under_f = extract_features(
             method.representations,
             under,
@@ -535,6 +539,8 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
             eval_cfg.batch_size,
             device=method.device,
         )
+        if not joint_space:  # as for the splits above: no joint views to probe
+            under_f.joint = {}
         metrics += obstacle_fitted_records(
             under_f, val_f, test_f, splits.num_classes, eval_cfg, seed
         )

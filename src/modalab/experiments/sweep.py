@@ -12,6 +12,9 @@ A study is a YAML file (see ``studies/`` and ``docs/sweeps.md``)::
       image_only:                        # or a mapping: overrides, and the only scenarios
         overrides: [method=supervised, "data.modalities=[image]"]
         scenarios: [image_noise]         # (a control that only some scenarios apply to)
+      no_audio:                          # a reference row: run once per seed without the
+        overrides: [method=supervised, "data.modalities=[image,text]"]
+        reference: true                  # scenario, shown at every severity of its tables
     scenarios:
       audio_missing_at_test:
         overrides: ["scenario=[missing]", "scenario.missing.stage=[test]"]
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import logging
+import math
 import multiprocessing
 import os
 import shlex
@@ -117,6 +121,13 @@ class StudySpec:
         method_scenarios: Method label → the only scenario labels it runs under (a control
             that some scenarios do not apply to: an image-only model under an obstacle of
             the text). Methods not listed run under every scenario.
+        reference_methods: Methods run *without* the scenario, once per seed and scenario
+            label (severity NaN in the store), for a control that a scenario cannot apply
+            to because it lacks the modality the scenario acts on (a model without the
+            image, under the image's absence). :func:`modalab.experiments.curves.
+            broadcast_references` shows such a run at every severity of its scenario's
+            curve: a flat reference row, tested seed by seed like any other. In the file:
+            ``{overrides: [...], reference: true}``.
         scenarios: Scenario label → :class:`ScenarioSpec`.
         seeds: Seeds.
         seed_data: Vary the data with the seed: every run gets ``data.seed=${seed}``, so
@@ -135,6 +146,7 @@ class StudySpec:
     datasets: dict[str, list[str]] = field(default_factory=dict)
     methods: dict[str, Any] = field(default_factory=dict)
     method_scenarios: dict[str, list[str]] = field(default_factory=dict)
+    reference_methods: list[str] = field(default_factory=list)
     scenarios: dict[str, ScenarioSpec] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     seed_data: bool = False
@@ -162,10 +174,10 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
         raise ConfigError(f"Study {file} lists no methods (methods: {{clip: []}}).")
     if not spec.scenarios:
         raise ConfigError(f"Study {file} lists no scenarios.")
-    if spec.method_scenarios:
+    if spec.method_scenarios or spec.reference_methods:
         raise ConfigError(
-            f"Study {file}: method_scenarios is not a study-file key; restrict a method with "
-            "methods: {label: {overrides: [...], scenarios: [...]}}."
+            f"Study {file}: method_scenarios and reference_methods are not study-file keys; "
+            "write methods: {label: {overrides: [...], scenarios: [...], reference: true}}."
         )
     for label, entry in list(spec.methods.items()):
         spec.methods[label] = _method_entry(file, label, entry, spec)
@@ -186,22 +198,31 @@ def load_study(path: str | os.PathLike[str]) -> StudySpec:
 
 
 def _method_entry(file: Path, label: str, entry: Any, spec: StudySpec) -> list[str]:
-    """A method's overrides; a mapping's ``scenarios`` go to ``spec.method_scenarios``."""
+    """A method's overrides (a mapping's ``scenarios`` and ``reference`` go to the spec)."""
     if isinstance(entry, list):
         return [str(o) for o in entry]
-    if not isinstance(entry, dict) or not set(entry) <= {"overrides", "scenarios"}:
+    keys = {"overrides", "scenarios", "reference"}
+    if not isinstance(entry, dict) or not set(entry) <= keys:
         raise ConfigError(
             f"Method {label!r} of study {file} must be a list of overrides or a mapping with "
-            f"the keys overrides and scenarios; got {entry!r}."
+            f"the keys overrides, scenarios and reference; got {entry!r}."
         )
-    scenarios = [str(s) for s in entry.get("scenarios") or []]
-    unknown = sorted(set(scenarios) - set(spec.scenarios))
-    if unknown or not scenarios:
+    if not isinstance(entry.get("reference", False), bool):
         raise ConfigError(
-            f"Method {label!r} of study {file} names scenarios {unknown or scenarios}; its "
-            f"scenarios are {sorted(spec.scenarios)} (list at least one)."
+            f"Method {label!r} of study {file}: reference must be true or false; "
+            f"got {entry['reference']!r}."
         )
-    spec.method_scenarios[label] = scenarios
+    if "scenarios" in entry:
+        scenarios = [str(s) for s in entry.get("scenarios") or []]
+        unknown = sorted(set(scenarios) - set(spec.scenarios))
+        if unknown or not scenarios:
+            raise ConfigError(
+                f"Method {label!r} of study {file} names scenarios {unknown or scenarios}; its "
+                f"scenarios are {sorted(spec.scenarios)} (list at least one)."
+            )
+        spec.method_scenarios[label] = scenarios
+    if entry.get("reference", False):
+        spec.reference_methods.append(label)
     return [str(o) for o in entry.get("overrides") or []]
 
 
@@ -224,7 +245,7 @@ class GridRun:
         dataset: Dataset label (``""`` when the study has no ``datasets:``).
         method: Method label.
         scenario: Scenario label.
-        severity: Severity value.
+        severity: Severity value (NaN: a reference run, made without the scenario).
         seed: Seed.
     """
 
@@ -240,7 +261,8 @@ class GridRun:
     def label(self) -> str:
         """A short human-readable name."""
         where = f"{self.dataset} " if self.dataset else ""
-        return f"{where}{self.method} {self.scenario}={self.severity:g} seed={self.seed}"
+        point = "reference" if math.isnan(self.severity) else f"{self.severity:g}"
+        return f"{where}{self.method} {self.scenario}={point} seed={self.seed}"
 
 
 def _fmt(value: float) -> str:
@@ -280,7 +302,19 @@ def expand_study(
                 values = (
                     _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
                 )
-                for value in values:
+                reference = method in spec.reference_methods
+                # A reference run: the control without the scenario, once per seed.
+                point = [math.nan] if reference else values
+                for value in point:
+                    scenario_overrides = (
+                        ["severity_key="]
+                        if reference
+                        else [
+                            *scenario.overrides,
+                            f"{scenario.severity}={_fmt(value)}",
+                            f"severity_key={scenario.severity}",
+                        ]
+                    )
                     for seed in seeds:
                         overrides = [
                             *(["data.seed=${seed}", "seed_data=true"] if spec.seed_data else []),
@@ -289,10 +323,8 @@ def expand_study(
                             *extra,
                             *(spec.smoke.datasets.get(dataset, []) if smoke else []),
                             *chosen,
-                            *scenario.overrides,
-                            f"{scenario.severity}={_fmt(value)}",
+                            *scenario_overrides,
                             f"seed={seed}",
-                            f"severity_key={scenario.severity}",
                             f"scenario_label={label}",
                             f"method_label={method}",
                             *([f"data_label={dataset}"] if dataset else []),

@@ -50,7 +50,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from modalab.evaluation import statistics
 from modalab.experiments.config import ConfigError
-from modalab.experiments.curves import robustness_curves, robustness_scores
+from modalab.experiments.curves import (
+    broadcast_references,
+    robustness_curves,
+    robustness_scores,
+)
 from modalab.experiments.store import ResultsStore
 
 __all__ = [
@@ -558,10 +562,16 @@ def study_tables(
             continue
         order = list(spec.scenarios)
         found = list(dict.fromkeys(frame.scenario))
+        # The first curve table's figures keep the plain name; later ones name what they show.
+        first = table is next(t for t in tables if t.kind == "curve")
+        reading = "_".join([*table.modalities, table.metric, table.condition])
+        suffix = "" if first else "_" + re.sub(r"[^A-Za-z0-9]+", "_", reading).strip("_")
         for scenario in [s for s in order if s in found] + [s for s in found if s not in order]:
-            part = frame[frame.scenario == scenario]
+            part = broadcast_references(frame[frame.scenario == scenario])  # flat rows
+            rows = part[(part.metric == table.metric) & (part.condition == table.condition)]
+            if rows.empty:  # e.g. probes fitted under an obstacle that is not at test time
+                continue
             if figures is not None:
-                rows = part[(part.metric == table.metric) & (part.condition == table.condition)]
                 curves = pd.concat(
                     [
                         robustness_curves(rows, table.metric, m).assign(scenario=m)
@@ -569,11 +579,14 @@ def study_tables(
                     ]
                 )
                 figure = plots.robustness_curves(curves, f"{table.metric} ({scenario})")
-                _save(figure, figures, f"{spec.name}_{scenario}")
+                _save(figure, figures, f"{spec.name}_{scenario}{suffix}")
+            fit = "" if table.condition in ("labels=1", "") else f" (`{table.condition}`)"
             for modality in table.modalities:
+                if rows[rows.modality == modality].empty:
+                    continue
                 out.append(
                     f"**{spec.name} / {scenario}** (`{part.severity_key.iloc[0]}`), "
-                    f"`{table.metric}` on `{modality}`, test split; markers: "
+                    f"`{table.metric}`{fit} on `{modality}`, test split; markers: "
                     f"{caption(test, correction)} vs {table.baseline}\n"
                 )
                 text = curve_table(
