@@ -623,7 +623,9 @@ def check_document(text: str, document: str) -> tuple[int, list[str]]:
 #: the rendered page): ``<!-- claim: TABLE :: ROW :: COLUMN :: VERDICT [:: VALUE] -->``.
 CLAIM = re.compile(r"<!--\s*claim:(.*?)-->", re.S)
 VERDICTS = ("significant", "not significant", "untested")
-_CURVE_TITLE = re.compile(r"^\*\*(.+?) / (.+?)\*\* \(`[^`]*`\), `[^`]*` on `([^`]+)`")
+_CURVE_TITLE = re.compile(
+    r"^\*\*(.+?) / (.+?)\*\* \(`[^`]*`\), `([^`]*)`(?: \(`([^`]*)`\))? on `([^`]+)`"
+)
 _ROW_N = re.compile(r" \(n=\d+\)$")
 
 
@@ -683,10 +685,16 @@ def parse_claims(document: str) -> tuple[list[Claim], list[str]]:
 def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
     r"""Table id → (row, column) → cell text, read back from :func:`study_tables`' Markdown.
 
+    A curve table's id is ``study / scenario / modality``, followed by `` / metric`` when
+    the metric is not ``linear_probe_acc`` and `` / condition`` when its caption names one.
+
     Example:
         >>> md = "#### Q1\n\n|  | a |\n|---|---|\n| m (n=5) | 0.5 ± 0.1 * |\n"
         >>> rendered_cells(md)["Q1"][("m", "a")]
         '0.5 ± 0.1 *'
+        >>> md = "**s / miss** (`k`), `linear_probe_acc` (`labels=1,fit=obstacle`) on `fused`, x\n"
+        >>> list(rendered_cells(md + "\n|  | a |\n|---|---|\n| m | 0.5 |\n"))
+        ['s / miss / fused / labels=1,fit=obstacle']
     """
     tables: dict[str, dict[tuple[str, str], str]] = {}
     study, table_id, header = "", "", list[str]()
@@ -696,7 +704,11 @@ def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
         elif line.startswith("#### "):
             table_id, header = line[5:].strip(), []
         elif curve := _CURVE_TITLE.match(line):
-            table_id, header = " / ".join(g.strip() for g in curve.groups()), []
+            name, scenario, metric, condition, modality = curve.groups()
+            parts = [name, scenario, modality]  # other readings than the default probe:
+            parts += [metric] if metric != "linear_probe_acc" else []  # ... / head_acc
+            parts += [condition] if condition else []  # ... / labels=1,fit=obstacle
+            table_id, header = " / ".join(p.strip() for p in parts), []
         elif line.startswith("|"):
             cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
             if not header:
