@@ -106,6 +106,9 @@ def _study(tmp_path: Path) -> Path:
         "model.embed_dim=16",
         "eval.l2_grid=[0.01]",
         "eval.retrieval_ks=[1]",
+        # every run trains (the severities of a test-time obstacle would share one training,
+        # experiments/shared.py): these tests interrupt training
+        "trainer.share_training=false",
     ]
     path = tmp_path / "study.yaml"
     path.write_text(

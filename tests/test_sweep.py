@@ -147,21 +147,30 @@ def test_sweep_runs_seed_by_seed_unless_asked_for_the_grid_order(
 ) -> None:
     import modalab.experiments.sweep as sweep
 
-    runs, store = expand_study(load_study(_study(tmp_path, seeds="[0, 1]", values="[0.0]")))
-    assert [r.method for r in runs] == ["supervised", "supervised", "clip_t01", "clip_t01"]
-    started: list[tuple[str, int]] = []
+    runs, store = expand_study(load_study(_study(tmp_path, seeds="[0, 1]", values="[0.0, 1.0]")))
+    assert [(r.method, r.severity) for r in runs][:4] == [("supervised", 0.0)] * 2 + [
+        ("supervised", 1.0)
+    ] * 2
+    started: list[tuple[str, float, int]] = []
     by_id = {r.run_id: r for r in runs}
 
     def execute(overrides: list[str], store: str = "", run_id: str = "") -> float:
-        started.append((by_id[run_id].method, by_id[run_id].seed))
+        run = by_id[run_id]
+        started.append((run.method, run.severity, run.seed))
         return 1.0
 
     monkeypatch.setattr(sweep, "_execute", execute)
-    run_sweep(runs, store, progress=lambda line: None)
-    assert started == [("supervised", 0), ("clip_t01", 0), ("supervised", 1), ("clip_t01", 1)]
+    run_sweep(runs, store, progress=lambda line: None, jobs=1)
+    # Seed by seed; within a seed, every method's first severity before any second one.
+    assert started == [
+        (method, severity, seed)
+        for seed in (0, 1)
+        for severity in (0.0, 1.0)
+        for method in ("supervised", "clip_t01")
+    ]
     started.clear()
-    run_sweep(runs, store, progress=lambda line: None, order="grid")
-    assert started == [(r.method, r.seed) for r in runs]
+    run_sweep(runs, store, progress=lambda line: None, order="grid", jobs=1)
+    assert started == [(r.method, r.severity, r.seed) for r in runs]
 
 
 def test_cli_sweep_override_reaches_every_run_and_its_identity(

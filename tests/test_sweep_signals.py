@@ -26,6 +26,9 @@ def _study(tmp_path: Path, epochs: int, values: str) -> Path:
         "eval.l2_grid=[0.01]",
         "eval.retrieval_ks=[1]",
         "trainer.enable_progress_bar=false",
+        # every run trains (the severities of a test-time obstacle would share one training,
+        # experiments/shared.py): these tests interrupt training
+        "trainer.share_training=false",
     ]
     path = tmp_path / "study.yaml"
     path.write_text(

@@ -96,6 +96,9 @@ class TrainerConfig:
     enable_progress_bar: bool = True
     threads: int = 0  # torch threads per process; 0: OMP_NUM_THREADS if set, else idle cores
     allocator: str = "reuse"  # reuse: keep freed memory (fast steps); system: C library defaults
+    # Runs that differ only at test time (a test-time obstacle's severities) train once and
+    # share the weights (experiments/shared.py); false: every run trains its own.
+    share_training: bool = True
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     lr_schedule: LRSchedule = field(default_factory=LRSchedule)
 

@@ -14,6 +14,7 @@ With ``store=PATH`` the rows are also appended to the results store.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -81,6 +82,7 @@ from modalab.experiments.rundir import (
     save_weights,
     write_failure,
 )
+from modalab.experiments.shared import SHARED_DIR, SharedTraining
 from modalab.experiments.store import ResultsStore
 from modalab.experiments.threads import apply_threads, choose_threads
 from modalab.experiments.training import (
@@ -168,7 +170,7 @@ def _digest(payload: Mapping[str, Any]) -> str:
 
 #: Trainer keys that change how fast a run goes or how it shows, not what it computes: not part
 #: of its identity, free to differ when it resumes.
-_HOW_FAST = ("enable_progress_bar", "threads", "allocator")
+_HOW_FAST = ("enable_progress_bar", "threads", "allocator", "share_training")
 
 
 def _resolved_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -447,63 +449,29 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     if _launched_rank() == 0 and not (run_dir / CONFIG_FILE).exists():
         atomic_write_text(run_dir / CONFIG_FILE, config_text)
         record_data_dir(run_dir, plain["data"])  # the folder read, for counterfactual/report
-    checkpoints = run_dir / CHECKPOINTS_DIR
-    # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
-    # none: interrupted before the first checkpoint, start over.
-    resume_from = intact_checkpoint(checkpoints) if plain["resume"] else None
-    trainer = L.Trainer(
-        **trainer_cfg,
-        default_root_dir=str(run_dir),
-        plugins=[AtomicCheckpointIO()],
-        logger=build_loggers(
-            plain.get("loggers", ["csv", "tensorboard"]),
-            run_dir,
-            MlflowConfig(**plain.get("mlflow", {})),
-            params=_flatten(plain),
-        ),
-        callbacks=[*training_callbacks(options, checkpoints), FiniteGuard(), RNGStateCheckpoint()],
-        enable_model_summary=not quiet,
-        num_sanity_val_steps=0,
-    )
-    train_loader = make_loader(
-        seen["pretrain"], batch_size, shuffle=True, drop_last=True, seed=seed
-    )
-    val_loader = make_loader(seen["val"], batch_size)
-    start = time.perf_counter()
-    try:
-        trainer.fit(method, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
-    except NonFiniteError as error:
-        last = checkpoints / "last.ckpt"
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
-        message = (
-            f"{error} Training stopped; {kept}. Lower method.lr, set "
-            "trainer.gradient_clip_val, or check the data for NaN/Inf values."
-        )
-        write_failure(run_dir, message)
-        raise TrainingError(message) from None
-    except SystemExit as error:
-        # Lightning turns SIGTERM into SIGTERMException (a SystemExit with status 0) and Ctrl+C
-        # (SIGINT) into sys.exit(1) after a graceful shutdown: neither may pass as a success.
-        number = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
-        last = checkpoints / "last.ckpt"
-        kept = f"the last checkpoint is {last}" if last.exists() else "no checkpoint yet"
-        message = (
-            f"The run was interrupted by {signal.Signals(number).name}; {kept}. Continue it "
-            f"with the same command plus run_name={run_dir.name} resume=true."
-        )
-        write_failure(run_dir, message)
-        raise RunInterrupted(message, int(number)) from None
-    train_seconds = time.perf_counter() - start
-    release_freed_memory()  # training's kept blocks: evaluation batches have other sizes
-    (run_dir / FAILURE_FILE).unlink(missing_ok=True)  # a resumed run has finished
-    if not trainer.is_global_zero:
-        # Under DDP only global rank 0 evaluates and writes results.
-        return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
-    training = training_summary(trainer, options)
-    training |= select_checkpoint(trainer, method, eval_cfg.checkpoint)
+    sharing = _sharing(plain, options, processes)
+    with sharing.lock() if sharing is not None else contextlib.nullcontext():
+        entry = sharing.load(method, run_dir, run_id(plain)) if sharing is not None else None
+        if entry is not None:  # trained by a run that differs only at test time
+            # shared_from: the directory, beside this one, that trained the weights
+            training = {**entry["training"], "shared_from": Path(entry["run_dir"]).name}
+            train_seconds = 0.0
+        else:
+            trainer, train_seconds = _fit(
+                plain, method, seen, trainer_cfg, options, batch_size, run_dir, quiet
+            )
+            release_freed_memory()  # training's kept blocks: evaluation batches differ
+            (run_dir / FAILURE_FILE).unlink(missing_ok=True)  # a resumed run has finished
+            if not trainer.is_global_zero:
+                # Under DDP only global rank 0 evaluates and writes results.
+                return RunResult(run_dir, [], plain, train_seconds, 0.0, is_global_zero=False)
+            training = training_summary(trainer, options)
+            training |= select_checkpoint(trainer, method, eval_cfg.checkpoint)
+        save_weights(method, run_dir, config_text)  # the evaluated weights
+        if sharing is not None and entry is None:
+            sharing.register(run_id(plain), run_dir, dict(training), train_seconds)
     training["threads"] = threads.as_dict()
     training["allocator"] = allocator
-    save_weights(method, run_dir, config_text)  # the evaluated weights
 
     start = time.perf_counter()
     method.eval()
@@ -577,6 +545,117 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
         store.append(run_id(plain), _store_rows(result))
     _write_metrics(result)
     return result
+
+
+def _fit(
+    plain: dict[str, Any],
+    method: Any,
+    seen: Mapping[str, Any],
+    trainer_cfg: dict[str, Any],
+    options: Any,
+    batch_size: int,
+    run_dir: Path,
+    quiet: bool,
+) -> tuple[L.Trainer, float]:
+    """Train ``method`` (resuming from the run's newest intact checkpoint when asked).
+
+    Returns:
+        The Trainer after ``fit`` and the seconds it took.
+
+    Raises:
+        TrainingError: On non-finite values (the last good checkpoint is kept).
+        RunInterrupted: On SIGTERM or Ctrl+C (the run can be resumed).
+    """
+    seed = int(plain["seed"])
+    checkpoints = run_dir / CHECKPOINTS_DIR
+    # The newest checkpoint that loads (a truncated last.ckpt falls back, with a warning);
+    # none: interrupted before the first checkpoint, start over.
+    resume_from = intact_checkpoint(checkpoints) if plain["resume"] else None
+    trainer = L.Trainer(
+        **trainer_cfg,
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        logger=build_loggers(
+            plain.get("loggers", ["csv", "tensorboard"]),
+            run_dir,
+            MlflowConfig(**plain.get("mlflow", {})),
+            params=_flatten(plain),
+        ),
+        callbacks=[*training_callbacks(options, checkpoints), FiniteGuard(), RNGStateCheckpoint()],
+        enable_model_summary=not quiet,
+        num_sanity_val_steps=0,
+    )
+    train_loader = make_loader(
+        seen["pretrain"], batch_size, shuffle=True, drop_last=True, seed=seed
+    )
+    val_loader = make_loader(seen["val"], batch_size)
+    start = time.perf_counter()
+    try:
+        trainer.fit(method, train_loader, val_loader, ckpt_path=resume_from, weights_only=True)
+    except NonFiniteError as error:
+        last = checkpoints / "last.ckpt"
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint yet"
+        message = (
+            f"{error} Training stopped; {kept}. Lower method.lr, set "
+            "trainer.gradient_clip_val, or check the data for NaN/Inf values."
+        )
+        write_failure(run_dir, message)
+        raise TrainingError(message) from None
+    except SystemExit as error:
+        # Lightning turns SIGTERM into SIGTERMException (a SystemExit with status 0) and Ctrl+C
+        # (SIGINT) into sys.exit(1) after a graceful shutdown: neither may pass as a success.
+        number = signal.SIGTERM if isinstance(error, SIGTERMException) else signal.SIGINT
+        last = checkpoints / "last.ckpt"
+        kept = f"the last checkpoint is {last}" if last.exists() else "no checkpoint yet"
+        message = (
+            f"The run was interrupted by {signal.Signals(number).name}; {kept}. Continue it "
+            f"with the same command plus run_name={run_dir.name} resume=true."
+        )
+        write_failure(run_dir, message)
+        raise RunInterrupted(message, int(number)) from None
+    return trainer, time.perf_counter() - start
+
+
+def training_key(cfg: Mapping[str, Any]) -> str:
+    """Hash of what a run's *training* computes: runs with one key train the same model.
+
+    The run's identity (:func:`run_id`) without the scenarios that act only at test time
+    (``stage: [test]``), the evaluation settings other than ``eval.checkpoint`` (which
+    weights are kept) and the labels of a study's grid point. The severities of a test-time
+    obstacle share a key; those of a training-time one, or two seeds, do not.
+
+    Example:
+        >>> base = {"seed": 0, "eval": {"checkpoint": "best", "l2_grid": [0.1]},
+        ...         "scenario": {"missing": {"rate": 0.5, "stage": ["test"]}}}
+        >>> at_one = {**base, "scenario": {"missing": {"rate": 1.0, "stage": ["test"]}}}
+        >>> training_key(base) == training_key(at_one)
+        True
+        >>> in_training = {**base, "scenario": {"missing": {"rate": 1.0, "stage": ["pretrain"]}}}
+        >>> training_key(base) == training_key(in_training)
+        False
+    """
+    scenarios = {
+        name: scenario
+        for name, scenario in (cfg.get("scenario") or {}).items()
+        if not (isinstance(scenario, Mapping) and list(scenario.get("stage") or []) == ["test"])
+    }
+    identity = _identity(
+        {**cfg, "scenario": scenarios},
+        drop=("eval", "severity_key", "scenario_label"),
+    )
+    identity["eval.checkpoint"] = (cfg.get("eval") or {}).get("checkpoint", "best")
+    return _digest(identity)
+
+
+def _sharing(plain: Mapping[str, Any], options: Any, processes: int) -> SharedTraining | None:
+    """The shared-training registry of a run, or ``None`` (sharing off, several processes)."""
+    trainer = plain.get("trainer") or {}
+    if not options.share_training or processes > 1 or int(trainer.get("num_nodes", 1)) > 1:
+        return None
+    folder = Path(str(plain.get("output_dir") or "runs")) / SHARED_DIR
+    software = json.dumps(_versions(), sort_keys=True)  # weights of other code: not reused
+    key = hashlib.sha256(f"{training_key(plain)} {software}".encode()).hexdigest()[:16]
+    return SharedTraining(folder, key)
 
 
 def _store_rows(result: RunResult) -> list[dict[str, Any]]:

@@ -486,20 +486,32 @@ def _interrupted(signal_number: int, done: int, stopped: int) -> RunInterrupted:
 
 
 def seed_major(runs: Sequence[GridRun]) -> list[GridRun]:
-    """The runs ordered seed by seed (study order within a seed; the grid order otherwise).
+    """The runs ordered seed by seed, and within a seed severity level by level.
 
     A sweep stopped part-way then holds whole replicates — every method, scenario and
     severity of the first seeds — rather than every seed of the first methods, so the tables
-    of an unfinished study already compare all its methods, on fewer seeds.
+    of an unfinished study already compare all its methods, on fewer seeds. Within a seed,
+    every method and scenario's first severity comes before any second one (study order
+    otherwise): the severities of a test-time obstacle share one training
+    (:mod:`modalab.experiments.shared`), so its first run trains while the parallel workers
+    run other groups instead of waiting for it.
 
     Example:
         >>> from modalab.experiments.sweep import GridRun
-        >>> grid = [GridRun([], f"{m}{s}", "", m, "x", 0.0, s) for m in "ab" for s in (0, 1)]
+        >>> grid = [GridRun([], f"{m}{v}{s}", "", m, "x", v, s)
+        ...         for m in "ab" for v in (0, 1) for s in (0, 1)]
         >>> [r.run_id for r in seed_major(grid)]
-        ['a0', 'b0', 'a1', 'b1']
+        ['a00', 'b00', 'a10', 'b10', 'a01', 'b01', 'a11', 'b11']
     """
     rank = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
-    return sorted(runs, key=lambda r: rank[r.seed])
+    level: dict[tuple[str, str, str, int], int] = {}
+    levels = []
+    for r in runs:  # the run's position along its own curve
+        group = (r.dataset, r.method, r.scenario, r.seed)
+        levels.append(level.get(group, 0))
+        level[group] = levels[-1] + 1
+    order = sorted(range(len(runs)), key=lambda i: (rank[runs[i].seed], levels[i]))
+    return [runs[i] for i in order]
 
 
 def run_sweep(

@@ -57,6 +57,7 @@ class TrainingOptions:
     lr_schedule: LRSchedule = field(default_factory=LRSchedule)
     threads: int = 0
     allocator: str = "reuse"
+    share_training: bool = True
 
 
 def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any], TrainingOptions]:
@@ -74,6 +75,7 @@ def split_trainer_config(trainer_cfg: Mapping[str, Any]) -> tuple[dict[str, Any]
         lr_schedule=LRSchedule(**dict(kwargs.pop("lr_schedule", None) or {})),
         threads=int(kwargs.pop("threads", 0)),
         allocator=str(kwargs.pop("allocator", "reuse")),
+        share_training=bool(kwargs.pop("share_training", True)),
     )
     return kwargs, options
 
