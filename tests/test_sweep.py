@@ -68,6 +68,15 @@ def test_expand_grid_ids_and_smoke(tmp_path: Path) -> None:
     assert "hydra/launcher=submitit_slurm" in commands[0]
 
 
+def test_run_ids_reach_the_run_directory_verbatim(tmp_path: Path) -> None:
+    # 4305622474e33403 read unquoted is the float 4.3e33412 = inf: two such runs would share
+    # the directory runs/inf. The sweep quotes the id.
+    (run,) = expand_study(load_study(_study(tmp_path, values="[0.0]")))[0][:1]
+    assert f"run_name='{run.run_id}'" in run.overrides
+    cfg = compose_config([*TINY, "run_name='4305622474e33403'"])
+    assert cfg.run_name == "4305622474e33403"
+
+
 def test_study_file_errors_are_clear(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nmethod: {clip: []}\n")
@@ -347,6 +356,9 @@ scenarios:
     line = next(x for x in table.splitlines() if x.startswith("| no_audio (n=2)"))
     cells = [c.strip() for c in line.split("|")[1:-1]]
     assert cells[1].startswith(expected) and cells[2].startswith(expected)  # severities 0, 1
+    # The Hydra route runs a reference once per seed too: no severity to sweep.
+    (command,) = [c for c in hydra_commands(runs) if "method_label=no_audio" in c]
+    assert "nan" not in command and "seed=0,1" in command and "scenario=" not in command
     # A reference flag that is not a boolean is an error naming the method.
     path.write_text(text.replace("reference: true", "reference: sometimes"))
     with pytest.raises(ConfigError, match="no_audio"):

@@ -338,7 +338,8 @@ def expand_study(
                         rid = run_id(plain)
                         runs.append(
                             GridRun(
-                                [*overrides, f"run_name={rid}", "resume=true"],
+                                # quoted: an id such as 4305622474e33403 parses as a float
+                                [*overrides, f"run_name='{rid}'", "resume=true"],
                                 rid,
                                 dataset,
                                 method,
@@ -673,11 +674,12 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = (f"{key}=", "seed=", "run_name=", "resume=")  # swept or set per job
+        varying = (f"{key}=" if key else "seed=", "seed=", "run_name=", "resume=")  # per job
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
-        args = [*fixed, f"{key}={severities}", f"seed={seeds}"]
+        sweep = [] if math.isnan(first.severity) else [f"{key}={severities}"]  # a reference
+        args = [*fixed, *sweep, f"seed={seeds}"]
         commands.append(
             "python -m modalab.experiments.hydra_app --multirun "
             f"hydra/launcher={launcher} " + " ".join(shlex.quote(a) for a in args)
