@@ -288,6 +288,7 @@ def test_study_files_compose(path: Path) -> None:
     assert len(runs) == n_datasets * points * len(spec.smoke.seeds)
 
 
+@pytest.mark.slow  # composes a grid (~4-8 s): room in the fast tier for the tests of this change
 def test_seed_data_ties_data_seed_to_the_seed(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
