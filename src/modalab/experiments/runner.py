@@ -86,6 +86,7 @@ from modalab.experiments.shared import SHARED_DIR, SharedTraining
 from modalab.experiments.store import ResultsStore
 from modalab.experiments.threads import apply_threads, choose_threads
 from modalab.experiments.training import (
+    TrainingOptions,
     select_checkpoint,
     split_trainer_config,
     training_callbacks,
@@ -549,10 +550,10 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
 
 def _fit(
     plain: dict[str, Any],
-    method: Any,
+    method: L.LightningModule,
     seen: Mapping[str, Any],
     trainer_cfg: dict[str, Any],
-    options: Any,
+    options: TrainingOptions,
     batch_size: int,
     run_dir: Path,
     quiet: bool,
@@ -647,7 +648,9 @@ def training_key(cfg: Mapping[str, Any]) -> str:
     return _digest(identity)
 
 
-def _sharing(plain: Mapping[str, Any], options: Any, processes: int) -> SharedTraining | None:
+def _sharing(
+    plain: Mapping[str, Any], options: TrainingOptions, processes: int
+) -> SharedTraining | None:
     """The shared-training registry of a run, or ``None`` (sharing off, several processes)."""
     trainer = plain.get("trainer") or {}
     if not options.share_training or processes > 1 or int(trainer.get("num_nodes", 1)) > 1:
