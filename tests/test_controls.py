@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _tiny import TINY_SHAPES
 from modalab.evaluation.features import EvalConfig, FeatureSet, evaluate_representations
 
 
@@ -66,14 +67,7 @@ def test_missing_fill_is_validated() -> None:
         EvalConfig(missing_fill=["mean"]).validate()
 
 
-TINY = [
-    "data.n_samples=120",
-    "data.image_size=16",
-    "data.audio_length=256",
-    "eval.l2_grid=[0.01]",
-    "eval.retrieval_ks=[1]",
-    "trainer.batch_size=32",
-]
+TINY = TINY_SHAPES
 
 
 @pytest.mark.slow

@@ -11,16 +11,12 @@ import pytest
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from _tiny import TINY_SHAPES
 from modalab.experiments.config import compose_config
 from modalab.experiments.runner import run, training_key
 
 TINY = [
-    "data.n_samples=120",
-    "data.image_size=16",
-    "data.audio_length=256",
-    "eval.l2_grid=[0.01]",
-    "eval.retrieval_ks=[1]",
-    "trainer.batch_size=32",
+    *TINY_SHAPES,
     "trainer.max_epochs=2",
     "method=clip",
     "scenario=[missing]",
