@@ -3,8 +3,8 @@
 # CLIP, SimCLR, VICReg and supervised late fusion on `shapes`, image missing at test time and
 # semi-paired training, 5 seeds).
 # Usage (from anywhere): bash docs/report/make_report.sh
-# The sweep resumes: runs already in results/missing_modality are skipped (120 runs, 19 min
-# with --jobs 1 at load average about 3 from scratch, 2026-11-29); the report itself took 44 s.
+# The sweep resumes: runs already in results/missing_modality are skipped (second edition: 125
+# runs, see docs/study.md for its cost); the report itself took 52 s (2026-11-30).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python}"
