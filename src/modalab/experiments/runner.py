@@ -495,11 +495,9 @@ def run(cfg: DictConfig | Mapping[str, Any], quiet: bool = False) -> RunResult:
     metrics = evaluate_representations(
         train_f, val_f, test_f, splits.num_classes, eval_cfg, seed=seed
     )
-    under_test = fitted_under_test(scenarios)
     # Probes fitted under the test-time obstacles too (none at test time: they would be these).
-    if eval_cfg.probe_fit == "both" and any(
-        a.stage != b.stage for a, b in zip(scenarios, under_test)
-    ):
+    under_test = fitted_under_test(scenarios) if eval_cfg.probe_fit == "both" else scenarios
+    if any(a.stage != b.stage for a, b in zip(scenarios, under_test)):
         under = apply_scenarios(splits, under_test, "downstream", seed)
         under_f = extract_features(
             method.representations,
@@ -656,9 +654,8 @@ def _sharing(
     if not options.share_training or processes > 1 or int(trainer.get("num_nodes", 1)) > 1:
         return None
     folder = Path(str(plain.get("output_dir") or "runs")) / SHARED_DIR
-    software = json.dumps(_versions(), sort_keys=True)  # weights of other code: not reused
-    key = hashlib.sha256(f"{training_key(plain)} {software}".encode()).hexdigest()[:16]
-    return SharedTraining(folder, key)
+    # The software is part of the key: weights trained by other code are not reused.
+    return SharedTraining(folder, _digest({"training": training_key(plain), **_versions()}))
 
 
 def _store_rows(result: RunResult) -> list[dict[str, Any]]:

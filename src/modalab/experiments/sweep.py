@@ -674,7 +674,7 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = (f"{key}=" if key else "seed=", "seed=", "run_name=", "resume=")  # per job
+        varying = ("seed=", "run_name=", "resume=", *([f"{key}="] if key else []))  # per job
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
