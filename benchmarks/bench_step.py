@@ -4,9 +4,10 @@ One CLIP training step (forward, loss, backward, AdamW) on an AV-MNIST-shaped ba
 ``[B, 1, 28, 28]`` and log-mel spectrogram ``[B, 1, 40, 101]`` (40 mel bands, 1 s at a 10 ms
 hop), each through the ``cnn2d`` encoder (``model.embed_dim=128``), with ``method=clip``'s
 projection heads and loss — the step the issue measured (382 ms then, under load). Variants:
-fp32 NCHW with the spatial mean (the step when the issue was filed), channels-last (the
-encoder's default since), channels-last with the spatial mean it used until the sum / count
-pooling (whose gradient is not materialised NCHW), bf16 autocast, and both; each under the
+fp32 NCHW with the spatial mean and out-of-place ReLUs (the step when the issue was filed),
+channels-last (the encoder's default since), channels-last with the spatial mean it used until
+the sum / count pooling (whose gradient is not materialised NCHW), channels-last with the
+out-of-place ReLUs it used until 2026-11-30, bf16 autocast, and both; each under the
 two ``trainer.allocator`` settings, ``system`` (the C library's defaults, as when the issue
 was filed) and ``reuse`` (the default now, see ``modalab.experiments.allocator``), one
 worker process per allocator. Every variant runs once
@@ -35,13 +36,14 @@ from modalab.data.batch import MultimodalBatch
 from modalab.models.encoders import ConvEncoder
 
 SHAPES = {"image": (1, 28, 28), "audio": (1, 40, 101)}
-#: name -> (channels_last, bf16, mean_pool)
+#: name -> (channels_last, bf16, mean_pool, ReLU in place)
 VARIANTS = {
-    "fp32 NCHW": (False, False, True),
-    "channels_last": (True, False, False),
-    "channels_last, h.mean": (True, False, True),
-    "bf16 autocast": (False, True, False),
-    "channels_last + bf16": (True, True, False),
+    "fp32 NCHW": (False, False, True, False),
+    "channels_last": (True, False, False, True),
+    "channels_last, h.mean": (True, False, True, True),
+    "channels_last, ReLU copy": (True, False, False, False),
+    "bf16 autocast": (False, True, False, True),
+    "channels_last + bf16": (True, True, False, True),
 }
 ALLOCATORS = ("system", "reuse")
 
@@ -64,15 +66,18 @@ def _mean_pooled(encoder: ConvEncoder) -> ConvEncoder:
 
 
 def _method(
-    channels_last: bool, mean_pool: bool = False, seed: int = 0
+    channels_last: bool, mean_pool: bool = False, relu_inplace: bool = True, seed: int = 0
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     encoders = torch.nn.ModuleDict(
         {m: ConvEncoder(2, s[0], 128, channels_last=channels_last) for m, s in SHAPES.items()}
     )
-    if mean_pool:
-        for encoder in encoders.values():
+    for encoder in encoders.values():
+        if mean_pool:
             _mean_pooled(encoder)  # type: ignore[arg-type]
+        for module in encoder.modules():  # the encoder's ReLUs run in place since 2026-11-30
+            if isinstance(module, torch.nn.ReLU):
+                module.inplace = relu_inplace
     return method_and_optimizer("clip", encoders)
 
 
@@ -90,8 +95,8 @@ def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
 def _worker(allocator: str, batch_size: int) -> None:
     batch = random_batch(SHAPES, batch_size)
     steps = {}
-    for name, (channels_last, bf16, mean_pool) in VARIANTS.items():
-        state = _method(channels_last, mean_pool)
+    for name, (channels_last, bf16, mean_pool, relu_inplace) in VARIANTS.items():
+        state = _method(channels_last, mean_pool, relu_inplace)
         _step(*state, batch, bf16)  # warm-up (oneDNN primitive creation)
         steps[name] = lambda s=state, b=bf16: _step(*s, batch, b)
     serve_steps(allocator, steps)
