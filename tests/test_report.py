@@ -654,3 +654,32 @@ def test_zero_variance_cell_is_marked_in_the_wide_table() -> None:
     stars = "*" * sum(p < a for a in (0.05, 0.01, 0.001))
     assert table["flat"].iloc[0] == f"0.276 ± 0.000 {stars} †".replace("  ", " ")
     assert table["base"].iloc[0] == "0.550 ± 0.050"
+
+
+@pytest.mark.slow  # the fast tier is at its 3-minute budget
+def test_reference_runs_appear_at_every_severity_of_their_scenario(tmp_path: Path) -> None:
+    """A reference method (run once per seed without its scenario: severity NaN) is a row of
+    the report's robustness table at each severity, with its own seeds' mean ± std, and never
+    a row of its own at an empty severity."""
+    frame = _synthetic_rows()
+    reference = frame[(frame.method == "robust") & (frame.scenario == "missing")]
+    reference = reference[reference.severity == 0.0].assign(
+        method="control",
+        severity=math.nan,
+        severity_key="",
+        config_hash="hash-control",
+        run_id=lambda f: f["run_id"].str.replace("robust", "control"),
+        value=[0.61, 0.64, 0.66],
+    )
+    store = _write_store(pd.concat([frame, reference], ignore_index=True), tmp_path / "store")
+    files = build_report(
+        store, tmp_path / "out", ReportConfig(baseline="supervised", formats=("png",))
+    )
+    lines = files.markdown.read_text().splitlines()
+    header = next(x for x in lines if x.startswith("| scenario | severity |"))
+    column = [c.strip() for c in header.split("|")].index("control")
+    cell = f"{0.637:.3f} ± {np.std([0.61, 0.64, 0.66], ddof=1):.3f}"
+    for severity in ("0", "0.5", "1"):
+        line = next(x for x in lines if x.startswith(f"| missing | {severity} | linear_probe"))
+        assert [c.strip() for c in line.split("|")][column].startswith(cell), line
+    assert not any(x.startswith("| missing |  | linear_probe") for x in lines)

@@ -305,6 +305,42 @@ def test_plateau_halves_the_rate_after_patience_checks_without_improvement(
     assert min(expected) < 0.2  # the curve does trigger reductions
 
 
+def _plateau_by_hand(curve: list[float], lr: float, patience: int) -> list[float]:
+    """The rate at the start of each epoch under ReduceLROnPlateau (factor 0.5), by hand."""
+    best, bad, expected = math.inf, 0, []
+    for value in curve:
+        expected.append(lr)
+        if value < best * (1 - 1e-4):  # ReduceLROnPlateau's default relative threshold
+            best, bad = value, 0
+        else:
+            bad += 1
+        if bad > patience:
+            lr, bad = lr * 0.5, 0
+    return expected
+
+
+@pytest.mark.slow  # the fast tier is at its 3-minute budget
+def test_plateau_counts_no_epoch_before_the_selection_start(tmp_path: Path) -> None:
+    # A teacher phase (epochs 0-2) logs a low loss of another quantity; the student's
+    # improving curve after it must not read as a plateau (it would halve the rate at once).
+    curve = [0.1, 0.05, 0.02, 3.0, 2.0, 1.5, 1.6, 1.7, 1.2]
+    schedule = LRSchedule(name="plateau", plateau_factor=0.5, plateau_patience=1)
+    options = TrainingOptions(EarlyStoppingConfig(enabled=False), schedule)
+    module = Phased(curve, schedule, start=3)
+    module.lr = 0.2
+    trainer = _trainer(len(curve), training_callbacks(options, tmp_path / "phased"))
+    trainer.fit(module, _loader(), _loader())
+    student = _plateau_by_hand(curve[3:], 0.2, patience=1)
+    assert module.epoch_lrs == pytest.approx([0.2, 0.2, 0.2, *student])
+    assert student[:4] == [0.2] * 4 and min(student) == 0.1  # one reduction, after epoch 7
+    # Counting the teacher phase, the rate would be halved from the student's second epoch.
+    plain = Scripted(curve, schedule, lr=0.2)
+    trainer = _trainer(len(curve), training_callbacks(options, tmp_path / "plain"))
+    trainer.fit(plain, _loader(), _loader())
+    assert plain.epoch_lrs == pytest.approx(_plateau_by_hand(curve, 0.2, patience=1))
+    assert plain.epoch_lrs[5] < 0.2
+
+
 def test_bad_training_settings_are_config_errors() -> None:
     for override, message in [
         ("trainer.early_stopping.patience=0", "trainer.early_stopping.patience=0 is invalid"),

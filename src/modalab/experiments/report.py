@@ -36,6 +36,7 @@ import pandas as pd
 
 from modalab.evaluation import statistics
 from modalab.experiments.collect import CollectedResults, collect_results
+from modalab.experiments.curves import broadcast_references
 from modalab.experiments.io import atomic_write_text, load_yaml
 from modalab.experiments.plots import (
     direction_matrices,
@@ -691,6 +692,9 @@ def build_report(
     table, split_notes = separate_configs(collected.table, collected.run_dirs)
     notes.extend(split_notes)
     collected = dataclasses.replace(collected, table=table)
+    # A study's reference runs (severity NaN, run without their scenario) are shown, and
+    # tested seed by seed, at every severity of their scenario, as in study tables.
+    table = broadcast_references(table)
     methods = _ordered_methods(table, config.baseline)
     summary = summarize(table, config.baseline, config.test, config.alpha, config.correction)
 

@@ -20,6 +20,7 @@ __all__ = [
     "LRSchedule",
     "LossStepMethod",
     "NonFiniteError",
+    "SelectionPlateau",
     "adamw_with_schedule",
 ]
 
@@ -51,9 +52,10 @@ def adamw_with_schedule(
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     trainer = module.trainer
     if schedule.name == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        plateau = SelectionPlateau(
             optimizer,
-            mode=schedule.mode,  # type: ignore[arg-type]
+            module,
+            mode=schedule.mode,
             factor=schedule.plateau_factor,
             patience=schedule.plateau_patience,
         )
@@ -74,6 +76,38 @@ def adamw_with_schedule(
 
     lambda_lr = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": lambda_lr, "interval": "step"}}
+
+
+class SelectionPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """ReduceLROnPlateau counting only the checks from the module's ``selection_start_epoch`` on.
+
+    Like early stopping and the best checkpoint, it ignores earlier epochs: an earlier phase
+    (distillation's teacher epochs) logs a loss of another quantity, and a student loss
+    compared with it would look like a plateau from its first epoch.
+
+    Args:
+        optimizer: The optimizer whose rates it reduces.
+        module: The LightningModule (its ``current_epoch`` and ``selection_start_epoch``); not
+            part of the scheduler's state dict.
+        **kwargs: Passed to ``ReduceLROnPlateau``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, module: L.LightningModule, **kwargs: Any):
+        super().__init__(optimizer, **kwargs)
+        self._module = module
+
+    def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
+        """Count ``metrics`` unless the module is before its selection start."""
+        module = self._module
+        if int(module.current_epoch) < int(getattr(module, "selection_start_epoch", 0)):
+            return
+        super().step(metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        """ReduceLROnPlateau's state without the module."""
+        state = super().state_dict()
+        state.pop("_module", None)
+        return state
 
 
 class NonFiniteError(RuntimeError):
