@@ -24,6 +24,7 @@ CATALOG: dict[str, dict[str, list[Any]]] = {
             "clip_rince",
             "coca",
             "distill",
+            "finetune",
             "fusion",
             "grad_blend",
             "masked",
@@ -157,6 +158,11 @@ CATALOG: dict[str, dict[str, list[Any]]] = {
             [
                 "distill",
                 "Cross-modal distillation from a rich-modality teacher to a poor-modality student.",
+            ],
+            [
+                "finetune",
+                "Self-supervised pre-training (its defaults), then supervised "
+                "fine-tuning end to end.",
             ],
             [
                 "fusion",
@@ -380,6 +386,7 @@ CATALOG: dict[str, dict[str, list[Any]]] = {
             "lr",
             "weight_decay",
         ],
+        "finetune": ["pretrain", "pretrain_epochs", "lr", "weight_decay", "fusion", "hidden"],
         "fusion": [
             "width",
             "depth",

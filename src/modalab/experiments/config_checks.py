@@ -6,7 +6,8 @@
   dictionary (``+model.encoders.image=cnn``), never a field a structured config lacks
   (``+trainer.max_epoch=3`` is a typo of ``trainer.max_epochs``).
 * :func:`check_cross_keys`: combinations known before the data is built (a cross-modal
-  method with ``data.modalities`` of one modality).
+  method with ``data.modalities`` of one modality; a phased method whose first phase takes
+  every epoch).
 """
 
 from __future__ import annotations
@@ -109,9 +110,24 @@ def check_cross_keys(cfg: DictConfig) -> None:
 
     Raises:
         ConfigError: A cross-modal method (CLIP, fusion, ...) with ``data.modalities`` of one
-            modality.
+            modality; a phased method (``distill`` with its teacher phase, ``finetune``) whose
+            first phase takes every epoch of ``trainer.max_epochs``.
     """
     from modalab.experiments.data_checks import CROSS_MODAL_METHODS
+
+    method_cfg = cfg.get("method", {})
+    max_epochs = cfg.get("trainer", {}).get("max_epochs")
+    phases = {"distill": "teacher_epochs", "finetune": "pretrain_epochs"}
+    key = phases.get(str(method_cfg.get("name", "")))
+    first = method_cfg.get(key) if key else None
+    uses_phase = key != "teacher_epochs" or method_cfg.get("teacher_source", "train") == "train"
+    if first is not None and uses_phase and max_epochs is not None and 0 < max_epochs <= first:
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs} leaves no epoch after method.{key}={first}: "
+            f"the first {first} epochs of method={method_cfg.get('name')} are its first phase. "
+            f"Raise trainer.max_epochs (e.g. trainer.max_epochs={first + 10}) or lower "
+            f"method.{key}."
+        )
 
     modalities = cfg.get("data", {}).get("modalities")
     method = str(cfg.get("method", {}).get("name", ""))

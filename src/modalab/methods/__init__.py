@@ -4,6 +4,7 @@ from modalab.methods.balanced_fusion import BalancedFusionMethod, build_grad_ble
 from modalab.methods.clip import CLIPMethod, build_clip
 from modalab.methods.coca import CoCaMethod, build_coca
 from modalab.methods.distill import DistillationMethod, build_distill
+from modalab.methods.finetune import FineTuneMethod, build_finetune
 from modalab.methods.fusion import CrossAttentionFusionMethod, build_fusion
 from modalab.methods.masked import MaskedModellingMethod, build_masked
 from modalab.methods.registry import METHODS
@@ -35,6 +36,7 @@ __all__ = [
     "CoCaMethod",
     "CrossAttentionFusionMethod",
     "DistillationMethod",
+    "FineTuneMethod",
     "MaskedModellingMethod",
     "RobustCLIPMethod",
     "RobustFusionMethod",
@@ -46,6 +48,7 @@ __all__ = [
     "build_clip_rince",
     "build_coca",
     "build_distill",
+    "build_finetune",
     "build_fusion",
     "build_grad_blend",
     "build_masked",
