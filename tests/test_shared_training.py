@@ -76,12 +76,39 @@ def test_test_time_severities_share_one_training_equal_to_training_again(
     assert "shared_from" not in _record(third)["training"]
 
 
+@pytest.mark.slow  # trains tiny models: the fast tier is at its 3-minute budget
+def test_clip_shares_its_training_across_label_noise_and_its_probes_see_the_noise(
+    tmp_path: Path,
+) -> None:
+    def noisy(rate: float):  # type: ignore[no-untyped-def]
+        overrides = [
+            *TINY_SHAPES,
+            "trainer.max_epochs=2",
+            "method=clip",
+            "scenario=[label_noise]",
+            f"scenario.label_noise.rate={rate}",
+            f"output_dir={tmp_path}",
+        ]
+        return run(compose_config(overrides), True)
+
+    clean, wrong = noisy(0.0), noisy(0.6)
+    assert _record(wrong)["training"]["shared_from"] == clean.run_dir.name
+    a, b = _weights(clean), _weights(wrong)
+    assert all((a[k] == b[k]).all() for k in a)
+    # The probes are fitted after training, on the run's own (noisy) labels.
+    probe = [("linear_probe_acc", "fused", "labels=1")]
+    values = [
+        {(r.metric, r.modality, r.condition): r.value for r in x.metrics} for x in (clean, wrong)
+    ]
+    assert values[0][probe[0]] != values[1][probe[0]]
+
+
 def _key(*overrides: str) -> str:
     cfg = compose_config([*TINY, "scenario.missing.stage=[test]", *overrides])
     return training_key(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
 
-@pytest.mark.slow  # composes 11 configs: the fast tier is at its budget
+@pytest.mark.slow  # composes 15 configs: the fast tier is at its budget
 def test_the_training_key_ignores_only_what_training_does_not_see() -> None:
     key = _key()
     same = [
@@ -90,11 +117,18 @@ def test_the_training_key_ignores_only_what_training_does_not_see() -> None:
         "severity_key=scenario.missing.rate",
         "scenario_label=x",
         "trainer.threads=1",  # how fast, not what
+        "scenario.missing.stage=[test,downstream]",  # the probes' data: fitted after training
     ]
     for override in same:
         assert _key(override) == key, override
+    # Labels reach neither CLIP's loss nor its early stopping: a label scenario on its
+    # training data leaves CLIP's training as it is, and changes a supervised model's.
+    labels = ["scenario=[missing,label_noise]", "scenario.missing.stage=[test]"]
+    assert _key(*labels, "scenario.label_noise.rate=0.4") == _key(*labels)
+    supervised = [*labels, "method=supervised"]
+    assert _key(*supervised, "scenario.label_noise.rate=0.4") != _key(*supervised)
     other = [
-        "scenario.missing.stage=[test,downstream]",  # the probes' training data changes
+        "scenario.missing.stage=[test,val]",  # validation selects the checkpoint
         "seed=1",
         "trainer.max_epochs=3",
         "eval.checkpoint=last",  # other weights are kept

@@ -10,6 +10,7 @@ from modalab.data.shapes import make_shapes
 from modalab.experiments.build import build_encoders, build_method
 from modalab.experiments.config import compose_config
 from modalab.methods.masked import patchify, unpatchify
+from modalab.methods.registry import LABEL_FREE_METHODS
 from modalab.models.fusion import CaptionDecoder, CrossAttentionFusion
 
 SPLITS = make_shapes(n_samples=120, seed=0)
@@ -200,3 +201,29 @@ def test_mask_tokens_never_masks_special_or_padding() -> None:
     assert not where[:, [0, 4, 5, 6]].any()
     assert torch.equal(masked[where], torch.full((int(where.sum()),), 3))
     assert 0.35 < where[:, 1:4].float().mean().item() < 0.65
+
+
+@pytest.mark.slow  # 12 builds; the fast tier is at its budget
+@pytest.mark.parametrize("name", sorted(LABEL_FREE_METHODS))
+def test_label_free_methods_train_on_no_label(name: str) -> None:
+    """Every method that shares its training across label scenarios (LABEL_FREE_METHODS):
+    its training step's loss is the same with other labels and with none observed."""
+    method = _build(name)
+    batch = SPLITS.train.__getitems__(list(range(16)))
+    other = batch.select(torch.arange(batch.batch_size))
+    other.label = (batch.label + 1) % SPLITS.num_classes
+    other.clean_label = other.label
+    other.label_observed = torch.zeros_like(batch.label_observed)
+    losses = []
+    for candidate in (batch, other):
+        torch.manual_seed(0)
+        _reseed(method)
+        with torch.no_grad():
+            losses.append(method.step_loss(candidate, "val").loss)
+    assert torch.isfinite(losses[0])
+    torch.testing.assert_close(losses[1], losses[0])
+    # Not every method: supervised training reads the labels (the check can fail).
+    supervised = _build("supervised")
+    with torch.no_grad():
+        a, b = (supervised.step_loss(c, "val").loss for c in (batch, other))
+    assert not torch.isclose(a, b)

@@ -92,7 +92,7 @@ from modalab.experiments.training import (
     training_callbacks,
     training_summary,
 )
-from modalab.methods.registry import RepresentationLearner
+from modalab.methods.registry import LABEL_FREE_METHODS, RepresentationLearner
 from modalab.scenarios import SCENARIOS, apply_scenarios, fitted_under_test
 
 __all__ = [
@@ -618,10 +618,16 @@ def _fit(
 def training_key(cfg: Mapping[str, Any]) -> str:
     """Hash of what a run's *training* computes: runs with one key train the same model.
 
-    The run's identity (:func:`run_id`) without the scenarios that act only at test time
-    (``stage: [test]``), the evaluation settings other than ``eval.checkpoint`` (which
-    weights are kept) and the labels of a study's grid point. The severities of a test-time
-    obstacle share a key; those of a training-time one, or two seeds, do not.
+    The run's identity (:func:`run_id`) without the scenarios that cannot reach training —
+    those applied only to the probes' data and the test split (``stage`` within
+    ``[downstream, test]``), and those that change only labels (``label_noise``,
+    ``label_scarcity``) when the method's training reads no label
+    (:data:`~modalab.methods.registry.LABEL_FREE_METHODS`) — without the evaluation settings
+    other than ``eval.checkpoint`` (which weights are kept) and without the labels of a
+    study's grid point. The severities of a test-time obstacle share a key; those of a
+    training-time one, or two seeds, do not. Training sees the ``pretrain`` and ``val``
+    stages only, and the runner reseeds after applying the scenarios, so a scenario left out
+    here changes no trained weight.
 
     Example:
         >>> base = {"seed": 0, "eval": {"checkpoint": "best", "l2_grid": [0.1]},
@@ -632,11 +638,30 @@ def training_key(cfg: Mapping[str, Any]) -> str:
         >>> in_training = {**base, "scenario": {"missing": {"rate": 1.0, "stage": ["pretrain"]}}}
         >>> training_key(base) == training_key(in_training)
         False
+        >>> noisy = {"seed": 0, "scenario": {"label_noise": {"rate": 0.4, "stage": ["pretrain"]}}}
+        >>> clean = {"seed": 0, "scenario": {"label_noise": {"rate": 0.0, "stage": ["pretrain"]}}}
+        >>> clip, supervised = {"method": {"name": "clip"}}, {"method": {"name": "supervised"}}
+        >>> training_key({**noisy, **clip}) == training_key({**clean, **clip})
+        True
+        >>> training_key({**noisy, **supervised}) == training_key({**clean, **supervised})
+        False
     """
+    method = str((cfg.get("method") or {}).get("name", ""))
+
+    def reaches_training(name: str, scenario: Any) -> bool:
+        if not isinstance(scenario, Mapping):
+            return True
+        stage = set(scenario.get("stage") or [])
+        if stage and stage <= {"downstream", "test"}:
+            return False
+        if method in LABEL_FREE_METHODS and name in SCENARIOS:
+            return not SCENARIOS.get(name).labels_only
+        return True
+
     scenarios = {
         name: scenario
         for name, scenario in (cfg.get("scenario") or {}).items()
-        if not (isinstance(scenario, Mapping) and list(scenario.get("stage") or []) == ["test"])
+        if reaches_training(name, scenario)
     }
     identity = _identity(
         {**cfg, "scenario": scenarios},

@@ -12,9 +12,36 @@ from torch import Tensor
 from modalab.data.batch import MultimodalBatch
 from modalab.registry import Registry
 
-__all__ = ["METHODS", "SHARED_ARGS", "MethodRegistry", "RepresentationLearner", "complete_args"]
+__all__ = [
+    "LABEL_FREE_METHODS",
+    "METHODS",
+    "SHARED_ARGS",
+    "MethodRegistry",
+    "RepresentationLearner",
+    "complete_args",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Methods whose training reads no label (``label``, ``label_observed``): the same data under
+#: a label scenario trains the same model (``tests/test_ssl_methods.py`` checks each loss's
+#: invariance to the labels). Their probes, fitted after training, do read labels.
+LABEL_FREE_METHODS = frozenset(
+    {
+        "barlow",
+        "byol",
+        "clip",
+        "clip_rince",
+        "coca",
+        "fusion",
+        "masked",
+        "moco",
+        "simclr",
+        "simsiam",
+        "slip",
+        "vicreg",
+    }
+)
 
 #: What the parameters many method builders share mean. A builder's ``Args:`` section
 #: documents its own parameters; a parameter it leaves out that is named here gets this

@@ -74,6 +74,9 @@ class Scenario(ABC):
 
     severity_param: ClassVar[str] = ""
     harder: ClassVar[str] = "higher"  # does a higher or a lower severity value mean harder?
+    #: The scenario changes only ``label`` / ``label_observed``: a method whose training reads
+    #: no label trains the same model under it (:func:`modalab.experiments.runner.training_key`).
+    labels_only: ClassVar[bool] = False
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream", "test"])
 
     def __post_init__(self) -> None:

@@ -43,6 +43,7 @@ class LabelScarcity(Scenario):
 
     severity_param = "fraction"
     harder = "lower"
+    labels_only = True
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     fraction: float = 1.0
     per_class: int = 0
@@ -102,6 +103,7 @@ class LabelNoise(Scenario):
 
     severity_param = "rate"
     harder = "higher"
+    labels_only = True
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     rate: float = 0.0
     mode: str = "symmetric"
