@@ -127,6 +127,9 @@ def test_the_training_key_ignores_only_what_training_does_not_see() -> None:
     assert _key(*labels, "scenario.label_noise.rate=0.4") == _key(*labels)
     supervised = [*labels, "method=supervised"]
     assert _key(*supervised, "scenario.label_noise.rate=0.4") != _key(*supervised)
+    # No label flipped (rate 0, the default): the data without the scenario, whatever the mode.
+    asymmetric = _key(*supervised, "scenario.label_noise.mode=asymmetric")
+    assert _key(*supervised) == asymmetric == _key("method=supervised")
     other = [
         "scenario.missing.stage=[test,val]",  # validation selects the checkpoint
         "seed=1",

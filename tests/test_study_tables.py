@@ -396,3 +396,46 @@ def test_a_gap_needs_floor_and_ceiling_in_a_grid(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="gap takes exactly floor: and ceiling:"):
         load_tables(path)
+
+
+@pytest.mark.slow  # the fast tier is at its 3-minute budget
+def test_a_study_with_two_datasets_gets_one_curve_table_per_dataset(tmp_path: Path) -> None:
+    """Two data labels (e.g. shapes with and without text) are never pooled as seeds."""
+    from modalab.experiments.tables import study_tables
+
+    store = ResultsStore(tmp_path / "results" / "toy")
+    shifted = {m: {s: [v - 0.3 for v in vs] for s, vs in c.items()} for m, c in VALUES.items()}
+    for data, values in (("with_text", VALUES), ("no_text", shifted)):
+        rows = {(f"{m}", "fused"): c for m, c in values.items()}
+        planted = ResultsStore(tmp_path / data)
+        append_planted(
+            planted,
+            rows,
+            study="toy",
+            scenario="missing",
+            severity_key="scenario.missing.rate",
+            metric="linear_probe_acc",
+            condition="labels=1",
+        )
+        frame = planted.read().assign(data=data)
+        for run_id, part in frame.groupby("run_id"):
+            store.append(
+                f"{data}-{run_id}", part.assign(run_id=f"{data}-{run_id}").to_dict("records")
+            )
+    study = study_file(tmp_path, "tables:\n  - {kind: curve, modalities: [fused]}\n")
+    text = study.read_text().replace(
+        "methods:", "datasets: {with_text: [data=shapes], no_text: [data=shapes]}\nmethods:"
+    )
+    study.write_text(text)
+    out = study_tables(study, figures=tmp_path / "figures")
+    assert "**toy / with_text / missing**" in out and "**toy / no_text / missing**" in out
+    tables = [t for t in out.split("\n\n") if t.startswith("|")]
+    assert len(tables) == 2
+    for table, values in zip(tables, (VALUES, shifted)):
+        for method, curve in values.items():  # each dataset's own 3 seeds, not 6 pooled
+            for column, severity in ((1, 0.0), (3, 1.0)):
+                vs = curve[severity]
+                cell = f"{np.mean(vs):.3f} ± {np.std(vs, ddof=1):.3f}"
+                assert cells_of(table, f"{method} (n=3)")[column].startswith(cell), method
+    figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert figures == ["toy_no_text_missing.png", "toy_with_text_missing.png"]

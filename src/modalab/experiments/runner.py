@@ -620,9 +620,11 @@ def training_key(cfg: Mapping[str, Any]) -> str:
 
     The run's identity (:func:`run_id`) without the scenarios that cannot reach training —
     those applied only to the probes' data and the test split (``stage`` within
-    ``[downstream, test]``), and those that change only labels (``label_noise``,
-    ``label_scarcity``) when the method's training reads no label
-    (:data:`~modalab.methods.registry.LABEL_FREE_METHODS`) — without the evaluation settings
+    ``[downstream, test]``), those whose parameters change no data
+    (:meth:`~modalab.scenarios.base.Scenario.unchanged_by`: label noise at rate 0), and
+    those that change only labels (``label_noise``, ``label_scarcity``) when the method's
+    training reads no label (:data:`~modalab.methods.registry.LABEL_FREE_METHODS`) — without
+    the evaluation settings
     other than ``eval.checkpoint`` (which weights are kept) and without the labels of a
     study's grid point. The severities of a test-time obstacle share a key; those of a
     training-time one, or two seeds, do not. Training sees the ``pretrain`` and ``val``
@@ -645,6 +647,8 @@ def training_key(cfg: Mapping[str, Any]) -> str:
         True
         >>> training_key({**noisy, **supervised}) == training_key({**clean, **supervised})
         False
+        >>> training_key({**clean, **supervised}) == training_key({"seed": 0, **supervised})
+        True
     """
     method = str((cfg.get("method") or {}).get("name", ""))
 
@@ -654,9 +658,12 @@ def training_key(cfg: Mapping[str, Any]) -> str:
         stage = set(scenario.get("stage") or [])
         if stage and stage <= {"downstream", "test"}:
             return False
-        if method in LABEL_FREE_METHODS and name in SCENARIOS:
-            return not SCENARIOS.get(name).labels_only
-        return True
+        if name not in SCENARIOS:
+            return True
+        kind = SCENARIOS.get(name)
+        if kind.unchanged_by(scenario):  # e.g. label noise at rate 0, whatever its mode
+            return False
+        return not (kind.labels_only and method in LABEL_FREE_METHODS)
 
     scenarios = {
         name: scenario

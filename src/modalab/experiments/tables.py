@@ -566,11 +566,19 @@ def study_tables(
         first = table is next(t for t in tables if t.kind == "curve")
         reading = "_".join([*table.modalities, table.metric, table.condition])
         suffix = "" if first else "_" + re.sub(r"[^A-Za-z0-9]+", "_", reading).strip("_")
-        for scenario in [s for s in order if s in found] + [s for s in found if s not in order]:
-            part = broadcast_references(frame[frame.scenario == scenario])  # flat rows
+        scenarios = [s for s in order if s in found] + [s for s in found if s not in order]
+        # Several datasets (data labels): one table per dataset and scenario, never pooled.
+        data_found = list(dict.fromkeys(frame.data))
+        data_order = [d for d in spec.datasets or {} if d in data_found]
+        datasets = data_order + [d for d in data_found if d not in data_order]
+        for data, scenario in ((d, s) for d in datasets for s in scenarios):
+            several = len(datasets) > 1
+            of_data = frame[frame.data == data] if several else frame
+            part = broadcast_references(of_data[of_data.scenario == scenario])  # flat rows
             rows = part[(part.metric == table.metric) & (part.condition == table.condition)]
             if rows.empty:  # e.g. probes fitted under an obstacle that is not at test time
                 continue
+            where = f"{data} / {scenario}" if several else scenario
             if figures is not None:
                 curves = pd.concat(
                     [
@@ -578,14 +586,15 @@ def study_tables(
                         for m in table.modalities
                     ]
                 )
-                figure = plots.robustness_curves(curves, f"{table.metric} ({scenario})")
-                _save(figure, figures, f"{spec.name}_{scenario}{suffix}")
+                figure = plots.robustness_curves(curves, f"{table.metric} ({where})")
+                name = f"{data}_{scenario}" if several else scenario
+                _save(figure, figures, f"{spec.name}_{name}{suffix}")
             fit = "" if table.condition in ("labels=1", "") else f" (`{table.condition}`)"
             for modality in table.modalities:
                 if rows[rows.modality == modality].empty:
                     continue
                 out.append(
-                    f"**{spec.name} / {scenario}** (`{part.severity_key.iloc[0]}`), "
+                    f"**{spec.name} / {where}** (`{part.severity_key.iloc[0]}`), "
                     f"`{table.metric}`{fit} on `{modality}`, test split; markers: "
                     f"{caption(test, correction)} vs {table.baseline}\n"
                 )
@@ -635,7 +644,8 @@ class Claim:
 
     Attributes:
         table: The table's id: a grid table's title, ``study / scenario / modality`` for a
-            curve table, ``study / counterfactual`` for the attribution table.
+            curve table (``study / data / scenario / modality`` when the study has several
+            datasets), ``study / counterfactual`` for the attribution table.
         row: The row label (a curve table's ``(n=...)`` suffix left out).
         column: The column label.
         verdict: ``significant`` (a corrected p < 0.05: the cell has a star),

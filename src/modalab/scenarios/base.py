@@ -19,9 +19,9 @@ Each scenario also says *when* it applies — its ``stage``:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -78,6 +78,16 @@ class Scenario(ABC):
     #: no label trains the same model under it (:func:`modalab.experiments.runner.training_key`).
     labels_only: ClassVar[bool] = False
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream", "test"])
+
+    @classmethod
+    def unchanged_by(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a scenario with these parameters leaves every dataset exactly as it is.
+
+        Such a scenario (no label flipped, every label kept, ...) trains and evaluates what
+        the data without it does; its random draws come from the scenario's own generator.
+        False unless a scenario knows better.
+        """
+        return False
 
     def __post_init__(self) -> None:
         if isinstance(self.stage, str):

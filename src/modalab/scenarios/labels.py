@@ -9,7 +9,9 @@ Loss Correction Approach", CVPR 2017; Han et al., "Co-teaching", NeurIPS 2018).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -47,6 +49,17 @@ class LabelScarcity(Scenario):
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     fraction: float = 1.0
     per_class: int = 0
+
+    @classmethod
+    def unchanged_by(cls, params: Mapping[str, Any]) -> bool:
+        """Every label kept: ``fraction`` 1 and no ``per_class`` limit.
+
+        Example:
+            >>> LabelScarcity.unchanged_by({"fraction": 1.0}), LabelScarcity.unchanged_by(
+            ...     {"fraction": 1.0, "per_class": 5})
+            (True, False)
+        """
+        return float(params.get("fraction", 1.0)) == 1.0 and int(params.get("per_class", 0)) <= 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,6 +120,16 @@ class LabelNoise(Scenario):
     stage: list[str] = field(default_factory=lambda: ["pretrain", "downstream"])
     rate: float = 0.0
     mode: str = "symmetric"
+
+    @classmethod
+    def unchanged_by(cls, params: Mapping[str, Any]) -> bool:
+        """No label flipped: ``rate`` 0, whatever the mode.
+
+        Example:
+            >>> LabelNoise.unchanged_by({"rate": 0.0, "mode": "asymmetric"})
+            True
+        """
+        return float(params.get("rate", 0.0)) == 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
