@@ -13,7 +13,13 @@ from modalab.cli.main import main
 from modalab.experiments.config import ConfigError, compose_config
 from modalab.experiments.runner import run
 from modalab.experiments.store import ResultsStore
-from modalab.experiments.sweep import expand_study, hydra_commands, load_study, run_sweep
+from modalab.experiments.sweep import (
+    expand_study,
+    hydra_commands,
+    load_study,
+    run_sweep,
+    seed_major,
+)
 
 TINY = [
     "data.n_samples=120",
@@ -364,3 +370,19 @@ scenarios:
     path.write_text(text.replace("reference: true", "reference: sometimes"))
     with pytest.raises(ConfigError, match="no_audio"):
         load_study(path)
+
+
+@pytest.mark.slow  # composes the 32 runs of a smoke grid
+def test_runs_sharing_a_training_start_after_every_first_training_of_their_seed() -> None:
+    """label_noise: rate 0 of both modes shares one training, and CLIP's severities share
+    one: within a seed, each shared run starts after every run that trains."""
+    study = Path(__file__).parents[1] / "studies" / "label_noise.yaml"
+    runs, _ = expand_study(load_study(study), smoke=True)
+    assert len({r.training for r in runs}) < len(runs)  # there is sharing to order
+    ordered = seed_major(runs)
+    for seed in {r.seed for r in runs}:
+        mine = [r for r in ordered if r.seed == seed]
+        seen: set[str] = set()
+        first = [r.training not in seen and not seen.add(r.training) for r in mine]
+        assert first == sorted(first, reverse=True), [r.label for r in mine]
+        assert sum(first) == len({r.training for r in mine})

@@ -247,6 +247,8 @@ class GridRun:
         scenario: Scenario label.
         severity: Severity value (NaN: a reference run, made without the scenario).
         seed: Seed.
+        training: Its training key (:func:`~modalab.experiments.runner.training_key`): runs
+            with one key share one training (``""``: unknown, the run's own).
     """
 
     overrides: list[str]
@@ -256,6 +258,7 @@ class GridRun:
     scenario: str
     severity: float
     seed: int
+    training: str = ""
 
     @property
     def label(self) -> str:
@@ -285,7 +288,7 @@ def expand_study(
     Raises:
         ConfigError: If any run's overrides do not compose.
     """
-    from modalab.experiments.runner import run_id
+    from modalab.experiments.runner import run_id, training_key
 
     store = store or (spec.store + ("_smoke" if smoke else ""))
     output_dir = spec.output_dir + ("_smoke" if smoke else "")
@@ -346,6 +349,7 @@ def expand_study(
                                 label,
                                 value,
                                 seed,
+                                training_key(plain),
                             )
                         )
     return runs, store
@@ -492,10 +496,12 @@ def seed_major(runs: Sequence[GridRun]) -> list[GridRun]:
     A sweep stopped part-way then holds whole replicates — every method, scenario and
     severity of the first seeds — rather than every seed of the first methods, so the tables
     of an unfinished study already compare all its methods, on fewer seeds. Within a seed,
-    every method and scenario's first severity comes before any second one (study order
-    otherwise): the severities of a test-time obstacle share one training
-    (:mod:`modalab.experiments.shared`), so its first run trains while the parallel workers
-    run other groups instead of waiting for it.
+    every run whose training no earlier run of the seed shares comes first, in study order,
+    then the runs that share one (:mod:`modalab.experiments.shared`: the severities of a
+    test-time obstacle, the rate 0 of two label-noise modes, a self-supervised method's label
+    severities), level by level: each group's first run trains while the parallel workers
+    run other groups instead of waiting for it. Runs without a known training key are
+    grouped by dataset, method and scenario.
 
     Example:
         >>> from modalab.experiments.sweep import GridRun
@@ -503,12 +509,18 @@ def seed_major(runs: Sequence[GridRun]) -> list[GridRun]:
         ...         for m in "ab" for v in (0, 1) for s in (0, 1)]
         >>> [r.run_id for r in seed_major(grid)]
         ['a00', 'b00', 'a10', 'b10', 'a01', 'b01', 'a11', 'b11']
+        >>> keys = {"a0": "k1", "b0": "k1", "a1": "k2", "b1": "k3"}  # a0 and b0 train alike
+        >>> grid = [GridRun([], f"{m}{v}", "", m, "x", v, 0, keys[f"{m}{v}"])
+        ...         for m in "ab" for v in (0, 1)]
+        >>> [r.run_id for r in seed_major(grid)]
+        ['a0', 'a1', 'b1', 'b0']
     """
     rank = {seed: i for i, seed in enumerate(dict.fromkeys(r.seed for r in runs))}
-    level: dict[tuple[str, str, str, int], int] = {}
+    level: dict[tuple[str, ...], int] = {}
     levels = []
-    for r in runs:  # the run's position along its own curve
-        group = (r.dataset, r.method, r.scenario, r.seed)
+    for r in runs:  # the run's position within its training group
+        shared = (r.training,) if r.training else (r.dataset, r.method, r.scenario)
+        group = (*shared, str(r.seed))
         levels.append(level.get(group, 0))
         level[group] = levels[-1] + 1
     order = sorted(range(len(runs)), key=lambda i: (rank[runs[i].seed], levels[i]))
