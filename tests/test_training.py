@@ -282,29 +282,6 @@ def test_constant_schedule_warms_up_then_holds() -> None:
     assert [lr_factor(s, 10, 4, decay=False) for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
 
 
-def test_plateau_halves_the_rate_after_patience_checks_without_improvement(
-    tmp_path: Path,
-) -> None:
-    curve = [5.0, 4.0, 4.5, 4.6, 3.0, 3.1, 3.2, 3.3]
-    schedule = LRSchedule(name="plateau", plateau_factor=0.5, plateau_patience=1)
-    options = TrainingOptions(EarlyStoppingConfig(enabled=False), schedule)
-    module = Scripted(curve, schedule, lr=0.2)
-    trainer = _trainer(len(curve), training_callbacks(options, tmp_path))
-    trainer.fit(module, _loader(), _loader())
-    # By hand: a reduction after more than `patience` bad epochs in a row, then the count restarts.
-    lr, best, bad, expected = 0.2, math.inf, 0, []
-    for value in curve:
-        expected.append(lr)
-        if value < best * (1 - 1e-4):  # ReduceLROnPlateau's default relative threshold
-            best, bad = value, 0
-        else:
-            bad += 1
-        if bad > 1:
-            lr, bad = lr * 0.5, 0
-    assert module.epoch_lrs == pytest.approx(expected)
-    assert min(expected) < 0.2  # the curve does trigger reductions
-
-
 def _plateau_by_hand(curve: list[float], lr: float, patience: int) -> list[float]:
     """The rate at the start of each epoch under ReduceLROnPlateau (factor 0.5), by hand."""
     best, bad, expected = math.inf, 0, []
@@ -317,6 +294,21 @@ def _plateau_by_hand(curve: list[float], lr: float, patience: int) -> list[float
         if bad > patience:
             lr, bad = lr * 0.5, 0
     return expected
+
+
+def test_plateau_halves_the_rate_after_patience_checks_without_improvement(
+    tmp_path: Path,
+) -> None:
+    curve = [5.0, 4.0, 4.5, 4.6, 3.0, 3.1, 3.2, 3.3]
+    schedule = LRSchedule(name="plateau", plateau_factor=0.5, plateau_patience=1)
+    options = TrainingOptions(EarlyStoppingConfig(enabled=False), schedule)
+    module = Scripted(curve, schedule, lr=0.2)
+    trainer = _trainer(len(curve), training_callbacks(options, tmp_path))
+    trainer.fit(module, _loader(), _loader())
+    # By hand: a reduction after more than `patience` bad epochs in a row, then the count restarts.
+    expected = _plateau_by_hand(curve, 0.2, patience=1)
+    assert module.epoch_lrs == pytest.approx(expected)
+    assert min(expected) < 0.2  # the curve does trigger reductions
 
 
 @pytest.mark.slow  # the fast tier is at its 3-minute budget
