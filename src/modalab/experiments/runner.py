@@ -625,10 +625,10 @@ def training_key(cfg: Mapping[str, Any]) -> str:
     those that change only labels (``label_noise``, ``label_scarcity``) when the method's
     training reads no label (:data:`~modalab.methods.registry.LABEL_FREE_METHODS`) — without
     the evaluation settings other than ``eval.checkpoint`` (which weights are kept) and
-    without the labels of a study's grid point. The severities of a test-time obstacle share a key; those of a
-    training-time one, or two seeds, do not. Training sees the ``pretrain`` and ``val``
-    stages only, and the runner reseeds after applying the scenarios, so a scenario left out
-    here changes no trained weight.
+    without the labels of a study's grid point. The severities of a test-time obstacle share
+    a key; those of a training-time one, or two seeds, do not. Training sees the ``pretrain``
+    and ``val`` stages only, and the runner reseeds after applying the scenarios, so a
+    scenario left out here changes no trained weight.
 
     Example:
         >>> base = {"seed": 0, "eval": {"checkpoint": "best", "l2_grid": [0.1]},
