@@ -142,7 +142,7 @@ def test_every_method_builds_from_its_defaults_and_trains_a_step(name: str) -> N
     method = build_method(plain["method"], encoder, splits, 16, seed=3)
     before = {k: v.detach().clone() for k, v in method.named_parameters() if v.requires_grad}
     trainer = L.Trainer(  # one training step and one validation batch
-        max_epochs=10,  # > distill's teacher epochs, which it checks
+        max_epochs=20,  # > distill's teacher and finetune's pre-training epochs, which they check
         max_steps=1,
         limit_train_batches=1,
         limit_val_batches=1,
