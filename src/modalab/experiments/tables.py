@@ -571,8 +571,8 @@ def study_tables(
         data_found = list(dict.fromkeys(frame.data))
         data_order = [d for d in spec.datasets or {} if d in data_found]
         datasets = data_order + [d for d in data_found if d not in data_order]
+        several = len(datasets) > 1
         for data, scenario in ((d, s) for d in datasets for s in scenarios):
-            several = len(datasets) > 1
             of_data = frame[frame.data == data] if several else frame
             part = broadcast_references(of_data[of_data.scenario == scenario])  # flat rows
             rows = part[(part.metric == table.metric) & (part.condition == table.condition)]
