@@ -105,6 +105,7 @@ _FIELDS = {
 }
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_generated_out_of_range_values_are_rejected(data: st.DataObject) -> None:
@@ -115,6 +116,7 @@ def test_generated_out_of_range_values_are_rejected(data: st.DataObject) -> None
     assert key in str(info.value)
 
 
+@pytest.mark.slow
 @settings(max_examples=20, deadline=None)
 @given(name=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=12))
 def test_generated_unknown_keys_are_rejected(name: str) -> None:

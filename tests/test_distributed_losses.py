@@ -218,6 +218,7 @@ def _unequal_worker(rank: int, init_file: str, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_unequal_local_batches_raise_a_clear_error_instead_of_aborting() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")

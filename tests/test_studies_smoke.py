@@ -59,7 +59,7 @@ def test_study_smoke_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_counterfactual_study_analysis_at_smoke_size(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`modalab counterfactual --study --smoke`: efficiency, the truth derived, resumable."""
     import yaml
@@ -90,6 +90,14 @@ def test_counterfactual_study_analysis_at_smoke_size(
     assert {f: f.stat().st_mtime_ns for f in (out / "rows").glob("*.parquet")} == written
     assert not list(out.rglob("*.tmp"))
     frame = ResultsStore(out).read()
+    # The head width of the study's counterfactual table is recorded with every run; asking
+    # for another over the same store is refused (one screen), nothing rewritten.
+    (width,) = [t["head_hidden"] for t in study["tables"] if t["kind"] == "counterfactual"]
+    recorded = frame.loc[frame.metric == "analysis_head_hidden", "value"]
+    assert len(recorded) == len(runs) and set(recorded) == {float(width)}
+    assert main(["counterfactual", "--study", str(path), "--smoke", "--head-hidden", "0"]) == 2
+    assert f"--head-hidden {width}" in capsys.readouterr().err
+    assert {f: f.stat().st_mtime_ns for f in (out / "rows").glob("*.parquet")} == written
     assert ResultsStore(out).run_ids() == {r.run_id for r in runs}
     for run_id, rows in frame.groupby("run_id"):
         value = {(m, mod): v for m, mod, v in zip(rows.metric, rows.modality, rows.value)}

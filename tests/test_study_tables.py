@@ -398,6 +398,17 @@ def test_a_gap_needs_floor_and_ceiling_in_a_grid(tmp_path: Path) -> None:
         load_tables(path)
 
 
+def test_head_hidden_belongs_to_a_counterfactual_table(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    table = "{kind: counterfactual, head_hidden: 64}"
+    path.write_text(f"name: x\nmethods: {{a: []}}\ntables:\n  - {table}\n")
+    assert load_tables(path)[0].head_hidden == 64
+    for bad in ("{kind: curve, head_hidden: 64}", "{kind: counterfactual, head_hidden: -1}"):
+        path.write_text(f"name: x\nmethods: {{a: []}}\ntables:\n  - {bad}\n")
+        with pytest.raises(ConfigError, match="head_hidden="):
+            load_tables(path)
+
+
 @pytest.mark.slow  # the fast tier is at its 3-minute budget
 def test_a_study_with_two_datasets_gets_one_curve_table_per_dataset(tmp_path: Path) -> None:
     """Two data labels (e.g. shapes with and without text) are never pooled as seeds."""

@@ -277,6 +277,7 @@ def analyse_study(
     metric: str = "accuracy",
     max_samples: int = 0,
     intuition: Mapping[str, str] | None = None,
+    head_hidden: int | None = None,
 ) -> Path:
     """Analyse every run of a study's store; pooled statistics and the truth to a store.
 
@@ -291,7 +292,12 @@ def analyse_study(
         smoke: Analyse the ``--smoke`` sweep (stores and run folder ``..._smoke``).
         metric: ``accuracy`` or ``log_prob``.
         max_samples: Analyse the first ``max_samples`` test samples only (0: all).
-        intuition: Dominant modality per non-``shapes`` dataset (default ``avmnist: image``).
+        intuition: Dominant modality per non-``shapes`` dataset (default ``avmnist: audio``:
+            on the official protocol the unimodal baselines put the audio ahead of the
+            PCA-degraded image, docs/datasets.md).
+        head_hidden: Hidden width of the head fitted on encoder-only methods' frozen features
+            (``None``: the ``head_hidden`` of the study's counterfactual table, default 0,
+            a linear head).
 
     Returns:
         The analysis store.
@@ -300,12 +306,27 @@ def analyse_study(
         ConfigError: If the study's store holds no runs.
     """
     spec, suffix = load_study(study), "_smoke" if smoke else ""
-    named = [t.store for t in load_tables(study) if t.kind == "counterfactual" and t.store]
+    specs = [t for t in load_tables(study) if t.kind == "counterfactual"]
+    named = [t.store for t in specs if t.store]
     name = Path(named[0]).name if named else f"{Path(spec.store).name}_analysis"
+    if head_hidden is None:
+        head_hidden = specs[0].head_hidden if specs else 0
     results = ResultsStore(Path(spec.store).parent / (name + suffix))
     trained = ResultsStore(spec.store + suffix).read()
     if trained.empty:
         raise ConfigError(f"{spec.store + suffix} holds no runs: run `modalab sweep {study}`.")
+    done = results.read()
+    if not done.empty:
+        # An analysis store holds one head width: a run analysed with another is stale.
+        widths = done.loc[done.metric == "analysis_head_hidden", "value"]
+        other = sorted({int(w) for w in widths} - {head_hidden})
+        if other or (widths.empty and head_hidden):
+            found = other or [0]
+            raise ConfigError(
+                f"{results.root} holds analyses with a head of hidden width {found}, not "
+                f"{head_hidden}: delete that folder to analyse again, or pass "
+                f"--head-hidden {found[0]}."
+            )
     for run_id, part in trained.groupby("run_id", sort=True):
         if results.has(str(run_id)):
             continue
@@ -313,14 +334,20 @@ def analyse_study(
         run_dir = Path(spec.output_dir + suffix) / str(run_id)
         seed = int(part["seed"].iloc[0])
         report, _ = analyse_run(
-            run_dir, STUDY_ANALYSES, metric=metric, seed=seed, max_samples=max_samples
+            run_dir,
+            STUDY_ANALYSES,
+            metric=metric,
+            seed=seed,
+            max_samples=max_samples,
+            head_hidden=head_hidden,
         )
         meta = part.iloc[0].drop(["metric", "modality", "condition", "value"]).to_dict()
         values, config = pooled_rows(report.table), load_yaml(run_dir / CONFIG_FILE)
         assert report.shapley is not None
-        expected = truth(config, report.shapley.modalities, intuition or {"avmnist": "image"})
+        expected = truth(config, report.shapley.modalities, intuition or {"avmnist": "audio"})
         for m, (share, top) in expected.items():
             values += [("truth_share", m, share), ("truth_dominant", m, top)]
+        values.append(("analysis_head_hidden", "", float(head_hidden)))
         rows = [
             {**meta, "metric": k, "modality": m, "condition": metric, "value": v}
             for k, m, v in values

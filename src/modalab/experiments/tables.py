@@ -114,6 +114,10 @@ class TableSpec:
             teacher; ceiling: the teacher) — the filters are merged over the column's.
         notes: Lines printed under the table.
         store: Counterfactual: the analysis store (relative to the results folder's parent).
+        head_hidden: Counterfactual: hidden width of the head that ``modalab counterfactual
+            --study`` fits on the frozen features of encoder-only methods (CLIP, ...) before
+            analysing them (``0``: a linear head, which cannot represent a synergy such as
+            ``(shape + colour) mod 4``).
     """
 
     kind: str = "curve"
@@ -131,6 +135,7 @@ class TableSpec:
     gap: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     store: str = ""
+    head_hidden: int = 0
 
 
 def load_tables(path: str | Path) -> list[TableSpec]:
@@ -157,6 +162,11 @@ def load_tables(path: str | Path) -> list[TableSpec]:
             )
         if spec.kind == "grid" and (not spec.rows or not spec.columns):
             raise ConfigError(f"tables[{i}] of {file}: a grid table needs rows and columns.")
+        if (spec.head_hidden and spec.kind != "counterfactual") or spec.head_hidden < 0:
+            raise ConfigError(
+                f"tables[{i}] of {file}: head_hidden={spec.head_hidden} is for a "
+                "counterfactual table, as a width >= 0 (0: a linear head)."
+            )
         if spec.gap and (spec.kind != "grid" or set(spec.gap) != {"floor", "ceiling"}):
             raise ConfigError(
                 f"tables[{i}] of {file}: gap takes exactly floor: and ceiling: filters, "
