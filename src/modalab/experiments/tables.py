@@ -656,8 +656,10 @@ class Claim:
         table: The table's id: a grid table's title, ``study / scenario / modality`` for a
             curve table (``study / data / scenario / modality`` when the study has several
             datasets), ``study / counterfactual`` for the attribution table.
-        row: The row label (a curve table's ``(n=...)`` suffix left out).
-        column: The column label.
+        row: The row label (a curve table's ``(n=...)`` suffix left out; ``data / method``
+            in the attribution table).
+        column: The column label (``column / modality`` for the attribution table's
+            per-modality cells).
         verdict: ``significant`` (a corrected p < 0.05: the cell has a star),
             ``not significant`` (tested, no star) or ``untested`` (the cell carries no test).
         value: The mean as written in the sentence (checked to the digits given), or ``""``.
@@ -707,6 +709,9 @@ def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
 
     A curve table's id is ``study / scenario / modality``, followed by `` / metric`` when
     the metric is not ``linear_probe_acc`` and `` / condition`` when its caption names one.
+    In the attribution table (``study / counterfactual``) a row is ``data / method`` and a
+    cell is addressed by its column and the line's modality, ``Shapley share / text``, or
+    by its column alone for the per-run cells of the block's first line (``interaction``).
 
     Example:
         >>> md = "#### Q1\n\n|  | a |\n|---|---|\n| m (n=5) | 0.5 ± 0.1 * |\n"
@@ -715,9 +720,15 @@ def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
         >>> md = "**s / miss** (`k`), `linear_probe_acc` (`labels=1,fit=obstacle`) on `fused`, x\n"
         >>> list(rendered_cells(md + "\n|  | a |\n|---|---|\n| m | 0.5 |\n"))
         ['s / miss / fused / labels=1,fit=obstacle']
+        >>> md = "### cf\n\n| data | method | modality | share | interaction |\n"
+        >>> md += "|---|---|---|---|---|\n| d | m | image | 0.4 ± 0.1 | 0.6 ± 0.0 |\n"
+        >>> md += "|  |  | text | 0.6 ± 0.1 |  |\n"
+        >>> cells = rendered_cells(md)["cf / counterfactual"]
+        >>> cells[("d / m", "share / text")], cells[("d / m", "interaction")]
+        ('0.6 ± 0.1', '0.6 ± 0.0')
     """
     tables: dict[str, dict[tuple[str, str], str]] = {}
-    study, table_id, header = "", "", list[str]()
+    study, table_id, header, block = "", "", list[str](), ""
     for line in text.splitlines():
         if line.startswith("### "):
             study = line[4:].strip()
@@ -735,6 +746,20 @@ def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
                 header = cells
                 if header and header[0] == "data":  # the counterfactual table
                     table_id = f"{study} / counterfactual"
+            elif header[:2] == ["data", "method"] and not set("".join(cells)) <= set("-: "):
+                # The attribution table: a block of lines per data x method, one per modality.
+                line_of = dict(zip(header, cells))
+                first = bool(line_of["data"])
+                if first:
+                    block = f"{line_of['data']} / {line_of['method']}"
+                modality = line_of.get("modality", "")
+                for column, cell in line_of.items():
+                    if column in ("data", "method", "modality") or not cell:
+                        continue
+                    cells_of = tables.setdefault(table_id, {})
+                    cells_of[(block, f"{column} / {modality}")] = cell
+                    if first:
+                        cells_of[(block, column)] = cell
             elif not set("".join(cells)) <= set("-: "):
                 row = _ROW_N.sub("", cells[0])
                 for column, cell in zip(header[1:], cells[1:]):
