@@ -7,7 +7,10 @@ projection heads and loss — the step the issue measured (382 ms then, under lo
 fp32 NCHW with the spatial mean and out-of-place ReLUs (the step when the issue was filed),
 channels-last (the encoder's default since), channels-last with the spatial mean it used until
 the sum / count pooling (whose gradient is not materialised NCHW), channels-last with the
-out-of-place ReLUs it used until 2026-11-30, bf16 autocast, and both; each under the
+out-of-place ReLUs it used until 2026-11-30, channels-last without the convolutions' biases
+(redundant before batch norm, which subtracts each channel's mean: same function, one bias
+gradient reduction less per block; not adopted, see docs/benchmarks.md), bf16 autocast, and
+both; each under the
 two ``trainer.allocator`` settings, ``system`` (the C library's defaults, as when the issue
 was filed) and ``reuse`` (the default now, see ``modalab.experiments.allocator``), one
 worker process per allocator. Every variant runs once
@@ -42,6 +45,7 @@ VARIANTS = {
     "channels_last": (True, False, False, True),
     "channels_last, h.mean": (True, False, True, True),
     "channels_last, ReLU copy": (True, False, False, False),
+    "channels_last, no bias": (True, False, False, True),
     "bf16 autocast": (False, True, False, True),
     "channels_last + bf16": (True, True, False, True),
 }
@@ -81,6 +85,15 @@ def _method(
     return method_and_optimizer("clip", encoders)
 
 
+def _without_conv_bias(method: torch.nn.Module) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """``method`` with its convolutions' biases removed (after initialisation, so that the
+    other weights are those of the same seed) and a fresh AdamW over what is left."""
+    for module in method.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
+            module.bias = None
+    return method, torch.optim.AdamW(method.parameters(), lr=2e-3, weight_decay=1e-4)
+
+
 def _step(method, optimizer, batch: MultimodalBatch, bf16: bool) -> float:
     start = time.perf_counter()
     context = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -97,6 +110,8 @@ def _worker(allocator: str, batch_size: int) -> None:
     steps = {}
     for name, (channels_last, bf16, mean_pool, relu_inplace) in VARIANTS.items():
         state = _method(channels_last, mean_pool, relu_inplace)
+        if name.endswith("no bias"):
+            state = _without_conv_bias(state[0])
         _step(*state, batch, bf16)  # warm-up (oneDNN primitive creation)
         steps[name] = lambda s=state, b=bf16: _step(*s, batch, b)
     serve_steps(allocator, steps)
