@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import subprocess
 import sys
@@ -324,6 +325,37 @@ def test_study_files_use_five_seeds_and_seed_data() -> None:
     for path in sorted((Path(__file__).parents[1] / "studies").glob("*.yaml")):
         spec = load_study(path)
         assert len(spec.seeds) >= 5 and spec.seed_data, path.name
+
+
+def test_a_reference_run_records_no_severity_even_with_a_scenario_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """A unimodal control made by a `missing` scenario at every stage, as a reference row."""
+    from modalab.experiments.runner import _severity
+
+    own = {"scenario": {"missing": {"rate": 1.0, "modalities": ["audio"]}}, "seed": 0}
+    assert _severity({**own, "severity_key": ""}) == ("scenario.missing.rate", 1.0)
+    key, value = _severity({**own, "severity_key": "none"})
+    assert key == "" and math.isnan(value)
+    path = _study(tmp_path, values="[0.0, 1.0]")
+    control = """  image_only:
+    overrides: [method=supervised, "scenario=[missing]", "scenario.missing.modalities=[audio]"]
+    reference: true
+scenarios:
+"""
+    path.write_text(path.read_text().replace("scenarios:\n", control))
+    runs, _ = expand_study(load_study(path))
+    (reference,) = [r for r in runs if r.method == "image_only"]
+    assert "severity_key=none" in reference.overrides and math.isnan(reference.severity)
+    # A reference without a scenario of its own keeps the empty key (and so the run ids of
+    # the stores' existing reference runs: severity_key is part of a run's identity).
+    plain = control.replace(
+        '"scenario=[missing]", "scenario.missing.modalities=[audio]"', '"data.modalities=[image]"'
+    )
+    path.write_text(path.read_text().replace(control, plain))
+    runs, _ = expand_study(load_study(path))
+    (reference,) = [r for r in runs if r.method == "image_only"]
+    assert "severity_key=" in reference.overrides
 
 
 @pytest.mark.slow  # runs a tiny sweep: the fast tier is at its 3-minute budget

@@ -221,6 +221,7 @@ class RunConfig:
     study: str = ""  # study name recorded with the rows (set by `modalab sweep`)
     seed_data: bool = False  # data.seed follows seed (a study's seed_data: true); hashed as such
     severity_key: str = ""  # config key recorded as the severity; default: first scenario's
+    # ("none": no severity: a study's reference run that brings a scenario of its own)
     scenario_label: str = ""  # the store's scenario column; default: the scenario names
     method_label: str = ""  # the store's method column; default: method.name
     data_label: str = ""  # the store's data column; default: data.name

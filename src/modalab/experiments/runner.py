@@ -225,8 +225,15 @@ def run_id(cfg: Mapping[str, Any]) -> str:
 
 
 def _severity(cfg: Mapping[str, Any]) -> tuple[str, float]:
-    """The severity key and its value (NaN without scenario or key)."""
+    """The severity key and its value (NaN without scenario or key, and for ``none``).
+
+    ``severity_key=none`` records no severity although the run has scenarios: a study's
+    reference run, made without the study's scenario, whose own overrides may bring one
+    (a unimodal control made by a ``missing`` scenario at every stage).
+    """
     key = str(cfg.get("severity_key") or "")
+    if key == "none":
+        return "", math.nan
     names = list(cfg.get("scenario") or {})
     if not key and names:
         key = f"scenario.{names[0]}.{SCENARIOS.get(names[0]).severity_param}"

@@ -306,11 +306,17 @@ def expand_study(
                     _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
                 )
                 reference = method in spec.reference_methods
+                # A reference records no severity, even when its own overrides bring a
+                # scenario (a unimodal control made by `missing` at every stage: "none");
+                # without one, the empty key that the stores' reference runs were made with
+                # (severity_key is part of a run's identity).
+                own = any(o.split("=")[0].lstrip("+~").startswith("scenario") for o in chosen)
+                no_severity = "severity_key=none" if own else "severity_key="
                 # A reference run: the control without the scenario, once per seed.
                 point = [math.nan] if reference else values
                 for value in point:
                     scenario_overrides = (
-                        ["severity_key="]
+                        [no_severity]
                         if reference
                         else [
                             *scenario.overrides,
@@ -686,7 +692,12 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = ("seed=", "run_name=", "resume=", *([f"{key}="] if key else []))  # per job
+        varying = (
+            "seed=",
+            "run_name=",
+            "resume=",
+            *([f"{key}="] if key not in ("", "none") else []),
+        )
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
