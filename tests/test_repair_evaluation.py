@@ -170,7 +170,8 @@ def test_sweep_datasets_option_keeps_only_the_named_datasets(capsys):
     lines = [
         x for x in capsys.readouterr().out.splitlines() if x.split()[:1] in (["todo"], ["done"])
     ]
-    # 4 methods x 1 severity x 1 smoke seed, all on shapes
-    assert len(lines) == 4 and all(" shapes " in x for x in lines)
+    # (4 methods x 1 severity + 2 unimodal reference rows) x 1 smoke seed, all on shapes
+    assert len(lines) == 6 and all(" shapes " in x for x in lines)
+    assert sum("=reference " in x for x in lines) == 2
     assert main(["sweep", study, "--dry-run", "--datasets", "mnist"]) == 2
     assert "not among the study's datasets" in capsys.readouterr().out
