@@ -310,7 +310,7 @@ def expand_study(
                 # scenario (a unimodal control made by `missing` at every stage: "none");
                 # without one, the empty key that the stores' reference runs were made with
                 # (severity_key is part of a run's identity).
-                own = any(o.split("=")[0].lstrip("+~").startswith("scenario") for o in chosen)
+                own = any(o.split("=")[0].lstrip("+~").split(".")[0] == "scenario" for o in chosen)
                 no_severity = "severity_key=none" if own else "severity_key="
                 # A reference run: the control without the scenario, once per seed.
                 point = [math.nan] if reference else values
