@@ -316,7 +316,8 @@ def analyse_study(
     if trained.empty:
         raise ConfigError(f"{spec.store + suffix} holds no runs: run `modalab sweep {study}`.")
     done = results.read()
-    if not done.empty:
+    analysed = set() if done.empty else set(done.run_id)
+    if analysed:
         # An analysis store holds one head width: a run analysed with another is stale.
         widths = done.loc[done.metric == "analysis_head_hidden", "value"]
         other = sorted({int(w) for w in widths} - {head_hidden})
@@ -328,7 +329,7 @@ def analyse_study(
                 f"--head-hidden {found[0]}."
             )
     for run_id, part in trained.groupby("run_id", sort=True):
-        if results.has(str(run_id)):
+        if str(run_id) in analysed:
             continue
         start = time.perf_counter()
         run_dir = Path(spec.output_dir + suffix) / str(run_id)

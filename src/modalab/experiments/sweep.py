@@ -272,6 +272,11 @@ def _fmt(value: float) -> str:
     return repr(float(value))  # 0.5, 1e-05, inf: all parsed back as floats by Hydra
 
 
+def _override_key(override: str) -> str:
+    """The config key of a Hydra override, without its ``+``/``~`` prefix."""
+    return override.split("=")[0].lstrip("+~")
+
+
 def expand_study(
     spec: StudySpec, smoke: bool = False, store: str | None = None
 ) -> tuple[list[GridRun], str]:
@@ -297,8 +302,15 @@ def expand_study(
     runs = []
     for dataset, data_overrides in (spec.datasets or {"": []}).items():
         for method, method_overrides in spec.methods.items():
-            selects = any(o.split("=")[0].lstrip("+~") == "method" for o in method_overrides)
+            keys = [_override_key(o) for o in method_overrides]
+            selects = "method" in keys
             chosen = list(method_overrides) if selects else [f"method={method}", *method_overrides]
+            # A reference records no severity, even when its own overrides bring a scenario (a
+            # unimodal control made by `missing` at every stage: "none"); without one, the
+            # empty key that the stores' reference runs were made with (severity_key is part
+            # of a run's identity).
+            own = any(k.split(".")[0] == "scenario" for k in keys)
+            no_severity = "severity_key=none" if own else "severity_key="
             for label, scenario in spec.scenarios.items():
                 if label not in spec.method_scenarios.get(method, [label]):
                     continue  # a control that this scenario does not apply to
@@ -306,12 +318,6 @@ def expand_study(
                     _smoke_values(scenario.values, spec.smoke.levels) if smoke else scenario.values
                 )
                 reference = method in spec.reference_methods
-                # A reference records no severity, even when its own overrides bring a
-                # scenario (a unimodal control made by `missing` at every stage: "none");
-                # without one, the empty key that the stores' reference runs were made with
-                # (severity_key is part of a run's identity).
-                own = any(o.split("=")[0].lstrip("+~").split(".")[0] == "scenario" for o in chosen)
-                no_severity = "severity_key=none" if own else "severity_key="
                 # A reference run: the control without the scenario, once per seed.
                 point = [math.nan] if reference else values
                 for value in point:
@@ -692,16 +698,12 @@ def hydra_commands(runs: Sequence[GridRun], launcher: str = "submitit_slurm") ->
         first = group[0]
         severity_key = next(o for o in first.overrides if o.startswith("severity_key="))
         key = severity_key.split("=", 1)[1]
-        varying = (
-            "seed=",
-            "run_name=",
-            "resume=",
-            *([f"{key}="] if key not in ("", "none") else []),
-        )
+        reference = math.isnan(first.severity)  # no severity to sweep
+        varying = ("seed=", "run_name=", "resume=", *([] if reference else [f"{key}="]))
         fixed = [o for o in first.overrides if not o.startswith(varying)]
         severities = ",".join(dict.fromkeys(_fmt(r.severity) for r in group))
         seeds = ",".join(dict.fromkeys(str(r.seed) for r in group))
-        sweep = [] if math.isnan(first.severity) else [f"{key}={severities}"]  # a reference
+        sweep = [] if reference else [f"{key}={severities}"]
         args = [*fixed, *sweep, f"seed={seeds}"]
         commands.append(
             "python -m modalab.experiments.hydra_app --multirun "

@@ -746,21 +746,23 @@ def rendered_cells(text: str) -> dict[str, dict[tuple[str, str], str]]:
                 header = cells
                 if header and header[0] == "data":  # the counterfactual table
                     table_id = f"{study} / counterfactual"
-            elif header[:2] == ["data", "method"] and not set("".join(cells)) <= set("-: "):
+            elif set("".join(cells)) <= set("-: "):
+                continue  # the header's separator line
+            elif header[0] == "data":
                 # The attribution table: a block of lines per data x method, one per modality.
                 line_of = dict(zip(header, cells))
                 first = bool(line_of["data"])
                 if first:
                     block = f"{line_of['data']} / {line_of['method']}"
                 modality = line_of.get("modality", "")
+                cells_of = tables.setdefault(table_id, {})
                 for column, cell in line_of.items():
                     if column in ("data", "method", "modality") or not cell:
                         continue
-                    cells_of = tables.setdefault(table_id, {})
                     cells_of[(block, f"{column} / {modality}")] = cell
                     if first:
                         cells_of[(block, column)] = cell
-            elif not set("".join(cells)) <= set("-: "):
+            else:
                 row = _ROW_N.sub("", cells[0])
                 for column, cell in zip(header[1:], cells[1:]):
                     tables.setdefault(table_id, {})[(row, column)] = cell
